@@ -1,0 +1,9 @@
+"""Forward-Forward (Hinton 2022): networks trained layer by layer, without backpropagation."""
+
+from .config import Config
+from .errors import FFError
+from .model import FFClassifier
+from .presets import PRESETS, preset
+
+__all__ = ["Config", "FFClassifier", "FFError", "PRESETS", "preset"]
+__version__ = "0.1.0"

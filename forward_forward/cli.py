@@ -1,0 +1,113 @@
+"""The `ff` command: a thin layer over the package. Every user error is one line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import config as config_mod
+from . import data as data_mod
+from . import presets, runs
+from .errors import FFError
+
+
+def _build_config(args) -> config_mod.Config:
+    cfg = presets.preset(args.preset)
+    if args.config:
+        cfg = config_mod.merge(cfg, config_mod.load_toml(args.config))
+    for text in args.set or []:
+        cfg = config_mod.merge(cfg, config_mod.parse_override(text))
+    shortcuts = {"data": {"data_dir": args.data_dir}, "run": {"device": args.device},
+                 "optim": {"epochs": args.epochs}}
+    for section, values in shortcuts.items():
+        values = {k: v for k, v in values.items() if v is not None}
+        if values:
+            cfg = config_mod.merge(cfg, {section: values})
+    if args.no_progress:
+        cfg = config_mod.merge(cfg, {"run": {"progress": False}})
+    return cfg
+
+
+def cmd_train(args) -> None:
+    from .train import train
+
+    cfg = _build_config(args)
+    run_dir = Path(args.run_dir) if args.run_dir else runs.new_run_dir(args.preset)
+    print(f"training preset {args.preset!r} into {run_dir}", flush=True)
+    summary = train(cfg, run_dir, args.preset)
+    print(
+        f"test error {100 * summary['test_error']:.2f} % (predict by {summary['predict']}; "
+        f"validation {100 * summary['val_error']:.2f} %) after {summary['epochs']} epochs in "
+        f"{summary['train_seconds']:.0f} s on {summary['device']}; run saved in {run_dir}"
+    )
+
+
+def cmd_eval(args) -> None:
+    from .train import build_model, error_rate, resolve_device
+
+    cfg, _ = runs.load_config(args.run_dir)
+    if args.data_dir:
+        cfg = config_mod.merge(cfg, {"data": {"data_dir": args.data_dir}})
+    device = resolve_device(args.device or cfg.run.device)
+    data = data_mod.load(cfg.data)
+    model = build_model(cfg, data.test.images.shape[1], data.num_classes)
+    try:
+        model.load_state_dict(runs.load_weights(args.run_dir))
+    except RuntimeError as e:
+        raise FFError(f"the weights in {args.run_dir} do not fit its config.json ({str(e).splitlines()[0]}).") from None
+    model.to(device)
+    how = args.predict or cfg.objective.predict
+    err = error_rate(model, data.test, how, cfg.run.eval_batch_size, device)
+    print(f"test error {100 * err:.2f} % (predict by {how})")
+
+
+def cmd_presets(args) -> None:
+    for name in presets.PRESETS:
+        print(name if not args.verbose else f"{name}: {json.dumps(presets.PRESETS[name])}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ff", description="Forward-Forward training without backpropagation.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a network and write a run directory")
+    t.add_argument("--preset", default=presets.DEFAULT_PRESET, help=f"named config (default {presets.DEFAULT_PRESET})")
+    t.add_argument("--config", help="TOML file of [section] key = value overrides")
+    t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one field (repeatable)")
+    t.add_argument("--run-dir", help="where to write the run (default runs/<preset>-<timestamp>)")
+    t.add_argument("--data-dir", help="folder with the dataset files (default $FF_DATA_DIR or ~/.cache/forward-forward)")
+    t.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    t.add_argument("--epochs", type=int, help="shortcut for --set optim.epochs=N")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="rebuild a trained network from its run directory and print its test error")
+    e.add_argument("run_dir", type=Path)
+    e.add_argument("--predict", choices=["softmax", "goodness"], help="default: the run's objective.predict")
+    e.add_argument("--data-dir")
+    e.add_argument("--device")
+    e.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("presets", help="list the named configs")
+    s.add_argument("-v", "--verbose", action="store_true")
+    s.set_defaults(func=cmd_presets)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except FFError as e:
+        print(f"ff: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ff: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Typed run configuration: one dataclass per part, TOML files and `section.key=value` overrides.
+
+Every field is validated by type when a config is built from user input, so a typo or a bad value
+is one clear error that names the field instead of a crash deep inside training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import FFError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "mnist"  # mnist | fashion-mnist | cifar10
+    data_dir: str | None = None  # None: $FF_DATA_DIR, else ~/.cache/forward-forward
+    download: bool = True  # fetch missing files from the official mirrors
+    verify_checksums: bool = True  # compare every file with its published MD5
+    val_size: int = 10000  # the last N training images are held out for validation
+    train_limit: int = 0  # use only the first N training images (0: all); for tiny runs
+
+
+@dataclass
+class ModelConfig:
+    hidden: list[int] = field(default_factory=lambda: [2000, 2000, 2000, 2000])  # units per layer
+    activation: str = "relu"  # see forward_forward.layers.ACTIVATIONS
+    norm: str = "rms"  # how each layer's input is normalised: rms | l2 (no mean subtraction)
+    norm_eps: float = 1e-8  # added to the norm so an all-zero vector stays finite
+    init: str = "hinton"  # hinton: W ~ N(0, 1/fan_in), b = 0 | torch: nn.Linear's default
+    peer_lambda: float = 0.0  # peer normalisation strength (paper/MATLAB: 0.03); 0 turns it off
+    peer_decay: float = 0.9  # decay of each unit's running mean activity
+    readout: bool = True  # a linear softmax readout trained alongside on detached activities
+
+
+@dataclass
+class ObjectiveConfig:
+    goodness: str = "sum_squares"  # see forward_forward.objectives.GOODNESS
+    threshold: float | None = None  # theta; None: number of units (sum) or 1.0 (mean)
+    temperature: float = 1.0  # p(positive) = sigmoid((goodness - theta) / temperature)
+    loss: str = "logistic"  # see forward_forward.objectives.LOSSES
+    label_value: str = "one"  # value of the hot label pixel: one (1.0) | max (the image's max)
+    neutral_value: float = 0.1  # every label pixel of the neutral ("no label") input
+    negatives: str = "random"  # wrong labels: random (uniform over wrong classes) | hard (sampled)
+    predict: str = "softmax"  # reported test_error: softmax (one pass) | goodness (every label)
+    predict_layers_from: int = 1  # first hidden layer (0-based) used to predict; 1 skips layer 0
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | adam
+    lr: float = 0.01  # learning rate of the FF layers
+    momentum: float = 0.9  # sgd only
+    dampening: float = 0.9  # sgd only; 0.9 = exponentially smoothed gradient, as in the MATLAB code
+    weight_decay: float = 0.001  # L2 weight cost of the FF weights (biases are not decayed)
+    readout_lr: float = 0.1  # learning rate of the softmax readout
+    readout_weight_decay: float = 0.003
+    schedule: str = "hinton"  # hinton: constant for the first half, then linear to 0 | constant
+    batch_size: int = 100
+    epochs: int = 60
+    greedy_steps: int = 0  # >0: the article's greedy schedule, N full-chunk steps per layer
+    chunk_size: int = 20000  # images per chunk in the greedy schedule
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+    eval_every: int = 1  # validation error every N epochs (and always after the last)
+    eval_batch_size: int = 1000  # images per prediction batch (x10 inputs when predicting by goodness)
+    progress: bool = True  # tqdm progress bar
+    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+CHOICES = {
+    "data.dataset": ("mnist", "fashion-mnist", "cifar10"),
+    "model.norm": ("rms", "l2"),
+    "model.init": ("hinton", "torch"),
+    "objective.label_value": ("one", "max"),
+    "objective.negatives": ("random", "hard"),
+    "objective.predict": ("softmax", "goodness"),
+    "optim.name": ("sgd", "adam"),
+    "optim.schedule": ("hinton", "constant"),
+}
+
+
+def _section_class(name: str) -> type:
+    return typing.get_type_hints(Config)[name]
+
+
+def _check_value(path: str, value, annotation):
+    """Return `value` converted to `annotation`, or raise FFError naming `path`."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_value(path, value, arg)
+            except FFError as e:
+                errors.append(e)
+        raise errors[0]
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            raise FFError(f"{path} must be a list, got {value!r}.")
+        return [_check_value(f"{path}[{i}]", v, item) for i, v in enumerate(value)]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    name = getattr(annotation, "__name__", str(annotation))
+    raise FFError(f"{path} must be of type {name}, got {value!r}.")
+
+
+def _validate(cfg: Config) -> Config:
+    """Range and choice checks that types alone cannot express."""
+    for path, choices in CHOICES.items():
+        section, key = path.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if value not in choices:
+            raise FFError(f"{path} must be one of {', '.join(choices)}; got {value!r}.")
+    from .layers import ACTIVATIONS  # late: layers imports torch, config must stay light
+    from .objectives import GOODNESS, LOSSES
+
+    for path, registry in (
+        ("model.activation", ACTIVATIONS),
+        ("objective.goodness", GOODNESS),
+        ("objective.loss", LOSSES),
+    ):
+        section, key = path.split(".")
+        value = getattr(getattr(cfg, section), key)
+        if value not in registry:
+            raise FFError(f"{path} must be one of {', '.join(sorted(registry))}; got {value!r}.")
+    positive = {
+        "optim.batch_size": cfg.optim.batch_size,
+        "optim.epochs": cfg.optim.epochs,
+        "optim.chunk_size": cfg.optim.chunk_size,
+        "run.eval_every": cfg.run.eval_every,
+        "run.eval_batch_size": cfg.run.eval_batch_size,
+        "optim.lr": cfg.optim.lr,
+        "objective.temperature": cfg.objective.temperature,
+        "model.norm_eps": cfg.model.norm_eps,
+    }
+    for path, value in positive.items():
+        if not value > 0:
+            raise FFError(f"{path} must be positive; got {value!r}.")
+    non_negative = {
+        "data.val_size": cfg.data.val_size,
+        "data.train_limit": cfg.data.train_limit,
+        "optim.greedy_steps": cfg.optim.greedy_steps,
+        "optim.weight_decay": cfg.optim.weight_decay,
+        "optim.readout_lr": cfg.optim.readout_lr,
+        "optim.readout_weight_decay": cfg.optim.readout_weight_decay,
+        "model.peer_lambda": cfg.model.peer_lambda,
+        "run.threads": cfg.run.threads,
+    }
+    for path, value in non_negative.items():
+        if value < 0:
+            raise FFError(f"{path} must not be negative; got {value!r}.")
+    for path, value in {
+        "optim.momentum": cfg.optim.momentum,
+        "optim.dampening": cfg.optim.dampening,
+        "model.peer_decay": cfg.model.peer_decay,
+    }.items():
+        if not 0 <= value < 1:
+            raise FFError(f"{path} must be in [0, 1); got {value!r}.")
+    if not cfg.model.hidden or any(n <= 0 for n in cfg.model.hidden):
+        raise FFError(f"model.hidden must list at least one positive layer size; got {cfg.model.hidden!r}.")
+    if not 0 <= cfg.objective.predict_layers_from < len(cfg.model.hidden):
+        raise FFError(
+            f"objective.predict_layers_from must be a layer index below {len(cfg.model.hidden)}; "
+            f"got {cfg.objective.predict_layers_from!r}."
+        )
+    if cfg.objective.predict == "softmax" and not cfg.model.readout:
+        raise FFError("objective.predict = softmax needs model.readout = true.")
+    if cfg.objective.negatives == "hard" and not cfg.model.readout:
+        raise FFError("objective.negatives = hard samples from the softmax readout: set model.readout = true.")
+    return cfg
+
+
+def merge(cfg: Config, overrides: dict) -> Config:
+    """Return a copy of `cfg` with nested `overrides` ({section: {key: value}}) applied and checked."""
+    if not isinstance(overrides, dict):
+        raise FFError(f"a config must be a table of sections, got {overrides!r}.")
+    data = cfg.to_dict()
+    for section, values in overrides.items():
+        if section not in SECTIONS:
+            raise FFError(f"unknown config section {section!r}; known: {', '.join(SECTIONS)}.")
+        if not isinstance(values, dict):
+            raise FFError(f"config section {section!r} must be a table of keys, got {values!r}.")
+        hints = typing.get_type_hints(_section_class(section))
+        for key, value in values.items():
+            if key not in hints:
+                raise FFError(
+                    f"unknown config field {section}.{key}; known in [{section}]: {', '.join(hints)}."
+                )
+            data[section][key] = _check_value(f"{section}.{key}", value, hints[key])
+    built = Config(**{name: _section_class(name)(**data[name]) for name in SECTIONS})
+    return _validate(built)
+
+
+def from_dict(data: dict) -> Config:
+    """Build a validated config from a plain dict such as a run directory's config.json."""
+    return merge(Config(), data)
+
+
+def parse_override(text: str) -> dict:
+    """Turn `section.key=value` into {section: {key: value}}; the value is read as TOML, else as a string."""
+    if "=" not in text:
+        raise FFError(f"--set expects section.key=value, got {text!r}.")
+    path, raw = text.split("=", 1)
+    parts = path.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise FFError(f"--set expects section.key=value (e.g. optim.lr=0.02), got {text!r}.")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return {parts[0]: {parts[1]: value}}
+
+
+def load_toml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise FFError(f"config file {path} does not exist.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise FFError(f"config file {path} is not valid TOML ({e}); fix the line it names.") from None

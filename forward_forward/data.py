@@ -1,0 +1,288 @@
+"""Datasets as whole tensors: MNIST and Fashion-MNIST (IDX gz files) and CIFAR-10 (python batches).
+
+Files are checked against their published MD5 sums, fetched from the official mirrors when
+missing, and parsed defensively: a missing, truncated or corrupt file is one clear FFError.
+Batches are made by indexing the tensors, so no per-sample Python code runs while training.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import struct
+import tarfile
+import tempfile
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import DataConfig
+from .errors import FFError
+
+MAX_BYTES = 1 << 31  # refuse headers that claim more than 2 GiB: no dataset here is that large
+
+IDX_FILES = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+MIRRORS = {
+    "mnist": [
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ],
+    "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+}
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_ARCHIVE = ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a")
+CIFAR_FILES = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # (N, D) float32 in [0, 1], flattened
+    labels: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def to(self, device: torch.device | str) -> "Split":
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass
+class Datasets:
+    train: Split
+    val: Split
+    test: Split
+    image_shape: tuple[int, ...]  # (channels, height, width)
+    num_classes: int
+
+
+# ---- readers ------------------------------------------------------------------------------
+def _read_exact(stream, n: int, path: Path, what: str) -> bytes:
+    data = stream.read(n)
+    if len(data) != n:
+        raise FFError(f"{path} is truncated ({what}); delete it and fetch it again.")
+    return data
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Parse one gzip-compressed IDX file of unsigned bytes into an array of the shape its header gives."""
+    path = Path(path)
+    try:
+        with gzip.open(path, "rb") as f:
+            magic = _read_exact(f, 4, path, "no header")
+            zero, dtype, ndim = struct.unpack(">HBB", magic)
+            if zero != 0 or dtype != 0x08 or not 1 <= ndim <= 4:
+                raise FFError(f"{path} is not an IDX file of unsigned bytes (magic {magic.hex()}); check the file.")
+            dims = struct.unpack(f">{ndim}I", _read_exact(f, 4 * ndim, path, "short header"))
+            size = int(np.prod(dims, dtype=np.int64))
+            if size > MAX_BYTES:
+                raise FFError(f"{path} claims {size} bytes of data, more than any dataset here; check the file.")
+            body = _read_exact(f, size, path, f"header promises {size} bytes")
+            if f.read(1):
+                raise FFError(f"{path} has data after the {size} bytes its header promises; check the file.")
+    except FileNotFoundError:
+        raise FFError(f"{path} does not exist.") from None
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise FFError(f"{path} is not a readable gzip file ({e}); delete it and fetch it again.") from None
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler that builds only plain containers and numpy arrays: a CIFAR batch cannot run code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR batch")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch -> images (N, 3, 32, 32) uint8 and labels (N,) uint8."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+    except FileNotFoundError:
+        raise FFError(f"{path} does not exist.") from None
+    except Exception as e:  # a hostile pickle can raise nearly anything; all of it means "bad file"
+        raise FFError(f"{path} is not a CIFAR-10 python batch ({type(e).__name__}: {e}); fetch it again.") from None
+    if not isinstance(batch, dict):
+        raise FFError(f"{path} is not a CIFAR-10 python batch (no dictionary inside); fetch it again.")
+    data, labels = batch.get(b"data"), batch.get(b"labels")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise FFError(f"{path} has no (N, 3072) uint8 'data' array; fetch it again.")
+    if not isinstance(labels, list) or len(labels) != data.shape[0] or not all(
+        isinstance(v, int) and 0 <= v < 10 for v in labels
+    ):
+        raise FFError(f"{path} has no list of labels 0-9, one per image; fetch it again.")
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.uint8)
+
+
+# ---- files on disk ------------------------------------------------------------------------
+def data_root(cfg: DataConfig) -> Path:
+    if cfg.data_dir:
+        return Path(cfg.data_dir).expanduser()
+    if os.environ.get("FF_DATA_DIR"):
+        return Path(os.environ["FF_DATA_DIR"]).expanduser()
+    return Path.home() / ".cache" / "forward-forward"
+
+
+def md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(url: str, target: Path, checksum: str | None) -> None:
+    """Fetch `url` into `target` through a temporary file, so a broken transfer leaves nothing behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
+            shutil.copyfileobj(response, out)
+        if checksum and md5(Path(tmp)) != checksum:
+            raise OSError(f"checksum mismatch for {url}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _check(path: Path, checksum: str, verify: bool) -> None:
+    if verify and md5(path) != checksum:
+        raise FFError(
+            f"{path} is corrupt: its MD5 is not the published {checksum}; delete it and run again to "
+            "fetch a fresh copy (or set data.verify_checksums=false for a file you made yourself)."
+        )
+
+
+def _missing_error(folder: Path, names: list[str], why: str) -> FFError:
+    return FFError(
+        f"missing {', '.join(names)} in {folder} ({why}); put the original files there, or point "
+        "--data-dir / FF_DATA_DIR at the folder that holds them."
+    )
+
+
+def ensure_idx_files(dataset: str, root: Path, download: bool, verify: bool) -> Path:
+    folder = root / dataset
+    missing = [name for name in IDX_FILES[dataset] if not (folder / name).exists()]
+    if missing and not download:
+        raise _missing_error(folder, missing, "download is off")
+    for name in missing:
+        errors = []
+        for mirror in MIRRORS[dataset]:
+            try:
+                _download(mirror + name, folder / name, IDX_FILES[dataset][name])
+                break
+            except OSError as e:
+                errors.append(f"{mirror}: {e}")
+        else:
+            raise _missing_error(folder, missing, "download failed: " + "; ".join(errors))
+    for name, checksum in IDX_FILES[dataset].items():
+        _check(folder / name, checksum, verify)
+    return folder
+
+
+def safe_extract(archive: Path, target: Path) -> None:
+    """Unpack a tar archive, refusing members that would land outside `target` or are links/devices."""
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")  # the "data" filter rejects absolute paths, '..', links out
+    except (tarfile.TarError, OSError) as e:
+        raise FFError(f"{archive} could not be unpacked safely ({e}); delete it and fetch it again.") from None
+
+
+def ensure_cifar_files(root: Path, download: bool, verify: bool) -> Path:
+    folder = root / CIFAR_FOLDER
+    missing = [name for name in CIFAR_FILES if not (folder / name).exists()]
+    if missing:
+        if not download:
+            raise _missing_error(folder, missing, "download is off")
+        archive = root / "cifar-10-python.tar.gz"
+        if not archive.exists():
+            try:
+                _download(CIFAR_ARCHIVE[0], archive, CIFAR_ARCHIVE[1])
+            except OSError as e:
+                raise _missing_error(folder, missing, f"download failed: {e}") from None
+        safe_extract(archive, root)
+    for name, checksum in CIFAR_FILES.items():
+        _check(folder / name, checksum, verify)
+    return folder
+
+
+# ---- whole datasets -----------------------------------------------------------------------
+def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
+    x = torch.from_numpy(images.reshape(images.shape[0], -1).astype(np.float32) / 255.0)
+    return Split(x, torch.from_numpy(labels.astype(np.int64)))
+
+
+def load_arrays(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
+    root = data_root(cfg)
+    if cfg.dataset == "cifar10":
+        folder = ensure_cifar_files(root, cfg.download, cfg.verify_checksums)
+        parts = [read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+        train_x = np.concatenate([p[0] for p in parts])
+        train_y = np.concatenate([p[1] for p in parts])
+        test_x, test_y = read_cifar_batch(folder / "test_batch")
+        return train_x, train_y, test_x, test_y, (3, 32, 32)
+    folder = ensure_idx_files(cfg.dataset, root, cfg.download, cfg.verify_checksums)
+    train_x = read_idx(folder / "train-images-idx3-ubyte.gz")
+    train_y = read_idx(folder / "train-labels-idx1-ubyte.gz")
+    test_x = read_idx(folder / "t10k-images-idx3-ubyte.gz")
+    test_y = read_idx(folder / "t10k-labels-idx1-ubyte.gz")
+    for x, y, name in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
+        if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0] or y.size and y.max() > 9:
+            raise FFError(f"the {name} files in {folder} do not match: images {x.shape}, labels {y.shape}.")
+    return train_x, train_y, test_x, test_y, (1, *train_x.shape[1:])
+
+
+def load(cfg: DataConfig) -> Datasets:
+    """The train/validation/test splits; validation is the last `val_size` training images."""
+    train_x, train_y, test_x, test_y, shape = load_arrays(cfg)
+    train, test = _to_split(train_x, train_y), _to_split(test_x, test_y)
+    n = len(train)
+    if cfg.val_size >= n:
+        raise FFError(f"data.val_size = {cfg.val_size} leaves no training images out of {n}; lower it.")
+    val = Split(train.images[n - cfg.val_size :], train.labels[n - cfg.val_size :])
+    keep = n - cfg.val_size
+    if cfg.train_limit:
+        keep = min(keep, cfg.train_limit)
+    train = Split(train.images[:keep], train.labels[:keep])
+    return Datasets(train, val, test, shape, 10)

@@ -1,0 +1,136 @@
+"""Supervised Forward-Forward network with the label written into the image (paper §3.3).
+
+The model hands the training loop named per-layer losses; it never steps an optimiser itself.
+Every layer's input is detached, so each loss trains exactly one layer (and "readout" only the
+linear softmax readout).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import labels as label_ops
+from .config import ModelConfig, ObjectiveConfig
+from .layers import FFLinear, normalize
+from .objectives import GOODNESS, LOSSES
+
+
+class FFClassifier(nn.Module):
+    def __init__(self, *, input_dim: int, num_classes: int, model: ModelConfig, objective: ObjectiveConfig):
+        super().__init__()
+        assert input_dim > num_classes, "the label is written into the first pixels: the image is too small"
+        self.num_classes = num_classes
+        self.objective = objective
+        sizes = [input_dim, *model.hidden]
+        self.layers = nn.ModuleList(
+            FFLinear(
+                n_in,
+                n_out,
+                activation=model.activation,
+                norm=model.norm,
+                norm_eps=model.norm_eps,
+                init=model.init,
+                peer_lambda=model.peer_lambda,
+                peer_decay=model.peer_decay,
+            )
+            for n_in, n_out in zip(sizes[:-1], sizes[1:])
+        )
+        self.norm, self.norm_eps = model.norm, model.norm_eps
+        self.goodness = GOODNESS[objective.goodness].fn
+        self.loss_fn = LOSSES[objective.loss]
+        default = GOODNESS[objective.goodness].default_threshold
+        self.thresholds = [
+            objective.threshold if objective.threshold is not None else default(n) for n in model.hidden
+        ]
+        self.predict_from = objective.predict_layers_from
+        readout_in = sum(model.hidden[self.predict_from :])
+        self.readout = nn.Linear(readout_in, num_classes) if model.readout else None
+        if self.readout is not None:
+            nn.init.zeros_(self.readout.weight)
+            nn.init.zeros_(self.readout.bias)
+
+    # ---- forward passes -------------------------------------------------------------------
+    def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(N, D) inputs -> each hidden layer's activity (N, units); inputs are detached per layer."""
+        out = []
+        for layer in self.layers:
+            x = layer(x)
+            out.append(x)
+        return out
+
+    def readout_features(self, acts: list[torch.Tensor]) -> torch.Tensor:
+        """Normalised, detached activities of the prediction layers, side by side (N, sum units)."""
+        return torch.cat([normalize(a.detach(), self.norm, self.norm_eps) for a in acts[self.predict_from :]], 1)
+
+    def readout_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """One pass with the neutral label; (B, D) -> (B, C) logits."""
+        assert self.readout is not None, "this model was built without a readout"
+        x = label_ops.neutral(images, self.num_classes, self.objective.neutral_value)
+        return self.readout(self.readout_features(self.activities(x)))
+
+    def label_goodness(self, images: torch.Tensor) -> torch.Tensor:
+        """Goodness of every image with every label in ONE batched pass: (B, D) -> (B, C, layers)."""
+        x = label_ops.every_label(images, self.num_classes, self.objective.label_value)  # (B*C, D)
+        g = torch.stack([self.goodness(a) for a in self.activities(x)], dim=1)  # (B*C, layers)
+        return g.view(images.shape[0], self.num_classes, len(self.layers))
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, how: str = "softmax") -> torch.Tensor:
+        """Predicted classes (B,) by the readout ("softmax") or by summed goodness ("goodness")."""
+        if how == "softmax":
+            return self.readout_logits(images).argmax(dim=1)
+        return self.label_goodness(images)[:, :, self.predict_from :].sum(dim=2).argmax(dim=1)
+
+    # ---- training objectives --------------------------------------------------------------
+    def layer_loss(self, index: int, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Objective of layer `index` on positive and negative activities (each (B, units))."""
+        g_pos, g_neg = self.goodness(pos), self.goodness(neg)
+        theta = self.thresholds[index]
+        loss = self.loss_fn(g_pos, g_neg, theta, self.objective.temperature)
+        stats = {
+            "g_pos": g_pos.detach().mean(),
+            "g_neg": g_neg.detach().mean(),
+            # fraction of samples on the right side of the threshold
+            "acc": 0.5 * ((g_pos.detach() > theta).float().mean() + (g_neg.detach() < theta).float().mean()),
+        }
+        return loss, stats
+
+    def positive_negative(
+        self, images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images with their true label, and with a wrong one (hard when `probs` are given and asked for)."""
+        if self.objective.negatives == "hard" and probs is not None:
+            wrong = label_ops.hard_wrong(labels, probs)
+        else:
+            wrong = label_ops.random_wrong(labels, self.num_classes)
+        value = self.objective.label_value
+        return (
+            label_ops.overlay(images, labels, self.num_classes, value),
+            label_ops.overlay(images, wrong, self.num_classes, value),
+        )
+
+    def losses(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict]:
+        """Named losses for one minibatch: one per layer, plus "readout"; and detached statistics."""
+        losses, stats, probs = {}, {}, None
+        if self.readout is not None:
+            with torch.no_grad():
+                neutral_acts = self.activities(label_ops.neutral(images, self.num_classes, self.objective.neutral_value))
+            logits = self.readout(self.readout_features(neutral_acts))
+            losses["readout"] = F.cross_entropy(logits, labels)
+            stats["readout"] = {"acc": (logits.detach().argmax(1) == labels).float().mean()}
+            probs = logits.detach().softmax(dim=1)
+        pos, neg = self.positive_negative(images, labels, probs)
+        x = torch.cat([pos, neg])  # (2B, D): one matmul per layer for both kinds of data
+        batch = images.shape[0]
+        for i, layer in enumerate(self.layers):
+            z = layer.pre_activation(x)
+            y = layer.activation(z)
+            loss, layer_stats = self.layer_loss(i, y[:batch], y[batch:])
+            if layer.peer_lambda > 0:
+                loss = loss + layer.peer_loss(z[:batch], y[:batch])
+            losses[f"layer{i}"] = loss
+            stats[f"layer{i}"] = layer_stats
+            x = y
+        return losses, stats

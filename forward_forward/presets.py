@@ -1,0 +1,57 @@
+"""Named configurations. Each is a dict of overrides on the defaults in config.py."""
+
+from __future__ import annotations
+
+from .config import Config, merge
+from .errors import FFError
+
+PRESETS: dict[str, dict] = {
+    # MATLAB recipe (REFERENCES.md) on the paper's headline net: 4 x 2000 ReLU, 60 epochs.
+    "hinton-mnist": {
+        "model": {"hidden": [2000, 2000, 2000, 2000], "peer_lambda": 0.03},
+        "objective": {"negatives": "hard", "predict_layers_from": 1},
+        "optim": {"name": "sgd", "lr": 0.01, "epochs": 60, "schedule": "hinton"},
+    },
+    # The default of `ff train`: the same recipe, small enough for 10 minutes on a 2-core CPU.
+    "quick": {
+        "model": {"hidden": [1000, 1000, 1000], "peer_lambda": 0.03},
+        "objective": {"negatives": "hard", "predict_layers_from": 1},
+        "optim": {"name": "sgd", "lr": 0.01, "epochs": 10, "schedule": "hinton"},
+    },
+    # The article's notebook: greedy layer-by-layer training, Adam, mean-square goodness, theta = 3.
+    "article": {
+        "model": {"hidden": [512, 512], "norm": "l2", "init": "torch", "readout": False, "norm_eps": 1e-4},
+        "objective": {
+            "goodness": "mean_squares",
+            "threshold": 3.0,
+            "label_value": "max",
+            "negatives": "random",
+            "predict": "goodness",
+            "predict_layers_from": 0,
+        },
+        "optim": {
+            "name": "adam",
+            "lr": 0.03,
+            "weight_decay": 0.0,
+            "schedule": "constant",
+            "epochs": 1,
+            "greedy_steps": 1000,
+            "chunk_size": 20000,
+        },
+    },
+    # Seconds on a CPU: for tests and for trying the tool.
+    "tiny": {
+        "data": {"train_limit": 5000},
+        "model": {"hidden": [200, 200], "peer_lambda": 0.03},
+        "objective": {"negatives": "hard", "predict_layers_from": 0},
+        "optim": {"lr": 0.03, "epochs": 2, "batch_size": 50},
+    },
+}
+
+DEFAULT_PRESET = "quick"
+
+
+def preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise FFError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}.")
+    return merge(Config(), PRESETS[name])

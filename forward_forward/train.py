@@ -1,0 +1,227 @@
+"""The training loop. It knows nothing of goodness: a model hands it named losses, it sums, steps, logs.
+
+Two schedules: minibatch training that updates every layer on every batch (the paper), and the
+article's greedy schedule that trains one layer at a time for many full-chunk steps.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import data as data_mod
+from . import runs
+from .config import Config
+from .data import Datasets, Split
+from .errors import FFError
+from .model import FFClassifier
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise FFError(f"run.device {name!r} is not a device name; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FFError(f"run.device is {name!r} but no CUDA device is available; use cpu or auto.")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def build_model(cfg: Config, input_dim: int, num_classes: int) -> FFClassifier:
+    return FFClassifier(input_dim=input_dim, num_classes=num_classes, model=cfg.model, objective=cfg.objective)
+
+
+def build_optimizer(cfg: Config, model: FFClassifier, total_steps: int):
+    """FF weights and the readout get their own learning rate and weight cost; biases are not decayed."""
+    o = cfg.optim
+    weights = [layer.linear.weight for layer in model.layers]
+    biases = [layer.linear.bias for layer in model.layers]
+    groups = [
+        {"params": weights, "lr": o.lr, "weight_decay": o.weight_decay},
+        {"params": biases, "lr": o.lr, "weight_decay": 0.0},
+    ]
+    if model.readout is not None:
+        groups += [
+            {"params": [model.readout.weight], "lr": o.readout_lr, "weight_decay": o.readout_weight_decay},
+            {"params": [model.readout.bias], "lr": o.readout_lr, "weight_decay": 0.0},
+        ]
+    if o.name == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, dampening=o.dampening)
+    else:
+        optimizer = torch.optim.Adam(groups, lr=o.lr)
+
+    def factor(step: int) -> float:
+        if o.schedule == "constant":
+            return 1.0
+        return min(1.0, 2.0 * (1.0 - step / max(total_steps, 1)))  # Hinton: flat, then linear to 0
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def error_rate(model: FFClassifier, split: Split, how: str, batch_size: int, device: torch.device) -> float:
+    """Fraction of `split` misclassified, predicting by `how` ("softmax" or "goodness")."""
+    model.eval()
+    wrong = 0
+    for start in range(0, len(split), batch_size):
+        x = split.images[start : start + batch_size].to(device, non_blocking=True)
+        y = split.labels[start : start + batch_size].to(device, non_blocking=True)
+        wrong += (model.predict(x, how) != y).sum().item()
+    model.train()
+    return wrong / max(len(split), 1)
+
+
+class _Meter:
+    """Sums detached statistics on the device; one synchronisation per epoch, not per step."""
+
+    def __init__(self):
+        self.sums: dict[tuple[str, str], torch.Tensor] = defaultdict(lambda: 0.0)
+        self.count = 0
+
+    def add(self, losses: dict, stats: dict) -> None:
+        self.count += 1
+        for name, loss in losses.items():
+            self.sums[name, "loss"] = self.sums[name, "loss"] + loss.detach()
+        for name, values in stats.items():
+            for key, value in values.items():
+                self.sums[name, key] = self.sums[name, key] + value
+
+    def means(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = defaultdict(dict)
+        for (name, key), total in self.sums.items():
+            out[name][key] = float(total) / max(self.count, 1)
+        return dict(out)
+
+
+def _check_finite(record: dict, epoch: int) -> None:
+    for name, values in record.items():
+        for key, value in values.items():
+            if not math.isfinite(value):
+                raise FFError(
+                    f"training diverged in epoch {epoch}: {name} {key} is {value}; lower optim.lr "
+                    "(or the threshold) and run again."
+                )
+
+
+def fit_minibatch(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device, run_dir: Path) -> None:
+    """Every layer is updated on every minibatch, each by its own loss (paper §3.3)."""
+    o = cfg.optim
+    train = data.train.to(device)
+    steps_per_epoch = len(train) // o.batch_size
+    if steps_per_epoch == 0:
+        raise FFError(f"optim.batch_size = {o.batch_size} is larger than the {len(train)} training images.")
+    optimizer, scheduler = build_optimizer(cfg, model, steps_per_epoch * o.epochs)
+    generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
+    start_time = time.perf_counter()
+    for epoch in range(1, o.epochs + 1):
+        meter = _Meter()
+        order = torch.randperm(len(train), generator=generator).to(device)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{o.epochs}", disable=not cfg.run.progress, leave=False)
+        for step in bar:
+            idx = order[step * o.batch_size : (step + 1) * o.batch_size]
+            losses, stats = model.losses(train.images[idx], train.labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            sum(losses.values()).backward()
+            optimizer.step()
+            scheduler.step()
+            meter.add(losses, stats)
+        _end_epoch(cfg, model, data, device, run_dir, epoch, meter, scheduler, start_time)
+
+
+def fit_greedy(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device, run_dir: Path) -> None:
+    """The article's schedule: per chunk of images, each layer in turn takes `greedy_steps` full-chunk steps.
+
+    Negatives are drawn once per chunk; a layer's inputs are the trained previous layer's outputs.
+    """
+    o = cfg.optim
+    train = data.train.to(device)
+    chunks = math.ceil(len(train) / o.chunk_size)
+    optimizer, scheduler = build_optimizer(cfg, model, o.epochs * chunks * len(model.layers) * o.greedy_steps)
+    start_time = time.perf_counter()
+    for epoch in range(1, o.epochs + 1):
+        meter = _Meter()
+        bar = tqdm(total=chunks * len(model.layers) * o.greedy_steps, desc=f"epoch {epoch}/{o.epochs}",
+                   disable=not cfg.run.progress, leave=False)
+        for start in range(0, len(train), o.chunk_size):
+            images, labels = train.images[start : start + o.chunk_size], train.labels[start : start + o.chunk_size]
+            pos, neg = model.positive_negative(images, labels)
+            batch = pos.shape[0]
+            x = torch.cat([pos, neg])
+            for i, layer in enumerate(model.layers):
+                for _ in range(o.greedy_steps):
+                    y = layer(x)
+                    loss, stats = model.layer_loss(i, y[:batch], y[batch:])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    scheduler.step()
+                    bar.update()
+                meter.add({f"layer{i}": loss}, {f"layer{i}": stats})
+                with torch.no_grad():
+                    x = layer(x)
+        bar.close()
+        _end_epoch(cfg, model, data, device, run_dir, epoch, meter, scheduler, start_time)
+
+
+def _end_epoch(cfg, model, data, device, run_dir, epoch, meter, scheduler, start_time) -> None:
+    record = meter.means()
+    _check_finite(record, epoch)
+    entry = {"epoch": epoch, "seconds": round(time.perf_counter() - start_time, 2),
+             "lr": scheduler.get_last_lr()[0], "layers": record}
+    if epoch % cfg.run.eval_every == 0 or epoch == cfg.optim.epochs:
+        entry["val_error"] = error_rate(model, data.val, cfg.objective.predict, cfg.run.eval_batch_size, device)
+        if cfg.run.progress:
+            tqdm.write(f"epoch {epoch}: validation error {100 * entry['val_error']:.2f} %  ({entry['seconds']:.0f} s)")
+    runs.append_metrics(run_dir, entry)
+
+
+def train(cfg: Config, run_dir: Path, preset: str = "custom") -> dict:
+    """Train a model as `cfg` says, write the run directory, and return the summary."""
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    torch.manual_seed(cfg.run.seed)
+    device = resolve_device(cfg.run.device)
+    data = data_mod.load(cfg.data)
+    runs.start(run_dir, cfg, preset)
+    model = build_model(cfg, data.train.images.shape[1], data.num_classes).to(device)
+    fit = fit_greedy if cfg.optim.greedy_steps else fit_minibatch
+    start = time.perf_counter()
+    fit(cfg, model, data, device, run_dir)
+    train_seconds = time.perf_counter() - start
+    runs.save_weights(run_dir, model.state_dict())
+    summary = {"preset": preset, "epochs": cfg.optim.epochs, "train_seconds": round(train_seconds, 1),
+               "device": device_name(device)}
+    summary.update(score(cfg, model, data, device))
+    summary["config"] = cfg.to_dict()
+    runs.write_json_atomic(run_dir / "summary.json", summary)
+    return summary
+
+
+def score(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device) -> dict:
+    """Validation and test error by every prediction the model supports; `test_error` is the configured one.
+
+    The test set is only scored here, once training is over; nothing is selected on it.
+    """
+    ways = ["softmax", "goodness"] if model.readout is not None else ["goodness"]
+    out = {}
+    for how in ways:
+        out[f"val_error_{how}"] = error_rate(model, data.val, how, cfg.run.eval_batch_size, device)
+        out[f"test_error_{how}"] = error_rate(model, data.test, how, cfg.run.eval_batch_size, device)
+    out["val_error"] = out[f"val_error_{cfg.objective.predict}"]
+    out["test_error"] = out[f"test_error_{cfg.objective.predict}"]
+    out["predict"] = cfg.objective.predict
+    return out
