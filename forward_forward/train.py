@@ -90,20 +90,24 @@ class _Meter:
 
     def __init__(self):
         self.sums: dict[tuple[str, str], torch.Tensor] = defaultdict(lambda: 0.0)
-        self.count = 0
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)
 
     def add(self, losses: dict, stats: dict) -> None:
-        self.count += 1
-        for name, loss in losses.items():
-            self.sums[name, "loss"] = self.sums[name, "loss"] + loss.detach()
-        for name, values in stats.items():
-            for key, value in values.items():
-                self.sums[name, key] = self.sums[name, key] + value
+        values = {(name, "loss"): loss.detach() for name, loss in losses.items()}
+        values.update({(name, key): v for name, group in stats.items() for key, v in group.items()})
+        for key, value in values.items():
+            self.sums[key] = self.sums[key] + value
+            self.counts[key] += 1
+
+    def flush(self) -> None:
+        """Wait for queued device work, so step timings are honest on asynchronous devices."""
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
 
     def means(self) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = defaultdict(dict)
         for (name, key), total in self.sums.items():
-            out[name][key] = float(total) / max(self.count, 1)
+            out[name][key] = float(total) / self.counts[name, key]
         return dict(out)
 
 
@@ -117,8 +121,11 @@ def _check_finite(record: dict, epoch: int) -> None:
                 )
 
 
-def fit_minibatch(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device, run_dir: Path) -> None:
-    """Every layer is updated on every minibatch, each by its own loss (paper §3.3)."""
+def fit_minibatch(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device, run_dir: Path) -> float:
+    """Every layer is updated on every minibatch, each by its own loss (paper §3.3).
+
+    Returns the seconds spent in training steps, validation excluded.
+    """
     o = cfg.optim
     train = data.train.to(device)
     steps_per_epoch = len(train) // o.batch_size
@@ -127,8 +134,10 @@ def fit_minibatch(cfg: Config, model: FFClassifier, data: Datasets, device: torc
     optimizer, scheduler = build_optimizer(cfg, model, steps_per_epoch * o.epochs)
     generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
     start_time = time.perf_counter()
+    step_seconds = 0.0
     for epoch in range(1, o.epochs + 1):
         meter = _Meter()
+        tick = time.perf_counter()
         order = torch.randperm(len(train), generator=generator).to(device)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{o.epochs}", disable=not cfg.run.progress, leave=False)
         for step in bar:
@@ -139,10 +148,13 @@ def fit_minibatch(cfg: Config, model: FFClassifier, data: Datasets, device: torc
             optimizer.step()
             scheduler.step()
             meter.add(losses, stats)
+        meter.flush()
+        step_seconds += time.perf_counter() - tick
         _end_epoch(cfg, model, data, device, run_dir, epoch, meter, scheduler, start_time)
+    return step_seconds
 
 
-def fit_greedy(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device, run_dir: Path) -> None:
+def fit_greedy(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device, run_dir: Path) -> float:
     """The article's schedule: per chunk of images, each layer in turn takes `greedy_steps` full-chunk steps.
 
     Negatives are drawn once per chunk; a layer's inputs are the trained previous layer's outputs.
@@ -152,8 +164,10 @@ def fit_greedy(cfg: Config, model: FFClassifier, data: Datasets, device: torch.d
     chunks = math.ceil(len(train) / o.chunk_size)
     optimizer, scheduler = build_optimizer(cfg, model, o.epochs * chunks * len(model.layers) * o.greedy_steps)
     start_time = time.perf_counter()
+    step_seconds = 0.0
     for epoch in range(1, o.epochs + 1):
         meter = _Meter()
+        tick = time.perf_counter()
         bar = tqdm(total=chunks * len(model.layers) * o.greedy_steps, desc=f"epoch {epoch}/{o.epochs}",
                    disable=not cfg.run.progress, leave=False)
         for start in range(0, len(train), o.chunk_size):
@@ -174,7 +188,10 @@ def fit_greedy(cfg: Config, model: FFClassifier, data: Datasets, device: torch.d
                 with torch.no_grad():
                     x = layer(x)
         bar.close()
+        meter.flush()
+        step_seconds += time.perf_counter() - tick
         _end_epoch(cfg, model, data, device, run_dir, epoch, meter, scheduler, start_time)
+    return step_seconds
 
 
 def _end_epoch(cfg, model, data, device, run_dir, epoch, meter, scheduler, start_time) -> None:
@@ -184,8 +201,7 @@ def _end_epoch(cfg, model, data, device, run_dir, epoch, meter, scheduler, start
              "lr": scheduler.get_last_lr()[0], "layers": record}
     if epoch % cfg.run.eval_every == 0 or epoch == cfg.optim.epochs:
         entry["val_error"] = error_rate(model, data.val, cfg.objective.predict, cfg.run.eval_batch_size, device)
-        if cfg.run.progress:
-            tqdm.write(f"epoch {epoch}: validation error {100 * entry['val_error']:.2f} %  ({entry['seconds']:.0f} s)")
+        tqdm.write(f"epoch {epoch}: validation error {100 * entry['val_error']:.2f} %  ({entry['seconds']:.0f} s)")
     runs.append_metrics(run_dir, entry)
 
 
@@ -200,11 +216,12 @@ def train(cfg: Config, run_dir: Path, preset: str = "custom") -> dict:
     model = build_model(cfg, data.train.images.shape[1], data.num_classes).to(device)
     fit = fit_greedy if cfg.optim.greedy_steps else fit_minibatch
     start = time.perf_counter()
-    fit(cfg, model, data, device, run_dir)
+    step_seconds = fit(cfg, model, data, device, run_dir)
     train_seconds = time.perf_counter() - start
     runs.save_weights(run_dir, model.state_dict())
     summary = {"preset": preset, "epochs": cfg.optim.epochs, "train_seconds": round(train_seconds, 1),
-               "device": device_name(device)}
+               "step_seconds": round(step_seconds, 1),
+               "train_images": len(data.train), "device": device_name(device)}
     summary.update(score(cfg, model, data, device))
     summary["config"] = cfg.to_dict()
     runs.write_json_atomic(run_dir / "summary.json", summary)

@@ -1,0 +1,99 @@
+"""Training throughput and matmul efficiency of a preset, plus its errors.
+
+Trains the preset, counts the matmul FLOPs its training steps do, and compares the achieved rate
+with the peak of a large fp32 matmul measured in the same process (the machine may be shared, so
+only the ratio is comparable across runs). The last line printed is one JSON object.
+
+    python benchmarks/train_throughput.py --preset quick
+    python benchmarks/train_throughput.py --preset hinton-mnist --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from forward_forward import presets
+from forward_forward.config import merge, parse_override
+from forward_forward.train import resolve_device, train
+
+
+def peak_matmul_gflops(device: torch.device, n: int = 4096, repeats: int = 5) -> float:
+    """Best rate of an n x n x n fp32 matmul: the ceiling the training steps are compared with."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats + 2):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        tick = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - tick)
+    return 2 * n**3 / best / 1e9
+
+
+def flops_per_image(cfg, input_dim: int, num_classes: int) -> float:
+    """Matmul FLOPs of one training image: positive and negative forward and weight-gradient
+    passes through every layer (inputs are detached, so no input gradients), plus the
+    forward-only neutral pass and the readout when the model has one."""
+    sizes = [input_dim, *cfg.model.hidden]
+    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    flops = 2 * (2 * macs) * 2  # (forward + weight grad) x (positive + negative) x 2 FLOPs per MAC
+    if cfg.model.readout:
+        readout = sum(cfg.model.hidden[cfg.objective.predict_layers_from :]) * num_classes
+        flops += 2 * macs + 3 * 2 * readout
+    if cfg.optim.greedy_steps:  # every image takes greedy_steps steps per layer
+        flops *= cfg.optim.greedy_steps
+    return flops
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="quick")
+    p.add_argument("--epochs", type=int, help="train fewer epochs than the preset (throughput only)")
+    p.add_argument("--set", action="append", default=[], help="section.key=value override")
+    p.add_argument("--run-dir", help="keep the run here (default: a temporary folder)")
+    args = p.parse_args()
+
+    cfg = merge(presets.preset(args.preset), {"run": {"progress": False}})
+    if args.epochs:
+        cfg = merge(cfg, {"optim": {"epochs": args.epochs}})
+    for text in args.set:
+        cfg = merge(cfg, parse_override(text))
+    device = resolve_device(cfg.run.device)
+    peak_before = peak_matmul_gflops(device)
+    run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="ff-bench-"))
+    summary = train(cfg, run_dir, args.preset)
+    peak_after = peak_matmul_gflops(device)
+    peak = max(peak_before, peak_after)
+
+    images = summary["train_images"] * summary["epochs"]
+    input_dim = 784 if cfg.data.dataset != "cifar10" else 3072
+    achieved = flops_per_image(cfg, input_dim, 10) * images / summary["step_seconds"] / 1e9
+    result = {
+        "preset": args.preset,
+        "epochs": summary["epochs"],
+        "device": summary["device"],
+        "samples_per_s": round(images / summary["step_seconds"], 1),
+        "achieved_gflops": round(achieved, 1),
+        "peak_gflops": round(peak, 1),
+        "peak_fraction": round(achieved / peak, 3),
+        "step_seconds": summary["step_seconds"],
+        "train_seconds": summary["train_seconds"],
+        "val_error": summary["val_error"],
+        "test_error": summary["test_error"],
+        "test_error_softmax": summary.get("test_error_softmax"),
+        "test_error_goodness": summary.get("test_error_goodness"),
+        "run_dir": str(run_dir),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from forward_forward.config import Config, merge
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write `array` (uint8) as a gzip-compressed IDX file, the MNIST distribution format."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def fake_mnist(tmp_path) -> Path:
+    """A small MNIST-format dataset whose classes are easy: class k lights up a block at row 2k."""
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = (rng.random((n, 28, 28)) * 60).astype(np.uint8)
+        for i, k in enumerate(labels):
+            images[i, 2 * k + 4 : 2 * k + 7, 6:22] = 255
+        return images, labels
+
+    folder = tmp_path / "data" / "mnist"
+    train_x, train_y = make(1200)
+    test_x, test_y = make(300)
+    write_idx(folder / "train-images-idx3-ubyte.gz", train_x)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", train_y)
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", test_x)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", test_y)
+    return tmp_path / "data"
+
+
+def small_config(data_dir: Path | None = None, **sections) -> Config:
+    """A config small enough for a test: a fake dataset, two tiny layers, no progress bar."""
+    base = {
+        "data": {"data_dir": str(data_dir) if data_dir else None, "verify_checksums": False,
+                 "download": False, "val_size": 200},
+        "model": {"hidden": [64, 64], "peer_lambda": 0.03},
+        "objective": {"negatives": "hard", "predict_layers_from": 0},
+        "optim": {"lr": 0.01, "epochs": 2, "batch_size": 50},
+        "run": {"progress": False, "device": "cpu", "eval_batch_size": 128},
+    }
+    for section, values in sections.items():
+        base.setdefault(section, {}).update(values)
+    return merge(Config(), base)
+
+
+@pytest.fixture
+def real_data_dir() -> Path:
+    """FF_DATA_DIR with the real MNIST files; skipped without it, except under CI where it must exist."""
+    root = os.environ.get("FF_DATA_DIR")
+    if not root or not (Path(root) / "mnist" / "train-images-idx3-ubyte.gz").exists():
+        if os.environ.get("CI"):
+            pytest.fail("FF_DATA_DIR must point at a folder with mnist/*.gz in CI")
+        pytest.skip("FF_DATA_DIR with the MNIST files is not set")
+    return Path(root)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

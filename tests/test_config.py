@@ -1,0 +1,79 @@
+"""Config validation: every bad field is an FFError that names it."""
+
+import pytest
+
+from forward_forward import presets
+from forward_forward.config import Config, from_dict, load_toml, merge, parse_override
+from forward_forward.errors import FFError
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"optim": {"lrr": 0.1}}, "optim.lrr"),
+        ({"optimiser": {"lr": 0.1}}, "optimiser"),
+        ({"optim": {"lr": "fast"}}, "optim.lr"),
+        ({"optim": {"lr": -1.0}}, "optim.lr"),
+        ({"optim": {"epochs": 2.5}}, "optim.epochs"),
+        ({"optim": {"epochs": 0}}, "optim.epochs"),
+        ({"optim": {"momentum": 1.5}}, "optim.momentum"),
+        ({"optim": {"name": "rmsprop"}}, "optim.name"),
+        ({"model": {"hidden": [100, -3]}}, "model.hidden"),
+        ({"model": {"hidden": "big"}}, "model.hidden"),
+        ({"model": {"activation": "swish-ish"}}, "model.activation"),
+        ({"model": {"readout": "yes"}}, "model.readout"),
+        ({"objective": {"goodness": "nope"}}, "objective.goodness"),
+        ({"objective": {"predict_layers_from": 4}}, "objective.predict_layers_from"),
+        ({"data": {"dataset": "imagenet"}}, "data.dataset"),
+        ({"data": {"val_size": -1}}, "data.val_size"),
+        ({"model": {"readout": False}}, "readout"),
+        ({"model": 3}, "model"),
+    ],
+)
+def test_bad_fields_are_named(overrides, field):
+    with pytest.raises(FFError, match=field.replace("[", r"\[").replace(".", r"\.")):
+        merge(Config(), overrides)
+
+
+def test_good_overrides_apply_and_convert():
+    cfg = merge(Config(), {"optim": {"lr": 1, "epochs": 3}, "model": {"hidden": [10, 20]},
+                           "objective": {"threshold": None}})
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float) and cfg.model.hidden == [10, 20]
+
+
+def test_parse_override_reads_toml_values_and_falls_back_to_strings():
+    assert parse_override("optim.lr=0.02") == {"optim": {"lr": 0.02}}
+    assert parse_override("model.hidden=[10, 20]") == {"model": {"hidden": [10, 20]}}
+    assert parse_override("run.device=cpu") == {"run": {"device": "cpu"}}
+    assert parse_override("model.readout=false") == {"model": {"readout": False}}
+    for bad in ("optim.lr", "lr=3", "a.b.c=1"):
+        with pytest.raises(FFError, match="section.key=value"):
+            parse_override(bad)
+
+
+def test_toml_file(tmp_path):
+    (tmp_path / "ok.toml").write_text("[optim]\nlr = 0.05\n[model]\nhidden = [30, 30]\n")
+    cfg = merge(Config(), load_toml(tmp_path / "ok.toml"))
+    assert cfg.optim.lr == 0.05 and cfg.model.hidden == [30, 30]
+    (tmp_path / "bad.toml").write_text("[optim\nlr = \n")
+    with pytest.raises(FFError, match="not valid TOML"):
+        load_toml(tmp_path / "bad.toml")
+    with pytest.raises(FFError, match="does not exist"):
+        load_toml(tmp_path / "missing.toml")
+
+
+def test_every_preset_is_valid_and_round_trips_through_a_dict():
+    for name in presets.PRESETS:
+        cfg = presets.preset(name)
+        assert from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(FFError, match="unknown preset"):
+        presets.preset("fastest")
+
+
+def test_hinton_preset_is_the_matlab_recipe():
+    cfg = presets.preset("hinton-mnist")
+    assert cfg.model.hidden == [2000] * 4 and cfg.model.norm == "rms" and cfg.model.peer_lambda == 0.03
+    assert cfg.objective.goodness == "sum_squares" and cfg.objective.threshold is None  # theta = units
+    assert cfg.objective.negatives == "hard" and cfg.objective.predict_layers_from == 1
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.schedule) == ("sgd", 0.01, 0.9, "hinton")
+    assert cfg.optim.epochs == 60 and cfg.optim.batch_size == 100

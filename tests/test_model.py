@@ -1,0 +1,155 @@
+"""The classic FF bugs: gradients crossing layers, negatives with the true label, empty state_dict."""
+
+import torch
+import torch.nn.functional as F
+
+from forward_forward import labels as label_ops
+from forward_forward.model import FFClassifier
+from tests.conftest import small_config
+
+
+def make_model(**sections) -> FFClassifier:
+    cfg = small_config(**sections)
+    return FFClassifier(input_dim=100, num_classes=10, model=cfg.model, objective=cfg.objective)
+
+
+def batch(n=16):
+    return torch.rand(n, 100), torch.randint(0, 10, (n,))
+
+
+def owned_params(model, name):
+    if name == "readout":
+        return set(model.readout.parameters())
+    return set(model.layers[int(name.removeprefix("layer"))].parameters())
+
+
+def test_each_loss_trains_only_its_own_layer():
+    model = make_model()
+    images, labels = batch()
+    losses, _ = model.losses(images, labels)
+    assert set(losses) == {"readout", "layer0", "layer1"}
+    for name, loss in losses.items():
+        model.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=True)
+        for param in model.parameters():
+            reached = param.grad is not None and param.grad.abs().sum() > 0
+            assert reached == (param in owned_params(model, name)), f"{name} leaks a gradient"
+
+
+def test_no_gradient_reaches_the_input_of_a_layer():
+    model = make_model()
+    x = torch.rand(8, 100, requires_grad=True)
+    acts = model.activities(x)
+    acts[-1].pow(2).sum().backward()
+    assert x.grad is None
+    assert model.layers[0].linear.weight.grad is None
+
+
+def test_random_wrong_label_is_never_true_and_covers_all_wrong_classes():
+    labels = torch.randint(0, 10, (20000,))
+    wrong = label_ops.random_wrong(labels, 10)
+    assert not (wrong == labels).any()
+    for k in range(10):  # uniform over the 9 wrong classes
+        counts = torch.bincount(wrong[labels == k], minlength=10).float()
+        assert counts[k] == 0 and (counts.sum() - counts[k]) > 0
+        share = counts[torch.arange(10) != k] / counts.sum()
+        assert (share - 1 / 9).abs().max() < 0.05
+
+
+def test_hard_wrong_label_is_never_true_even_when_the_model_is_certain():
+    labels = torch.randint(0, 10, (5000,))
+    certain = F.one_hot(labels, 10).float()  # all mass on the true class
+    assert not (label_ops.hard_wrong(labels, certain) == labels).any()
+    probs = torch.softmax(torch.randn(5000, 10) * 3, dim=1)
+    assert not (label_ops.hard_wrong(labels, probs) == labels).any()
+
+
+def test_hard_wrong_label_follows_the_model_belief():
+    labels = torch.zeros(20000, dtype=torch.long)
+    probs = torch.tensor([[0.5, 0.4, 0.1] + [0.0] * 7]).repeat(20000, 1)
+    share = (label_ops.hard_wrong(labels, probs) == 1).float().mean()
+    assert abs(share - 0.8) < 0.02
+
+
+def test_negatives_in_the_training_batch_never_carry_the_true_label():
+    for negatives in ("random", "hard"):
+        model = make_model(objective={"negatives": negatives})
+        images, labels = batch(500)
+        probs = torch.softmax(torch.randn(500, 10), 1)
+        pos, neg = model.positive_negative(images, labels, probs)
+        assert torch.equal(pos[:, :10].argmax(1), labels)
+        assert not (neg[:, :10].argmax(1) == labels).any()
+        assert torch.equal(pos[:, 10:], images[:, 10:]) and torch.equal(neg[:, 10:], images[:, 10:])
+
+
+def test_overlay_values():
+    images = torch.rand(4, 100) * 0.5
+    labels = torch.tensor([0, 3, 9, 3])
+    one = label_ops.overlay(images, labels, 10, "one")
+    assert torch.equal(one[:, :10], F.one_hot(labels, 10).float())
+    peak = label_ops.overlay(images, labels, 10, "max")
+    assert torch.allclose(peak[:, :10].sum(1), images.amax(1))
+    assert torch.equal(label_ops.neutral(images, 10)[:, :10], torch.full((4, 10), 0.1))
+
+
+def test_batched_goodness_prediction_equals_a_loop_over_labels():
+    model = make_model(objective={"predict_layers_from": 1})
+    images, _ = batch(12)
+    batched = model.label_goodness(images)  # (B, C, layers)
+    for k in range(10):
+        x = label_ops.overlay(images, torch.full((12,), k), 10)
+        looped = torch.stack([model.goodness(a) for a in model.activities(x)], dim=1)
+        assert torch.allclose(batched[:, k], looped, rtol=1e-5, atol=1e-4)
+    expected = batched[:, :, 1:].sum(2).argmax(1)
+    assert torch.equal(model.predict(images, "goodness"), expected)
+
+
+def test_state_dict_is_complete_and_round_trips():
+    model = make_model()
+    images, labels = batch()
+    for _ in range(3):  # move weights and running means away from their initial values
+        losses, _ = model.losses(images, labels)
+        sum(losses.values()).backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.1 * p.grad
+    state = model.state_dict()
+    assert {"layers.0.linear.weight", "layers.1.mean_activity", "readout.weight"} <= set(state)
+    fresh = make_model()
+    assert not torch.equal(fresh.state_dict()["layers.1.mean_activity"], state["layers.1.mean_activity"])
+    fresh.load_state_dict(state)
+    for how in ("softmax", "goodness"):
+        assert torch.equal(fresh.predict(images, how), model.predict(images, how))
+    assert torch.equal(fresh.label_goodness(images), model.label_goodness(images))
+
+
+def test_layer_gradient_matches_the_closed_form_of_the_matlab_recipe():
+    """One layer's weight gradient equals the hand-derived MATLAB update (sum of squares, theta = units)."""
+    model = make_model(model={"peer_lambda": 0.0})
+    layer = model.layers[0]
+    pos, neg = torch.rand(8, 100), torch.rand(8, 100)
+    y = layer(torch.cat([pos, neg]))
+    loss, _ = model.layer_loss(0, y[:8], y[8:])
+    loss.backward()
+    # MATLAB: dC/dz = (1 - p) * y for positives and -p * y for negatives, averaged per kind.
+    with torch.no_grad():
+        x = torch.cat([pos, neg])
+        xn = x / x.pow(2).mean(1, keepdim=True).sqrt()
+        z = xn @ layer.linear.weight.T + layer.linear.bias
+        act = z.clamp_min(0)
+        p = torch.sigmoid(act.pow(2).sum(1) - 64)
+        ascent = torch.cat([(1 - p[:8, None]) * act[:8], -p[8:, None] * act[8:]]) / 8
+        expected = -(ascent.T @ xn)  # descent direction of the loss
+    assert torch.allclose(layer.linear.weight.grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_peer_normalisation_gradient_is_not_gated_by_the_relu():
+    model = make_model(model={"peer_lambda": 0.5})
+    layer = model.layers[0]
+    layer.mean_activity.copy_(torch.linspace(0, 1, 64))
+    z = torch.full((4, 64), -1.0, requires_grad=True)  # every unit silent: a ReLU would pass no gradient
+    layer.peer_loss(z, torch.relu(z)).backward()
+    mean = layer.mean_activity
+    expected = 0.5 * (mean - mean.mean()) / 4
+    assert torch.allclose(z.grad, expected.expand(4, 64), atol=1e-6)
+    assert torch.allclose(mean, 0.9 * torch.linspace(0, 1, 64))  # running mean moved toward 0

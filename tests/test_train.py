@@ -1,0 +1,79 @@
+"""Small real runs: the loop, the run directory, `ff eval`, the greedy schedule, and CLI errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from forward_forward import presets
+from forward_forward.cli import main
+from forward_forward.config import merge
+from forward_forward.train import train
+from tests.conftest import small_config
+
+
+def test_minibatch_run_learns_and_writes_its_run_directory(fake_mnist, tmp_path, capsys):
+    cfg = small_config(fake_mnist, optim={"epochs": 3})
+    summary = train(cfg, tmp_path / "run", "test")
+    run = tmp_path / "run"
+    for name in ("config.json", "command.txt", "metrics.jsonl", "summary.json", "model.pt"):
+        assert (run / name).exists(), name
+    assert summary["test_error"] < 0.1, summary
+    assert {"val_error", "test_error", "epochs", "train_seconds", "device", "config"} <= set(summary)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert {"loss", "g_pos", "g_neg", "acc"} <= set(records[-1]["layers"]["layer1"])
+    assert records[-1]["layers"]["layer0"]["g_pos"] > records[-1]["layers"]["layer0"]["g_neg"]
+    assert main(["eval", str(run)]) == 0
+    assert f"test error {100 * summary['test_error']:.2f} %" in capsys.readouterr().out
+
+
+def test_greedy_schedule_trains_one_layer_at_a_time(fake_mnist, tmp_path):
+    cfg = small_config(
+        fake_mnist,
+        model={"readout": False, "norm": "l2", "init": "torch"},
+        objective={"goodness": "mean_squares", "threshold": 3.0, "negatives": "random", "predict": "goodness",
+                   "label_value": "max"},
+        optim={"name": "adam", "lr": 0.03, "greedy_steps": 30, "chunk_size": 500, "epochs": 1, "weight_decay": 0.0,
+               "schedule": "constant"},
+    )
+    summary = train(cfg, tmp_path / "run", "test")
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert set(records[0]["layers"]) == {"layer0", "layer1"}
+    assert summary["test_error"] < 0.2, summary
+
+
+def test_cli_errors_are_one_line_without_traceback(fake_mnist, tmp_path):
+    cases = [
+        ["train", "--set", "optim.lrr=1"],
+        ["train", "--preset", "nope"],
+        ["train", "--data-dir", str(tmp_path / "empty"), "--set", "data.download=false"],
+        ["eval", str(tmp_path)],
+    ]
+    for args in cases:
+        proc = subprocess.run([sys.executable, "-m", "forward_forward.cli", *args], capture_output=True, text=True)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stderr.startswith("ff: error: ")
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_eval_refuses_a_weights_file_that_is_not_tensors(fake_mnist, tmp_path):
+    run = tmp_path / "run"
+    train(small_config(fake_mnist, optim={"epochs": 1}), run, "test")
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (run / "model.pt").write_bytes(pickle.dumps({"x": Evil()}))
+    proc = subprocess.run([sys.executable, "-m", "forward_forward.cli", "eval", str(run)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "refused" in proc.stderr and "pwned" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_tiny_preset_on_real_mnist(real_data_dir, tmp_path):
+    cfg = merge(presets.preset("tiny"), {"data": {"data_dir": str(real_data_dir)}, "run": {"progress": False}})
+    summary = train(cfg, tmp_path / "run", "tiny")
+    assert summary["test_error"] < 0.08, summary
