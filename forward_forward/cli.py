@@ -77,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="TOML file of [section] key = value overrides")
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one field (repeatable)")
     t.add_argument("--run-dir", help="where to write the run (default runs/<preset>-<timestamp>)")
-    t.add_argument("--data-dir", help="folder with the dataset files (default $FF_DATA_DIR or ~/.cache/forward-forward)")
+    t.add_argument("--data-dir", help="dataset folder (default $FF_DATA_DIR, else ~/.cache/forward-forward)")
     t.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     t.add_argument("--epochs", type=int, help="shortcut for --set optim.epochs=N")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")

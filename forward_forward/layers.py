@@ -11,7 +11,6 @@ import math
 import torch
 from torch import nn
 
-
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
 }

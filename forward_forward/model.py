@@ -116,8 +116,9 @@ class FFClassifier(nn.Module):
         losses, stats, probs = {}, {}, None
         if self.readout is not None:
             with torch.no_grad():
-                neutral_acts = self.activities(label_ops.neutral(images, self.num_classes, self.objective.neutral_value))
-            logits = self.readout(self.readout_features(neutral_acts))
+                neutral = label_ops.neutral(images, self.num_classes, self.objective.neutral_value)
+                features = self.readout_features(self.activities(neutral))
+            logits = self.readout(features)
             losses["readout"] = F.cross_entropy(logits, labels)
             stats["readout"] = {"acc": (logits.detach().argmax(1) == labels).float().mean()}
             probs = logits.detach().softmax(dim=1)

@@ -1,6 +1,7 @@
 """Small real runs: the loop, the run directory, `ff eval`, the greedy schedule, and CLI errors."""
 
 import json
+import pickle
 import subprocess
 import sys
 
@@ -59,17 +60,18 @@ def test_cli_errors_are_one_line_without_traceback(fake_mnist, tmp_path):
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
 def test_eval_refuses_a_weights_file_that_is_not_tensors(fake_mnist, tmp_path):
     run = tmp_path / "run"
     train(small_config(fake_mnist, optim={"epochs": 1}), run, "test")
-    import pickle
 
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
-
-    (run / "model.pt").write_bytes(pickle.dumps({"x": Evil()}))
-    proc = subprocess.run([sys.executable, "-m", "forward_forward.cli", "eval", str(run)], capture_output=True, text=True)
+    (run / "model.pt").write_bytes(pickle.dumps({"x": _Evil()}))
+    cli = [sys.executable, "-m", "forward_forward.cli"]
+    proc = subprocess.run([*cli, "eval", str(run)], capture_output=True, text=True)
     assert proc.returncode == 2 and "refused" in proc.stderr and "pwned" not in proc.stdout
 
 
