@@ -33,10 +33,20 @@ def _build_config(args) -> config_mod.Config:
 def cmd_train(args) -> None:
     from .train import train
 
-    cfg = _build_config(args)
-    run_dir = Path(args.run_dir) if args.run_dir else runs.new_run_dir(args.preset)
-    print(f"training preset {args.preset!r} into {run_dir}", flush=True)
-    summary = train(cfg, run_dir, args.preset)
+    if args.resume:
+        if args.config or args.set or args.epochs or args.run_dir:
+            raise FFError("--resume uses the run's own config.json: drop --config, --set, --epochs and --run-dir.")
+        run_dir = Path(args.resume)
+        cfg, preset = runs.load_config(run_dir)
+        overrides = {"data": {"data_dir": args.data_dir}, "run": {"device": args.device}}
+        cfg = config_mod.merge(cfg, {k: {a: b for a, b in v.items() if b is not None} for k, v in overrides.items()})
+        print(f"resuming {run_dir}", flush=True)
+        summary = train(cfg, run_dir, preset, resume=True)
+    else:
+        cfg = _build_config(args)
+        run_dir = Path(args.run_dir) if args.run_dir else runs.new_run_dir(args.preset)
+        print(f"training preset {args.preset!r} into {run_dir}", flush=True)
+        summary = train(cfg, run_dir, args.preset)
     print(
         f"test error {100 * summary['test_error']:.2f} % (predict by {summary['predict']}; "
         f"validation {100 * summary['val_error']:.2f} %) after {summary['epochs']} epochs in "
@@ -81,6 +91,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     t.add_argument("--epochs", type=int, help="shortcut for --set optim.epochs=N")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="rebuild a trained network from its run directory and print its test error")

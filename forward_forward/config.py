@@ -7,6 +7,7 @@ is one clear error that names the field instead of a crash deep inside training.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -75,6 +76,8 @@ class RunConfig:
     eval_batch_size: int = 1000  # images per prediction batch (x10 inputs when predicting by goodness)
     progress: bool = True  # tqdm progress bar
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    checkpoint_every: int = 1  # write RUN_DIR/checkpoint.pt every N epochs (and after the last)
+    deterministic: bool = False  # deterministic kernels: a resumed run then ends bit-identical
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
+MAX_UNITS = 100_000  # a layer wider than this is a typo, not a model: refuse it before allocating
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 CHOICES = {
     "data.dataset": ("mnist", "fashion-mnist", "cifar10"),
@@ -167,6 +171,7 @@ def _validate(cfg: Config) -> Config:
         "optim.epochs": cfg.optim.epochs,
         "optim.chunk_size": cfg.optim.chunk_size,
         "run.eval_every": cfg.run.eval_every,
+        "run.checkpoint_every": cfg.run.checkpoint_every,
         "run.eval_batch_size": cfg.run.eval_batch_size,
         "optim.lr": cfg.optim.lr,
         "objective.temperature": cfg.objective.temperature,
@@ -195,8 +200,14 @@ def _validate(cfg: Config) -> Config:
     }.items():
         if not 0 <= value < 1:
             raise FFError(f"{path} must be in [0, 1); got {value!r}.")
-    if not cfg.model.hidden or any(n <= 0 for n in cfg.model.hidden):
-        raise FFError(f"model.hidden must list at least one positive layer size; got {cfg.model.hidden!r}.")
+    if not cfg.model.hidden or any(not 0 < n <= MAX_UNITS for n in cfg.model.hidden):
+        raise FFError(
+            f"model.hidden must list at least one layer size between 1 and {MAX_UNITS}; got {cfg.model.hidden!r}."
+        )
+    for path, value in {"objective.threshold": cfg.objective.threshold, "optim.lr": cfg.optim.lr,
+                        "objective.temperature": cfg.objective.temperature}.items():
+        if value is not None and not math.isfinite(value):
+            raise FFError(f"{path} must be a finite number; got {value!r}.")
     if not 0 <= cfg.objective.predict_layers_from < len(cfg.model.hidden):
         raise FFError(
             f"objective.predict_layers_from must be a layer index below {len(cfg.model.hidden)}; "

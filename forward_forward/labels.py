@@ -46,8 +46,9 @@ def hard_wrong(
     """A wrong label sampled in proportion to the model's belief in it (MATLAB recipe).
 
     probs: (B, C) class probabilities; the true class is masked out, and a tiny floor keeps a
-    row valid when the model puts all its mass on the true class.
+    row valid when the model puts all its mass on the true class. NaN (a diverged model) counts
+    as 1, so sampling goes on and the divergence guard can report where it started.
     """
-    weights = probs.detach().float().clamp_min(1e-12)
+    weights = probs.detach().float().nan_to_num(1.0, 1.0, 0.0).clamp_min(1e-12)
     weights = weights.scatter(1, labels[:, None], 0.0)
     return torch.multinomial(weights, 1, generator=generator).squeeze(1)

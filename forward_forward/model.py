@@ -113,14 +113,14 @@ class FFClassifier(nn.Module):
 
     def losses(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict]:
         """Named losses for one minibatch: one per layer, plus "readout"; and detached statistics."""
-        losses, stats, probs = {}, {}, None
+        losses, stats, probs, readout_loss = {}, {}, None, None
         if self.readout is not None:
             with torch.no_grad():
                 neutral = label_ops.neutral(images, self.num_classes, self.objective.neutral_value)
                 features = self.readout_features(self.activities(neutral))
             logits = self.readout(features)
-            losses["readout"] = F.cross_entropy(logits, labels)
-            stats["readout"] = {"acc": (logits.detach().argmax(1) == labels).float().mean()}
+            readout_loss = F.cross_entropy(logits, labels)
+            readout_acc = (logits.detach().argmax(1) == labels).float().mean()
             probs = logits.detach().softmax(dim=1)
         pos, neg = self.positive_negative(images, labels, probs)
         x = torch.cat([pos, neg])  # (2B, D): one matmul per layer for both kinds of data
@@ -134,4 +134,6 @@ class FFClassifier(nn.Module):
             losses[f"layer{i}"] = loss
             stats[f"layer{i}"] = layer_stats
             x = y
+        if readout_loss is not None:  # after the layers: a divergence is reported at its source first
+            losses["readout"], stats["readout"] = readout_loss, {"acc": readout_acc}
         return losses, stats

@@ -13,6 +13,7 @@ import shlex
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -34,10 +35,10 @@ def new_run_dir(preset: str, base: str | Path = "runs") -> Path:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    _write_atomic(path, lambda f: f.write(json.dumps(data, indent=2).encode() + b"\n"))
+    write_atomic(path, lambda f: f.write(json.dumps(data, indent=2).encode() + b"\n"))
 
 
-def _write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write) -> None:
     """Write through a temporary file in the same folder, fsync, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -64,20 +65,35 @@ def append_metrics(run_dir: Path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def truncate_metrics(run_dir: Path, before_epoch: int) -> None:
+    """Drop metric lines of epoch `before_epoch` and later: a resumed run writes them again."""
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < before_epoch]
+    write_atomic(path, lambda f: f.write("".join(line + "\n" for line in kept).encode()))
+
+
 def save_weights(run_dir: Path, state_dict: dict) -> None:
     tensors = {k: v.detach().cpu() for k, v in state_dict.items()}
-    _write_atomic(run_dir / WEIGHTS, lambda f: torch.save(tensors, f))
+    write_atomic(run_dir / WEIGHTS, lambda f: torch.save(tensors, f))
+
+
+def load_trusted_format(path: Path, what: str):
+    """torch.load with `weights_only=True`: tensors and plain containers only, so a file cannot run code."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a foreign file's pickle protocol warning says nothing useful here
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise FFError(f"{path} is not a {what} this tool wrote ({first}); it was refused unread.") from None
 
 
 def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     path = Path(run_dir) / WEIGHTS
     if not path.exists():
         raise FFError(f"{path} does not exist: the run did not finish, or {run_dir} is not a run directory.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FFError(f"{path} is not a weights file this tool wrote ({first}); it was refused unread.") from None
+    state = load_trusted_format(path, "weights file")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise FFError(f"{path} does not hold a dictionary of tensors; it was refused.")
     return state

@@ -7,6 +7,7 @@ article's greedy schedule that trains one layer at a time for many full-chunk st
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from collections import defaultdict
@@ -15,8 +16,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from . import checkpoint, runs
 from . import data as data_mod
-from . import runs
 from .config import Config
 from .data import Datasets, Split
 from .errors import FFError
@@ -86,18 +87,39 @@ def error_rate(model: FFClassifier, split: Split, how: str, batch_size: int, dev
 
 
 class _Meter:
-    """Sums detached statistics on the device; one synchronisation per epoch, not per step."""
+    """Sums detached statistics on the device; one synchronisation per epoch, not per step.
 
-    def __init__(self):
+    It also keeps every step's losses, so a divergence can be traced to its layer and step.
+    """
+
+    def __init__(self, first_step: int = 0):
         self.sums: dict[tuple[str, str], torch.Tensor] = defaultdict(lambda: 0.0)
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
+        self.first_step = first_step
+        self.loss_rows: list[tuple[list[str], torch.Tensor]] = []
 
     def add(self, losses: dict, stats: dict) -> None:
+        self.loss_rows.append((list(losses), torch.stack([v.detach() for v in losses.values()])))
         values = {(name, "loss"): loss.detach() for name, loss in losses.items()}
         values.update({(name, key): v for name, group in stats.items() for key, v in group.items()})
         for key, value in values.items():
             self.sums[key] = self.sums[key] + value
             self.counts[key] += 1
+
+    def check_finite(self, epoch: int) -> None:
+        """Raise an FFError naming the first layer and step whose loss was NaN or infinite."""
+        if not self.loss_rows:
+            return
+        if bool(torch.isfinite(torch.cat([row for _, row in self.loss_rows])).all()):
+            return  # the common case: one check, one synchronisation
+        for index, (names, row) in enumerate(self.loss_rows):
+            bad = [n for n, v in zip(names, row.tolist()) if not math.isfinite(v)]
+            if bad:
+                raise FFError(
+                    f"training diverged: the loss of {bad[0]} became {row[names.index(bad[0])].item()} at epoch "
+                    f"{epoch}, step {self.first_step + index + 1}; the last good checkpoint is kept. Lower "
+                    "optim.lr (or raise the threshold) and train again."
+                )
 
     def flush(self) -> None:
         """Wait for queued device work, so step timings are honest on asynchronous devices."""
@@ -111,116 +133,158 @@ class _Meter:
         return dict(out)
 
 
-def _check_finite(record: dict, epoch: int) -> None:
-    for name, values in record.items():
-        for key, value in values.items():
-            if not math.isfinite(value):
-                raise FFError(
-                    f"training diverged in epoch {epoch}: {name} {key} is {value}; lower optim.lr "
-                    "(or the threshold) and run again."
-                )
+class _Loop:
+    """State shared by both schedules: optimiser, schedule, data-order RNG, checkpoints, metrics."""
+
+    def __init__(self, cfg: Config, model: FFClassifier, data: Datasets, device: torch.device, run_dir: Path,
+                 total_steps: int, resume_state: dict | None):
+        self.cfg, self.model, self.data, self.device, self.run_dir = cfg, model, data, device, run_dir
+        self.optimizer, self.scheduler = build_optimizer(cfg, model, total_steps)
+        self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
+        self.position = checkpoint.Position()
+        if resume_state is not None:
+            self.position = checkpoint.restore(resume_state, model=model, optimizer=self.optimizer,
+                                               scheduler=self.scheduler, generator=self.generator)
+        self.started = time.perf_counter() - self.position.elapsed
+
+    def save(self, epoch: int, step: int, order: torch.Tensor | None, step_seconds: float) -> None:
+        self.position = checkpoint.Position(epoch, step, order, time.perf_counter() - self.started, step_seconds)
+        checkpoint.save(self.run_dir, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                        generator=self.generator, position=self.position)
+
+    def stop(self, epoch: int, step: int, order: torch.Tensor | None, step_seconds: float) -> None:
+        """Ctrl-C between steps: checkpoint here and leave with a message on how to continue."""
+        self.save(epoch, step, order, step_seconds)
+        raise FFError(f"interrupted at epoch {epoch}, step {step}; a checkpoint is saved: continue with "
+                      f"`ff train --resume {self.run_dir}`.")
+
+    def end_epoch(self, epoch: int, meter: _Meter, step_seconds: float) -> None:
+        meter.check_finite(epoch)
+        cfg = self.cfg
+        entry = {"epoch": epoch, "seconds": round(time.perf_counter() - self.started, 2),
+                 "lr": self.scheduler.get_last_lr()[0], "layers": meter.means()}
+        if epoch % cfg.run.eval_every == 0 or epoch == cfg.optim.epochs:
+            entry["val_error"] = error_rate(self.model, self.data.val, cfg.objective.predict,
+                                            cfg.run.eval_batch_size, self.device)
+            tqdm.write(f"epoch {epoch}: validation error {100 * entry['val_error']:.2f} %  ({entry['seconds']:.0f} s)")
+        runs.append_metrics(self.run_dir, entry)
+        if epoch % cfg.run.checkpoint_every == 0 or epoch == cfg.optim.epochs:
+            self.save(epoch + 1, 0, None, step_seconds)
 
 
-def fit_minibatch(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device, run_dir: Path) -> float:
+def fit_minibatch(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device, run_dir: Path,
+                  resume_state: dict | None = None) -> checkpoint.Position:
     """Every layer is updated on every minibatch, each by its own loss (paper §3.3).
 
-    Returns the seconds spent in training steps, validation excluded.
+    Returns the final position, whose `step_seconds` is the time in training steps alone.
     """
     o = cfg.optim
     train = data.train.to(device)
     steps_per_epoch = len(train) // o.batch_size
     if steps_per_epoch == 0:
         raise FFError(f"optim.batch_size = {o.batch_size} is larger than the {len(train)} training images.")
-    optimizer, scheduler = build_optimizer(cfg, model, steps_per_epoch * o.epochs)
-    generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
-    start_time = time.perf_counter()
-    step_seconds = 0.0
-    for epoch in range(1, o.epochs + 1):
-        meter = _Meter()
-        tick = time.perf_counter()
-        order = torch.randperm(len(train), generator=generator).to(device)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{o.epochs}", disable=not cfg.run.progress, leave=False)
-        for step in bar:
-            idx = order[step * o.batch_size : (step + 1) * o.batch_size]
-            losses, stats = model.losses(train.images[idx], train.labels[idx])
-            optimizer.zero_grad(set_to_none=True)
-            sum(losses.values()).backward()
-            optimizer.step()
-            scheduler.step()
-            meter.add(losses, stats)
-        meter.flush()
-        step_seconds += time.perf_counter() - tick
-        _end_epoch(cfg, model, data, device, run_dir, epoch, meter, scheduler, start_time)
-    return step_seconds
+    loop = _Loop(cfg, model, data, device, run_dir, steps_per_epoch * o.epochs, resume_state)
+    position = loop.position
+    step_seconds = position.step_seconds
+    with checkpoint.StopRequest() as stop:
+        for epoch in range(position.epoch, o.epochs + 1):
+            resuming = epoch == position.epoch and position.order is not None
+            first = position.step if resuming else 0
+            if resuming:
+                order = position.order.to(device)
+            else:
+                order = torch.randperm(len(train), generator=loop.generator).to(device)
+            meter = _Meter(first)
+            tick = time.perf_counter()
+            bar = tqdm(range(first, steps_per_epoch), desc=f"epoch {epoch}/{o.epochs}", disable=not cfg.run.progress,
+                       leave=False)
+            for step in bar:
+                if stop.requested:
+                    loop.stop(epoch, step, order, step_seconds + time.perf_counter() - tick)
+                idx = order[step * o.batch_size : (step + 1) * o.batch_size]
+                losses, stats = model.losses(train.images[idx], train.labels[idx])
+                loop.optimizer.zero_grad(set_to_none=True)
+                sum(losses.values()).backward()
+                loop.optimizer.step()
+                loop.scheduler.step()
+                meter.add(losses, stats)
+            meter.flush()
+            step_seconds += time.perf_counter() - tick
+            loop.end_epoch(epoch, meter, step_seconds)
+    return loop.position
 
 
-def fit_greedy(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device, run_dir: Path) -> float:
+def fit_greedy(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device, run_dir: Path,
+               resume_state: dict | None = None) -> checkpoint.Position:
     """The article's schedule: per chunk of images, each layer in turn takes `greedy_steps` full-chunk steps.
 
     Negatives are drawn once per chunk; a layer's inputs are the trained previous layer's outputs.
+    Checkpoints are taken between epochs: an interrupted epoch starts again on resume.
     """
     o = cfg.optim
     train = data.train.to(device)
     chunks = math.ceil(len(train) / o.chunk_size)
-    optimizer, scheduler = build_optimizer(cfg, model, o.epochs * chunks * len(model.layers) * o.greedy_steps)
-    start_time = time.perf_counter()
-    step_seconds = 0.0
-    for epoch in range(1, o.epochs + 1):
-        meter = _Meter()
-        tick = time.perf_counter()
-        bar = tqdm(total=chunks * len(model.layers) * o.greedy_steps, desc=f"epoch {epoch}/{o.epochs}",
-                   disable=not cfg.run.progress, leave=False)
-        for start in range(0, len(train), o.chunk_size):
-            images, labels = train.images[start : start + o.chunk_size], train.labels[start : start + o.chunk_size]
-            pos, neg = model.positive_negative(images, labels)
-            batch = pos.shape[0]
-            x = torch.cat([pos, neg])
-            for i, layer in enumerate(model.layers):
-                for _ in range(o.greedy_steps):
-                    y = layer(x)
-                    loss, stats = model.layer_loss(i, y[:batch], y[batch:])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    scheduler.step()
-                    bar.update()
-                meter.add({f"layer{i}": loss}, {f"layer{i}": stats})
-                with torch.no_grad():
-                    x = layer(x)
-        bar.close()
-        meter.flush()
-        step_seconds += time.perf_counter() - tick
-        _end_epoch(cfg, model, data, device, run_dir, epoch, meter, scheduler, start_time)
-    return step_seconds
+    loop = _Loop(cfg, model, data, device, run_dir, o.epochs * chunks * len(model.layers) * o.greedy_steps,
+                 resume_state)
+    step_seconds = loop.position.step_seconds
+    with checkpoint.StopRequest() as stop:
+        for epoch in range(loop.position.epoch, o.epochs + 1):
+            meter = _Meter()
+            tick = time.perf_counter()
+            bar = tqdm(total=chunks * len(model.layers) * o.greedy_steps, desc=f"epoch {epoch}/{o.epochs}",
+                       disable=not cfg.run.progress, leave=False)
+            for start in range(0, len(train), o.chunk_size):
+                images, labels = train.images[start : start + o.chunk_size], train.labels[start : start + o.chunk_size]
+                pos, neg = model.positive_negative(images, labels)
+                batch = pos.shape[0]
+                x = torch.cat([pos, neg])
+                for i, layer in enumerate(model.layers):
+                    for _ in range(o.greedy_steps):
+                        if stop.requested:
+                            raise FFError(f"interrupted in epoch {epoch}; continue from its start with "
+                                          f"`ff train --resume {run_dir}`.")
+                        y = layer(x)
+                        loss, stats = model.layer_loss(i, y[:batch], y[batch:])
+                        loop.optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        loop.optimizer.step()
+                        loop.scheduler.step()
+                        bar.update()
+                    meter.add({f"layer{i}": loss}, {f"layer{i}": stats})
+                    with torch.no_grad():
+                        x = layer(x)
+            bar.close()
+            meter.flush()
+            step_seconds += time.perf_counter() - tick
+            loop.end_epoch(epoch, meter, step_seconds)
+    return loop.position
 
 
-def _end_epoch(cfg, model, data, device, run_dir, epoch, meter, scheduler, start_time) -> None:
-    record = meter.means()
-    _check_finite(record, epoch)
-    entry = {"epoch": epoch, "seconds": round(time.perf_counter() - start_time, 2),
-             "lr": scheduler.get_last_lr()[0], "layers": record}
-    if epoch % cfg.run.eval_every == 0 or epoch == cfg.optim.epochs:
-        entry["val_error"] = error_rate(model, data.val, cfg.objective.predict, cfg.run.eval_batch_size, device)
-        tqdm.write(f"epoch {epoch}: validation error {100 * entry['val_error']:.2f} %  ({entry['seconds']:.0f} s)")
-    runs.append_metrics(run_dir, entry)
+def train(cfg: Config, run_dir: Path, preset: str = "custom", resume: bool = False) -> dict:
+    """Train a model as `cfg` says, write the run directory, and return the summary.
 
-
-def train(cfg: Config, run_dir: Path, preset: str = "custom") -> dict:
-    """Train a model as `cfg` says, write the run directory, and return the summary."""
+    With `resume`, continue the run in `run_dir` from its last checkpoint (or from the start if it
+    was stopped before its first one); the result is the same as a run never interrupted.
+    """
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
+    if cfg.run.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.run.seed)
     device = resolve_device(cfg.run.device)
     data = data_mod.load(cfg.data)
-    runs.start(run_dir, cfg, preset)
+    state = checkpoint.load(run_dir) if resume else None
+    if state is None:
+        runs.start(run_dir, cfg, preset)
+    else:
+        runs.truncate_metrics(run_dir, before_epoch=state["epoch"])  # the epoch in progress is logged again
     model = build_model(cfg, data.train.images.shape[1], data.num_classes).to(device)
     fit = fit_greedy if cfg.optim.greedy_steps else fit_minibatch
-    start = time.perf_counter()
-    step_seconds = fit(cfg, model, data, device, run_dir)
-    train_seconds = time.perf_counter() - start
+    position = fit(cfg, model, data, device, run_dir, state)
     runs.save_weights(run_dir, model.state_dict())
-    summary = {"preset": preset, "epochs": cfg.optim.epochs, "train_seconds": round(train_seconds, 1),
-               "step_seconds": round(step_seconds, 1),
+    summary = {"preset": preset, "epochs": cfg.optim.epochs, "train_seconds": round(position.elapsed, 1),
+               "step_seconds": round(position.step_seconds, 1),
                "train_images": len(data.train), "device": device_name(device)}
     summary.update(score(cfg, model, data, device))
     summary["config"] = cfg.to_dict()

@@ -19,6 +19,8 @@ from forward_forward.errors import FFError
         ({"optim": {"momentum": 1.5}}, "optim.momentum"),
         ({"optim": {"name": "rmsprop"}}, "optim.name"),
         ({"model": {"hidden": [100, -3]}}, "model.hidden"),
+        ({"model": {"hidden": [10**9, 10]}}, "model.hidden"),
+        ({"objective": {"threshold": float("inf")}}, "objective.threshold"),
         ({"model": {"hidden": "big"}}, "model.hidden"),
         ({"model": {"activation": "swish-ish"}}, "model.activation"),
         ({"model": {"readout": "yes"}}, "model.readout"),
