@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from . import config as config_mod
-from . import data as data_mod
 from . import presets, runs
 from .errors import FFError
 
@@ -54,23 +53,35 @@ def cmd_train(args) -> None:
     )
 
 
-def cmd_eval(args) -> None:
-    from .train import build_model, error_rate, resolve_device
+def _load_trained(args):
+    from .train import load_trained
 
-    cfg, _ = runs.load_config(args.run_dir)
-    if args.data_dir:
-        cfg = config_mod.merge(cfg, {"data": {"data_dir": args.data_dir}})
-    device = resolve_device(args.device or cfg.run.device)
-    data = data_mod.load(cfg.data)
-    model = build_model(cfg, data.test.images.shape[1], data.num_classes)
-    try:
-        model.load_state_dict(runs.load_weights(args.run_dir))
-    except RuntimeError as e:
-        raise FFError(f"the weights in {args.run_dir} do not fit its config.json ({str(e).splitlines()[0]}).") from None
-    model.to(device)
+    return load_trained(args.run_dir, data_dir=args.data_dir, device=args.device)
+
+
+def cmd_eval(args) -> None:
+    from .train import error_rate
+
+    cfg, model, data, device = _load_trained(args)
     how = args.predict or cfg.objective.predict
     err = error_rate(model, data.test, how, cfg.run.eval_batch_size, device)
     print(f"test error {100 * err:.2f} % (predict by {how})")
+
+
+def cmd_plot(args) -> None:
+    from .figures import plot_run
+
+    _, model, data, _ = _load_trained(args)
+    model.cpu()
+    for path in plot_run(args.run_dir, model, data, args.out, args.samples):
+        print(path)
+
+
+def cmd_report(args) -> None:
+    from .report import write_report
+
+    out = args.out or (args.run_dirs[0] / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
+    print(write_report(args.run_dirs, out))
 
 
 def cmd_presets(args) -> None:
@@ -100,6 +111,19 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--data-dir")
     e.add_argument("--device")
     e.set_defaults(func=cmd_eval)
+
+    f = sub.add_parser("plot", help="write PNG figures of a trained run into RUN_DIR/figures")
+    f.add_argument("run_dir", type=Path)
+    f.add_argument("--out", type=Path, help="folder for the figures (default RUN_DIR/figures)")
+    f.add_argument("--samples", type=int, default=1000, help="validation images for the goodness histograms")
+    f.add_argument("--data-dir")
+    f.add_argument("--device")
+    f.set_defaults(func=cmd_plot)
+
+    r = sub.add_parser("report", help="one self-contained HTML page for one or several plotted runs")
+    r.add_argument("run_dirs", type=Path, nargs="+")
+    r.add_argument("--out", type=Path, help="default RUN_DIR/report.html for one run, ./report.html for several")
+    r.set_defaults(func=cmd_report)
 
     s = sub.add_parser("presets", help="list the named configs")
     s.add_argument("-v", "--verbose", action="store_true")

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from . import checkpoint, runs
 from . import data as data_mod
-from .config import Config
+from .config import Config, merge
 from .data import Datasets, Split
 from .errors import FFError
 from .model import FFClassifier
@@ -290,6 +290,21 @@ def train(cfg: Config, run_dir: Path, preset: str = "custom", resume: bool = Fal
     summary["config"] = cfg.to_dict()
     runs.write_json_atomic(run_dir / "summary.json", summary)
     return summary
+
+
+def load_trained(run_dir: Path, data_dir: str | None = None, device: str | None = None):
+    """Rebuild a finished run: (config, model with its weights, datasets, device)."""
+    cfg, _ = runs.load_config(run_dir)
+    if data_dir:
+        cfg = merge(cfg, {"data": {"data_dir": data_dir}})
+    torch_device = resolve_device(device or cfg.run.device)
+    data = data_mod.load(cfg.data)
+    model = build_model(cfg, data.test.images.shape[1], data.num_classes)
+    try:
+        model.load_state_dict(runs.load_weights(run_dir))
+    except RuntimeError as e:
+        raise FFError(f"the weights in {run_dir} do not fit its config.json ({str(e).splitlines()[0]}).") from None
+    return cfg, model.to(torch_device), data, torch_device
 
 
 def score(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device) -> dict:

@@ -20,6 +20,10 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 @pytest.fixture
 def fake_mnist(tmp_path) -> Path:
+    return write_fake_mnist(tmp_path / "data")
+
+
+def write_fake_mnist(root: Path) -> Path:
     """A small MNIST-format dataset whose classes are easy: class k lights up a block at row 2k."""
     rng = np.random.default_rng(0)
 
@@ -30,14 +34,14 @@ def fake_mnist(tmp_path) -> Path:
             images[i, 2 * k + 4 : 2 * k + 7, 6:22] = 255
         return images, labels
 
-    folder = tmp_path / "data" / "mnist"
+    folder = root / "mnist"
     train_x, train_y = make(1200)
     test_x, test_y = make(300)
     write_idx(folder / "train-images-idx3-ubyte.gz", train_x)
     write_idx(folder / "train-labels-idx1-ubyte.gz", train_y)
     write_idx(folder / "t10k-images-idx3-ubyte.gz", test_x)
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", test_y)
-    return tmp_path / "data"
+    return root
 
 
 def small_config(data_dir: Path | None = None, **sections) -> Config:

@@ -1,0 +1,181 @@
+"""`ff plot`: pictures of what a trained network does, computed from its run directory.
+
+Every figure's numbers are also written to figures.json, so they can be checked and re-plotted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import labels as label_ops
+from . import runs
+from .errors import FFError
+
+FIGURES = ("curves", "goodness", "activity", "weights", "confusion", "layer_error")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise FFError("plots need matplotlib: pip install 'forward-forward[plot]'.") from None
+    return plt
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        raise FFError(f"{run_dir} has no metrics.jsonl: is it a run directory?")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@torch.no_grad()
+def analyse(model, data, samples: int, seed: int = 0) -> dict:
+    """The numbers behind the figures: goodness of positive and negative validation data per layer,
+    the test confusion matrix, each layer's error when it alone predicts, one image's activities."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    images, labels = data.val.images[:samples], data.val.labels[:samples]
+    wrong = label_ops.random_wrong(labels, model.num_classes, generator=gen)
+    value = model.objective.label_value
+    out: dict = {"samples": len(labels), "goodness": {}}
+    for kind, lab in (("pos", labels), ("neg", wrong)):
+        acts = model.activities(label_ops.overlay(images, lab, model.num_classes, value))
+        for i, a in enumerate(acts):
+            out["goodness"].setdefault(f"layer{i}", {})[kind] = model.goodness(a).tolist()
+    for i, theta in enumerate(model.thresholds):
+        out["goodness"][f"layer{i}"]["threshold"] = theta
+
+    # Test set: per-label goodness of every layer in batched passes, and the configured prediction.
+    per_layer, predicted = [], []
+    for start in range(0, len(data.test), 500):
+        x = data.test.images[start : start + 500]
+        per_layer.append(model.label_goodness(x))  # (B, C, layers)
+        predicted.append(model.predict(x, model.objective.predict))
+    goodness = torch.cat(per_layer)
+    truth = data.test.labels
+    out["layer_error"] = {
+        f"layer{i}": float((goodness[:, :, i].argmax(1) != truth).float().mean()) for i in range(goodness.shape[2])
+    }
+    out["layer_error"]["goodness (layers used to predict)"] = float(
+        (goodness[:, :, model.predict_from :].sum(2).argmax(1) != truth).float().mean()
+    )
+    pred = torch.cat(predicted)
+    confusion = torch.zeros(model.num_classes, model.num_classes, dtype=torch.long)
+    confusion.index_put_((truth, pred), torch.ones_like(truth), accumulate=True)
+    out["confusion"] = confusion.tolist()
+    out["predict"] = model.objective.predict
+
+    # One test image with its true label and a wrong one (the article's figure).
+    image, label = data.test.images[:1], int(data.test.labels[0])
+    other = (label + 3) % model.num_classes
+    out["activity"] = {"label": label, "wrong": other, "true": [], "wrong_acts": []}
+    for kind, lab in (("true", label), ("wrong_acts", other)):
+        acts = model.activities(label_ops.overlay(image, torch.tensor([lab]), model.num_classes, value))
+        out["activity"][kind] = [a[0].tolist() for a in acts]
+    return out
+
+
+def _grid(vector: np.ndarray) -> np.ndarray:
+    """Lay a vector out as a near-square image, padding the end with NaN (drawn blank)."""
+    cols = math.ceil(math.sqrt(len(vector)))
+    rows = math.ceil(len(vector) / cols)
+    padded = np.full(rows * cols, np.nan)
+    padded[: len(vector)] = vector
+    return padded.reshape(rows, cols)
+
+
+def plot_run(run_dir: Path, model, data, out_dir: Path | None = None, samples: int = 1000) -> list[Path]:
+    """Write every figure of FIGURES as PNG into `out_dir` (default RUN_DIR/figures)."""
+    plt = _pyplot()
+    out_dir = Path(out_dir or Path(run_dir) / "figures")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = read_metrics(run_dir)
+    facts = analyse(model, data, samples)
+    runs.write_json_atomic(out_dir / "figures.json", facts)
+    written = []
+
+    def save(fig, name):
+        path = out_dir / f"{name}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+
+    # Training curves: loss per layer, and validation error.
+    fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = [m["epoch"] for m in metrics]
+    for name in metrics[0]["layers"] if metrics else []:
+        ax_loss.plot(epochs, [m["layers"][name]["loss"] for m in metrics], label=name)
+    ax_loss.set(xlabel="epoch", ylabel="loss", yscale="log", title="training loss per layer")
+    ax_loss.legend()
+    with_val = [m for m in metrics if "val_error" in m]
+    ax_err.plot([m["epoch"] for m in with_val], [100 * m["val_error"] for m in with_val], "o-")
+    ax_err.set(xlabel="epoch", ylabel="validation error (%)", title=f"validation error ({facts['predict']})")
+    ax_err.grid(alpha=0.3)
+    save(fig, "curves")
+
+    # Goodness histograms, positive vs negative, with the threshold.
+    layers = list(facts["goodness"])
+    fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], layers):
+        g = facts["goodness"][name]
+        bins = np.histogram_bin_edges(g["pos"] + g["neg"], bins=40)
+        ax.hist(g["pos"], bins=bins, alpha=0.6, label="positive (true label)")
+        ax.hist(g["neg"], bins=bins, alpha=0.6, label="negative (wrong label)")
+        ax.axvline(g["threshold"], color="k", linestyle="--", label="threshold")
+        ax.set(title=name, xlabel="goodness")
+    axes[0][0].legend(fontsize=7)
+    save(fig, "goodness")
+
+    # Hidden activity for one image with its true and a wrong label.
+    act = facts["activity"]
+    fig, axes = plt.subplots(2, len(act["true"]), figsize=(3 * len(act["true"]), 6), squeeze=False)
+    for row, (kind, lab) in enumerate((("true", act["label"]), ("wrong_acts", act["wrong"]))):
+        for col, vector in enumerate(act[kind]):
+            v = np.asarray(vector)
+            top = max(max(act["true"][col]), max(act["wrong_acts"][col])) or 1.0  # one scale per layer
+            axes[row][col].imshow(_grid(v), cmap="viridis", vmin=0, vmax=top)
+            axes[row][col].set_title(f"label {lab}, layer{col}\ngoodness {float((v ** 2).sum()):.0f}", fontsize=8)
+            axes[row][col].axis("off")
+    save(fig, "activity")
+
+    # First-layer weights as images.
+    w = model.layers[0].linear.weight.detach().cpu()[:64]
+    c, h, wd = data.image_shape
+    fig, axes = plt.subplots(8, 8, figsize=(8, 8))
+    for ax, row in zip(axes.flat, w):
+        img = row.view(c, h, wd).mean(0).numpy()
+        limit = np.abs(img).max() or 1.0
+        ax.imshow(img, cmap="RdBu", vmin=-limit, vmax=limit)
+        ax.axis("off")
+    for ax in list(axes.flat)[len(w):]:
+        ax.axis("off")
+    fig.suptitle("first-layer weights (label pixels at the top left)")
+    save(fig, "weights")
+
+    # Confusion matrix of the configured prediction on the test set.
+    confusion = np.asarray(facts["confusion"])
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.imshow(np.log1p(confusion), cmap="Blues")
+    for (i, j), n in np.ndenumerate(confusion):
+        ax.text(j, i, str(n), ha="center", va="center", fontsize=6)
+    ax.set(xlabel="predicted", ylabel="true", title=f"test confusion ({facts['predict']})",
+           xticks=range(len(confusion)), yticks=range(len(confusion)))
+    save(fig, "confusion")
+
+    # Test error when each layer alone predicts by goodness.
+    names = list(facts["layer_error"])
+    fig, ax = plt.subplots(figsize=(1.4 * len(names) + 2, 3.5))
+    ax.bar(range(len(names)), [100 * facts["layer_error"][n] for n in names])
+    ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+    ax.set(ylabel="test error (%)", title="prediction by goodness, one layer at a time")
+    save(fig, "layer_error")
+    return written

@@ -1,0 +1,85 @@
+"""`ff plot` and `ff report`: the files exist, decode, and their numbers match the run."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from forward_forward.cli import main
+from forward_forward.figures import FIGURES
+from forward_forward.train import train
+from tests.conftest import small_config
+
+mpimg = pytest.importorskip("matplotlib.image")
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    from tests.conftest import write_fake_mnist
+
+    root = tmp_path_factory.mktemp("plots")
+    data_dir = write_fake_mnist(root / "data")
+    out = []
+    for name, epochs in (("a", 2), ("b", 3)):
+        train(small_config(data_dir, optim={"epochs": epochs}), root / name, "test")
+        out.append(root / name)
+    return out
+
+
+def test_plot_writes_every_figure_and_its_numbers(two_runs):
+    run = two_runs[0]
+    assert main(["plot", str(run), "--samples", "150"]) == 0
+    for name in FIGURES:
+        image = mpimg.imread(run / "figures" / f"{name}.png")
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100, name
+        assert image.std() > 0.01, f"{name} is blank"
+    facts = json.loads((run / "figures" / "figures.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    assert facts["samples"] == 150
+    for layer in ("layer0", "layer1"):
+        assert len(facts["goodness"][layer]["pos"]) == 150 == len(facts["goodness"][layer]["neg"])
+        assert facts["goodness"][layer]["threshold"] == 64.0  # sum of squares over 64 units
+    confusion = facts["confusion"]
+    assert sum(map(sum, confusion)) == 300  # every test image once
+    wrong = 1 - sum(confusion[i][i] for i in range(10)) / 300
+    assert abs(wrong - summary["test_error"]) < 1e-9
+    assert len(facts["activity"]["true"]) == 2 and len(facts["activity"]["true"][0]) == 64
+
+
+def test_report_embeds_everything_and_compares_runs(two_runs, tmp_path):
+    for run in two_runs:
+        main(["plot", str(run), "--samples", "100"])
+    out = tmp_path / "report.html"
+    assert main(["report", *map(str, two_runs), "--out", str(out)]) == 0
+    page = out.read_text()
+    images = re.findall(r'src="data:image/png;base64,', page)
+    assert len(images) == 2 * len(FIGURES) + 1  # every figure of both runs, plus the comparison
+    assert "<h2>Comparison</h2>" in page and "src=\"http" not in page  # self-contained
+    for run in two_runs:
+        assert f"<td>{run.name}</td>" in page
+
+
+def test_report_without_figures_says_what_to_run(tmp_path, two_runs, capsys):
+    bare = tmp_path / "bare"
+    shutil.copytree(two_runs[1], bare, ignore=shutil.ignore_patterns("figures"))
+    assert main(["report", str(bare)]) == 2
+    assert "run `ff plot" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="Chromium is not installed")
+def test_report_renders_in_headless_chromium(two_runs, tmp_path):
+    main(["plot", str(two_runs[0]), "--samples", "100"])
+    out = tmp_path / "page.html"
+    main(["report", str(two_runs[0]), "--out", str(out)])
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}"]
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", out.as_uri()], capture_output=True, text=True,
+                         timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count("<img") == len(FIGURES)
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", *flags, f"--screenshot={shot}", "--window-size=1200,2000", out.as_uri()],
+                   capture_output=True, timeout=120)
+    assert mpimg.imread(shot).std() > 0.01
