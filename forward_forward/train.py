@@ -146,6 +146,7 @@ class _Loop:
             self.position = checkpoint.restore(resume_state, model=model, optimizer=self.optimizer,
                                                scheduler=self.scheduler, generator=self.generator)
         self.started = time.perf_counter() - self.position.elapsed
+        self.tensorboard = _tensorboard_writer(run_dir) if cfg.log.tensorboard else None
 
     def save(self, epoch: int, step: int, order: torch.Tensor | None, step_seconds: float) -> None:
         self.position = checkpoint.Position(epoch, step, order, time.perf_counter() - self.started, step_seconds)
@@ -168,8 +169,33 @@ class _Loop:
                                             cfg.run.eval_batch_size, self.device)
             tqdm.write(f"epoch {epoch}: validation error {100 * entry['val_error']:.2f} %  ({entry['seconds']:.0f} s)")
         runs.append_metrics(self.run_dir, entry)
+        if self.tensorboard is not None:
+            _log_tensorboard(self.tensorboard, self.model, entry)
         if epoch % cfg.run.checkpoint_every == 0 or epoch == cfg.optim.epochs:
             self.save(epoch + 1, 0, None, step_seconds)
+
+
+def _tensorboard_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise FFError("log.tensorboard needs tensorboard: pip install 'forward-forward[tensorboard]'.") from None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def _log_tensorboard(writer, model: FFClassifier, entry: dict) -> None:
+    """The epoch's metrics as scalars (layer/key), and each layer's weights and biases as histograms."""
+    epoch = entry["epoch"]
+    for name, values in entry["layers"].items():
+        for key, value in values.items():
+            writer.add_scalar(f"{name}/{key}", value, epoch)
+    if "val_error" in entry:
+        writer.add_scalar("val_error", entry["val_error"], epoch)
+    writer.add_scalar("lr", entry["lr"], epoch)
+    for i, layer in enumerate(model.layers):
+        writer.add_histogram(f"layer{i}/weight", layer.linear.weight.detach().cpu(), epoch)
+        writer.add_histogram(f"layer{i}/bias", layer.linear.bias.detach().cpu(), epoch)
+    writer.flush()
 
 
 def fit_minibatch(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device, run_dir: Path,

@@ -83,3 +83,17 @@ def test_report_renders_in_headless_chromium(two_runs, tmp_path):
     subprocess.run(["chromium", *flags, f"--screenshot={shot}", "--window-size=1200,2000", out.as_uri()],
                    capture_output=True, timeout=120)
     assert mpimg.imread(shot).std() > 0.01
+
+
+def test_tensorboard_logs_scalars_and_histograms(tmp_path):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    from tests.conftest import write_fake_mnist
+
+    cfg = small_config(write_fake_mnist(tmp_path / "data"), optim={"epochs": 2}, log={"tensorboard": True})
+    train(cfg, tmp_path / "run", "test")
+    events = event_accumulator.EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()
+    assert {"val_error", "layer0/loss", "layer1/g_pos", "readout/acc"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("val_error")] == [1, 2]
+    assert {"layer0/weight", "layer1/bias"} <= set(tags["histograms"])
