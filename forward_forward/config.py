@@ -30,7 +30,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [2000, 2000, 2000, 2000])  # units per layer
-    activation: str = "relu"  # see forward_forward.layers.ACTIVATIONS
+    activation: str = "relu"  # relu, leaky_relu, gelu, silu, tanh, sigmoid, relu_st (layers.ACTIVATIONS)
     norm: str = "rms"  # how each layer's input is normalised: rms | l2 (no mean subtraction)
     norm_eps: float = 1e-8  # added to the norm so an all-zero vector stays finite
     init: str = "hinton"  # hinton: W ~ N(0, 1/fan_in), b = 0 | torch: nn.Linear's default
@@ -41,13 +41,14 @@ class ModelConfig:
 
 @dataclass
 class ObjectiveConfig:
-    goodness: str = "sum_squares"  # see forward_forward.objectives.GOODNESS
+    goodness: str = "sum_squares"  # sum_/mean_squares, sum_/mean_abs, neg_* (objectives.GOODNESS)
     threshold: float | None = None  # theta; None: number of units (sum) or 1.0 (mean)
     temperature: float = 1.0  # p(positive) = sigmoid((goodness - theta) / temperature)
-    loss: str = "logistic"  # see forward_forward.objectives.LOSSES
+    loss: str = "logistic"  # logistic | symba | hinge (forward_forward.objectives.LOSSES)
+    symba_alpha: float = 4.0  # the SymBa loss's sharpness alpha
     label_value: str = "one"  # value of the hot label pixel: one (1.0) | max (the image's max)
     neutral_value: float = 0.1  # every label pixel of the neutral ("no label") input
-    negatives: str = "random"  # wrong labels: random (uniform over wrong classes) | hard (sampled)
+    negatives: str = "random"  # wrong labels: random (uniform) | hard (sampled from the readout) | all
     predict: str = "softmax"  # reported test_error: softmax (one pass) | goodness (every label)
     predict_layers_from: int = 1  # first hidden layer (0-based) used to predict; 1 skips layer 0
 
@@ -105,7 +106,7 @@ CHOICES = {
     "model.norm": ("rms", "l2"),
     "model.init": ("hinton", "torch"),
     "objective.label_value": ("one", "max"),
-    "objective.negatives": ("random", "hard"),
+    "objective.negatives": ("random", "hard", "all"),
     "objective.predict": ("softmax", "goodness"),
     "optim.name": ("sgd", "adam"),
     "optim.schedule": ("hinton", "constant"),

@@ -40,6 +40,12 @@ def random_wrong(labels: torch.Tensor, num_classes: int, generator: torch.Genera
     return (labels + offset) % num_classes
 
 
+def all_wrong(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B,) -> (B*(C-1),): every wrong label of each image, image-major."""
+    offsets = torch.arange(1, num_classes, device=labels.device)
+    return ((labels[:, None] + offsets) % num_classes).reshape(-1)
+
+
 def hard_wrong(
     labels: torch.Tensor, probs: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:

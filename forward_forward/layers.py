@@ -11,8 +11,22 @@ import math
 import torch
 from torch import nn
 
+
+class StraightThroughReLU(nn.Module):
+    """ReLU forward, identity backward: silent units still receive a gradient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + (torch.relu(x) - x).detach()
+
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "relu_st": StraightThroughReLU,
 }
 
 

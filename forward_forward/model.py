@@ -40,6 +40,7 @@ class FFClassifier(nn.Module):
         self.norm, self.norm_eps = model.norm, model.norm_eps
         self.goodness = GOODNESS[objective.goodness].fn
         self.loss_fn = LOSSES[objective.loss]
+        self.loss_options = {"alpha": objective.symba_alpha} if objective.loss == "symba" else {}
         default = GOODNESS[objective.goodness].default_threshold
         self.thresholds = [
             objective.threshold if objective.threshold is not None else default(n) for n in model.hidden
@@ -88,7 +89,7 @@ class FFClassifier(nn.Module):
         """Objective of layer `index` on positive and negative activities (each (B, units))."""
         g_pos, g_neg = self.goodness(pos), self.goodness(neg)
         theta = self.thresholds[index]
-        loss = self.loss_fn(g_pos, g_neg, theta, self.objective.temperature)
+        loss = self.loss_fn(g_pos, g_neg, theta, self.objective.temperature, **self.loss_options)
         stats = {
             "g_pos": g_pos.detach().mean(),
             "g_neg": g_neg.detach().mean(),
@@ -100,15 +101,22 @@ class FFClassifier(nn.Module):
     def positive_negative(
         self, images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images with their true label, and with a wrong one (hard when `probs` are given and asked for)."""
-        if self.objective.negatives == "hard" and probs is not None:
+        """Images with their true label (B, D), and with wrong ones: (B, D), or (B*(C-1), D) for "all".
+
+        Hard negatives are sampled from `probs` when given; without them (no readout yet), random.
+        """
+        negatives, value = self.objective.negatives, self.objective.label_value
+        neg_images = images
+        if negatives == "all":
+            wrong = label_ops.all_wrong(labels, self.num_classes)
+            neg_images = images.repeat_interleave(self.num_classes - 1, dim=0)
+        elif negatives == "hard" and probs is not None:
             wrong = label_ops.hard_wrong(labels, probs)
         else:
             wrong = label_ops.random_wrong(labels, self.num_classes)
-        value = self.objective.label_value
         return (
             label_ops.overlay(images, labels, self.num_classes, value),
-            label_ops.overlay(images, wrong, self.num_classes, value),
+            label_ops.overlay(neg_images, wrong, self.num_classes, value),
         )
 
     def losses(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict]:
@@ -123,7 +131,7 @@ class FFClassifier(nn.Module):
             readout_acc = (logits.detach().argmax(1) == labels).float().mean()
             probs = logits.detach().softmax(dim=1)
         pos, neg = self.positive_negative(images, labels, probs)
-        x = torch.cat([pos, neg])  # (2B, D): one matmul per layer for both kinds of data
+        x = torch.cat([pos, neg])  # (B + negatives, D): one matmul per layer for both kinds of data
         batch = images.shape[0]
         for i, layer in enumerate(self.layers):
             z = layer.pre_activation(x)

@@ -23,6 +23,13 @@ GOODNESS: dict[str, Goodness] = {
     # MATLAB recipe: theta = number of units, i.e. a mean square of 1 per unit.
     "sum_squares": Goodness(lambda y: y.pow(2).sum(dim=1), lambda units: float(units)),
     "mean_squares": Goodness(lambda y: y.pow(2).mean(dim=1), lambda units: 1.0),
+    # The sum of activities without squaring, which the paper says "also works well".
+    "sum_abs": Goodness(lambda y: y.abs().sum(dim=1), lambda units: float(units)),
+    "mean_abs": Goodness(lambda y: y.abs().mean(dim=1), lambda units: 1.0),
+    # Negated forms: positive data must have LOW activity ("min ssq" in the paper's CIFAR table).
+    "neg_sum_squares": Goodness(lambda y: -y.pow(2).sum(dim=1), lambda units: -float(units)),
+    "neg_mean_squares": Goodness(lambda y: -y.pow(2).mean(dim=1), lambda units: -1.0),
+    "neg_sum_abs": Goodness(lambda y: -y.abs().sum(dim=1), lambda units: -float(units)),
 }
 
 
@@ -36,6 +43,27 @@ def logistic_loss(g_pos: torch.Tensor, g_neg: torch.Tensor, theta: float, temper
     return 0.5 * (F.softplus(-(g_pos - theta) / temperature).mean() + F.softplus((g_neg - theta) / temperature).mean())
 
 
+def _pair(g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:
+    """Positive goodness repeated to line up with the negatives (k negatives per image, image-major)."""
+    return g_pos.repeat_interleave(g_neg.shape[0] // g_pos.shape[0])
+
+
+def symba_loss(g_pos: torch.Tensor, g_neg: torch.Tensor, theta: float, temperature: float,
+               alpha: float = 4.0) -> torch.Tensor:
+    """SymBa (Lee & Song 2023): softplus(-alpha (G+ - G-) / T) on each positive/negative pair.
+
+    It needs no threshold and pushes the pair apart symmetrically, so neither side dominates.
+    """
+    return F.softplus(-alpha * (_pair(g_pos, g_neg) - g_neg) / temperature).mean()
+
+
+def hinge_loss(g_pos: torch.Tensor, g_neg: torch.Tensor, theta: float, temperature: float) -> torch.Tensor:
+    """A margin loss: positives must clear theta + T and negatives stay below theta - T; zero beyond."""
+    return 0.5 * (F.relu(theta + temperature - g_pos).mean() + F.relu(g_neg - theta + temperature).mean())
+
+
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "logistic": logistic_loss,
+    "symba": symba_loss,
+    "hinge": hinge_loss,
 }

@@ -1,0 +1,110 @@
+"""Goodness functions, losses, activations and negative strategies: each option really takes effect."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from forward_forward.layers import ACTIVATIONS, normalize
+from forward_forward.model import FFClassifier
+from forward_forward.objectives import GOODNESS, LOSSES
+from tests.conftest import small_config
+
+Y = torch.tensor([[1.0, -2.0, 0.5, 0.0], [0.0, 3.0, -1.0, 2.0]])
+EXPECTED_GOODNESS = {
+    "sum_squares": Y.pow(2).sum(1),
+    "mean_squares": Y.pow(2).mean(1),
+    "sum_abs": Y.abs().sum(1),
+    "mean_abs": Y.abs().mean(1),
+    "neg_sum_squares": -Y.pow(2).sum(1),
+    "neg_mean_squares": -Y.pow(2).mean(1),
+    "neg_sum_abs": -Y.abs().sum(1),
+}
+
+
+def model_with(**sections) -> FFClassifier:
+    cfg = small_config(**sections)
+    return FFClassifier(input_dim=100, num_classes=10, model=cfg.model, objective=cfg.objective)
+
+
+@pytest.mark.parametrize("name", sorted(GOODNESS))
+def test_goodness_values_and_the_model_uses_them(name):
+    assert torch.allclose(GOODNESS[name].fn(Y), EXPECTED_GOODNESS[name])
+    model = model_with(objective={"goodness": name})
+    assert torch.allclose(model.goodness(Y), EXPECTED_GOODNESS[name])
+    assert model.thresholds[0] == GOODNESS[name].default_threshold(64)
+
+
+def test_negated_goodness_wants_quiet_positives():
+    model = model_with(objective={"goodness": "neg_sum_squares"})
+    quiet, loud = torch.zeros(8, 64), torch.full((8, 64), 2.0)
+    right, _ = model.layer_loss(0, quiet, loud)
+    wrong, _ = model.layer_loss(0, loud, quiet)
+    assert right < 1e-3 < wrong
+
+
+def test_losses_have_their_published_forms():
+    g_pos, g_neg = torch.tensor([3.0, 1.0]), torch.tensor([0.5, 2.5])
+    logistic = LOSSES["logistic"](g_pos, g_neg, 2.0, 1.0)
+    assert torch.isclose(logistic, 0.5 * (F.softplus(-(g_pos - 2)).mean() + F.softplus(g_neg - 2).mean()))
+    symba = LOSSES["symba"](g_pos, g_neg, 2.0, 1.0, alpha=4.0)
+    assert torch.isclose(symba, F.softplus(-4.0 * (g_pos - g_neg)).mean())
+    hinge = LOSSES["hinge"](g_pos, g_neg, 2.0, 0.5)
+    assert torch.isclose(hinge, 0.5 * (torch.tensor([0.0, 1.5]).mean() + torch.tensor([0.0, 1.0]).mean()))
+    # SymBa pairs each positive with each of its k negatives (image-major)
+    paired = LOSSES["symba"](torch.tensor([1.0, 5.0]), torch.tensor([0.0, 2.0, 4.0, 6.0]), 0.0, 1.0, alpha=1.0)
+    assert torch.isclose(paired, F.softplus(-torch.tensor([1.0, -1.0, 1.0, -1.0])).mean())
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_the_model_uses_the_configured_loss(loss):
+    model = model_with(objective={"loss": loss, "symba_alpha": 2.0})
+    pos, neg = torch.rand(6, 64) * 2, torch.rand(6, 64)
+    got, _ = model.layer_loss(0, pos, neg)
+    options = {"alpha": 2.0} if loss == "symba" else {}
+    g_pos, g_neg = model.goodness(pos), model.goodness(neg)
+    assert torch.isclose(got, LOSSES[loss](g_pos, g_neg, 64.0, 1.0, **options))
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_is_applied(name):
+    model = model_with(model={"activation": name})
+    layer = model.layers[0]
+    x = torch.randn(5, 100)
+    z = layer.linear(normalize(x, "rms", 1e-8))
+    reference = {"relu": torch.relu, "leaky_relu": F.leaky_relu, "gelu": F.gelu, "silu": F.silu,
+                 "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu_st": torch.relu}[name]
+    assert torch.allclose(layer(x), reference(z), atol=1e-6)
+
+
+def test_straight_through_relu_passes_gradient_to_silent_units():
+    z = torch.tensor([-1.0, 2.0], requires_grad=True)
+    ACTIVATIONS["relu_st"]()(z).sum().backward()
+    assert torch.equal(z.grad, torch.ones(2))
+    z.grad = None
+    ACTIVATIONS["relu"]()(z).sum().backward()
+    assert torch.equal(z.grad, torch.tensor([0.0, 1.0]))
+
+
+def test_all_wrong_labels_per_image():
+    model = model_with(objective={"negatives": "all"})
+    images, labels = torch.rand(4, 100), torch.tensor([0, 3, 9, 3])
+    pos, neg = model.positive_negative(images, labels)
+    assert pos.shape == (4, 100) and neg.shape == (36, 100)
+    wrong = neg[:, :10].argmax(1).view(4, 9)
+    for i, label in enumerate(labels.tolist()):
+        assert sorted(wrong[i].tolist()) == [k for k in range(10) if k != label]
+        assert torch.equal(neg[9 * i : 9 * i + 9, 10:], images[i, 10:].expand(9, 90))
+    losses, _ = model.losses(images, labels)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_random_and_hard_negatives_differ_in_what_they_sample():
+    labels = torch.zeros(4000, dtype=torch.long)
+    probs = torch.zeros(4000, 10)
+    probs[:, 7] = 1.0  # the readout is sure the answer is 7
+    hard = model_with(objective={"negatives": "hard"})
+    random = model_with(objective={"negatives": "random"})
+    _, neg_hard = hard.positive_negative(torch.rand(4000, 100), labels, probs)
+    _, neg_random = random.positive_negative(torch.rand(4000, 100), labels, probs)
+    assert (neg_hard[:, :10].argmax(1) == 7).float().mean() > 0.99
+    assert (neg_random[:, :10].argmax(1) == 7).float().mean() < 0.2
