@@ -24,6 +24,7 @@ class DataConfig:
     download: bool = True  # fetch missing files from the official mirrors
     verify_checksums: bool = True  # compare every file with its published MD5
     val_size: int = 10000  # the last N training images are held out for validation
+    jitter: int = 0  # shift each training image by up to N pixels each way, fresh every batch
     train_limit: int = 0  # use only the first N training images (0: all); for tiny runs
 
 
@@ -37,6 +38,8 @@ class ModelConfig:
     peer_lambda: float = 0.0  # peer normalisation strength (paper/MATLAB: 0.03); 0 turns it off
     peer_decay: float = 0.9  # decay of each unit's running mean activity
     readout: bool = True  # a linear softmax readout trained alongside on detached activities
+    blackbox: str = "none"  # stage between layers: none | quantize | noise | random_nonlinearity
+    blackbox_strength: float = 0.0  # quantize: bits; noise: std relative to RMS; random_nonlinearity: amplitude
 
 
 @dataclass
@@ -65,6 +68,7 @@ class OptimConfig:
     schedule: str = "hinton"  # hinton: constant for the first half, then linear to 0 | constant
     batch_size: int = 100
     epochs: int = 60
+    phase_steps: int = 0  # >0: "sleep" phases, K steps on positive data only, then K on negative only
     greedy_steps: int = 0  # >0: the article's greedy schedule, N full-chunk steps per layer
     chunk_size: int = 20000  # images per chunk in the greedy schedule
 
@@ -105,6 +109,7 @@ CHOICES = {
     "data.dataset": ("mnist", "fashion-mnist", "cifar10"),
     "model.norm": ("rms", "l2"),
     "model.init": ("hinton", "torch"),
+    "model.blackbox": ("none", "quantize", "noise", "random_nonlinearity"),
     "objective.label_value": ("one", "max"),
     "objective.negatives": ("random", "hard", "all"),
     "objective.predict": ("softmax", "goodness"),
@@ -191,6 +196,9 @@ def _validate(cfg: Config) -> Config:
         "data.val_size": cfg.data.val_size,
         "data.train_limit": cfg.data.train_limit,
         "optim.greedy_steps": cfg.optim.greedy_steps,
+        "optim.phase_steps": cfg.optim.phase_steps,
+        "data.jitter": cfg.data.jitter,
+        "model.blackbox_strength": cfg.model.blackbox_strength,
         "optim.weight_decay": cfg.optim.weight_decay,
         "optim.readout_lr": cfg.optim.readout_lr,
         "optim.readout_weight_decay": cfg.optim.readout_weight_decay,
@@ -224,6 +232,12 @@ def _validate(cfg: Config) -> Config:
         raise FFError("objective.predict = softmax needs model.readout = true.")
     if cfg.objective.negatives == "hard" and not cfg.model.readout:
         raise FFError("objective.negatives = hard samples from the softmax readout: set model.readout = true.")
+    if cfg.optim.phase_steps and cfg.objective.loss == "symba":
+        raise FFError("optim.phase_steps needs a loss that scores each side alone; symba pairs them: use logistic.")
+    if cfg.optim.phase_steps and cfg.optim.greedy_steps:
+        raise FFError("optim.phase_steps and optim.greedy_steps are two different schedules: set one to 0.")
+    if cfg.model.blackbox == "quantize" and not 1 <= cfg.model.blackbox_strength <= 16:
+        raise FFError("model.blackbox_strength is the number of bits for quantize: give 1 to 16.")
     return cfg
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import labels as label_ops
+from .blackbox import BlackBox
 from .config import ModelConfig, ObjectiveConfig
 from .layers import FFLinear, normalize
 from .objectives import GOODNESS, LOSSES
@@ -38,6 +39,10 @@ class FFClassifier(nn.Module):
             for n_in, n_out in zip(sizes[:-1], sizes[1:])
         )
         self.norm, self.norm_eps = model.norm, model.norm_eps
+        # stage i sits between hidden layer i and layer i + 1
+        self.blackboxes = nn.ModuleList(
+            BlackBox(model.blackbox, n, model.blackbox_strength, seed=i) for i, n in enumerate(model.hidden[:-1])
+        )
         self.goodness = GOODNESS[objective.goodness].fn
         self.loss_fn = LOSSES[objective.loss]
         self.loss_options = {"alpha": objective.symba_alpha} if objective.loss == "symba" else {}
@@ -56,9 +61,10 @@ class FFClassifier(nn.Module):
     def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(N, D) inputs -> each hidden layer's activity (N, units); inputs are detached per layer."""
         out = []
-        for layer in self.layers:
-            x = layer(x)
-            out.append(x)
+        for i, layer in enumerate(self.layers):
+            y = layer(x)
+            out.append(y)
+            x = self.blackboxes[i](y) if i < len(self.blackboxes) else y
         return out
 
     def readout_features(self, acts: list[torch.Tensor]) -> torch.Tensor:
@@ -86,16 +92,21 @@ class FFClassifier(nn.Module):
 
     # ---- training objectives --------------------------------------------------------------
     def layer_loss(self, index: int, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Objective of layer `index` on positive and negative activities (each (B, units))."""
+        """Objective of layer `index` on positive and negative activities ((P, units), (N, units)).
+
+        Either side may be empty: a separate positive or negative ("sleep") phase.
+        """
         g_pos, g_neg = self.goodness(pos), self.goodness(neg)
         theta = self.thresholds[index]
         loss = self.loss_fn(g_pos, g_neg, theta, self.objective.temperature, **self.loss_options)
-        stats = {
-            "g_pos": g_pos.detach().mean(),
-            "g_neg": g_neg.detach().mean(),
-            # fraction of samples on the right side of the threshold
-            "acc": 0.5 * ((g_pos.detach() > theta).float().mean() + (g_neg.detach() < theta).float().mean()),
-        }
+        stats, right = {}, []  # right: fraction of samples on the right side of the threshold
+        if g_pos.numel():
+            stats["g_pos"] = g_pos.detach().mean()
+            right.append((g_pos.detach() > theta).float().mean())
+        if g_neg.numel():
+            stats["g_neg"] = g_neg.detach().mean()
+            right.append((g_neg.detach() < theta).float().mean())
+        stats["acc"] = sum(right) / len(right)
         return loss, stats
 
     def positive_negative(
@@ -119,8 +130,13 @@ class FFClassifier(nn.Module):
             label_ops.overlay(neg_images, wrong, self.num_classes, value),
         )
 
-    def losses(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict]:
-        """Named losses for one minibatch: one per layer, plus "readout"; and detached statistics."""
+    def losses(
+        self, images: torch.Tensor, labels: torch.Tensor, phase: str = "both"
+    ) -> tuple[dict[str, torch.Tensor], dict]:
+        """Named losses for one minibatch: one per layer, plus "readout"; and detached statistics.
+
+        phase "positive" or "negative" trains the layers on that kind of data alone (paper §3.5).
+        """
         losses, stats, probs, readout_loss = {}, {}, None, None
         if self.readout is not None:
             with torch.no_grad():
@@ -131,17 +147,18 @@ class FFClassifier(nn.Module):
             readout_acc = (logits.detach().argmax(1) == labels).float().mean()
             probs = logits.detach().softmax(dim=1)
         pos, neg = self.positive_negative(images, labels, probs)
-        x = torch.cat([pos, neg])  # (B + negatives, D): one matmul per layer for both kinds of data
-        batch = images.shape[0]
+        pos, neg = (pos, neg[:0]) if phase == "positive" else (pos[:0], neg) if phase == "negative" else (pos, neg)
+        x = torch.cat([pos, neg])  # (P + N, D): one matmul per layer for both kinds of data
+        batch = pos.shape[0]
         for i, layer in enumerate(self.layers):
             z = layer.pre_activation(x)
             y = layer.activation(z)
             loss, layer_stats = self.layer_loss(i, y[:batch], y[batch:])
-            if layer.peer_lambda > 0:
+            if layer.peer_lambda > 0 and batch:
                 loss = loss + layer.peer_loss(z[:batch], y[:batch])
             losses[f"layer{i}"] = loss
             stats[f"layer{i}"] = layer_stats
-            x = y
+            x = self.blackboxes[i](y) if i < len(self.blackboxes) else y
         if readout_loss is not None:  # after the layers: a divergence is reported at its source first
             losses["readout"], stats["readout"] = readout_loss, {"acc": readout_acc}
         return losses, stats

@@ -33,6 +33,11 @@ GOODNESS: dict[str, Goodness] = {
 }
 
 
+def _mean(t: torch.Tensor) -> torch.Tensor:
+    """Mean that is 0 for an empty side (a positive-only or negative-only phase)."""
+    return t.sum() / max(t.numel(), 1)
+
+
 def logistic_loss(g_pos: torch.Tensor, g_neg: torch.Tensor, theta: float, temperature: float) -> torch.Tensor:
     """Mean of -log p(positive) over positives and -log p(negative) over negatives, p = sigmoid((g - theta) / T).
 
@@ -40,7 +45,7 @@ def logistic_loss(g_pos: torch.Tensor, g_neg: torch.Tensor, theta: float, temper
     (which drops the factor 2 of d(y^2)/dy but sums the positive and negative means), so the
     recipe's learning rates carry over unchanged. softplus stays finite where log(sigmoid) underflows.
     """
-    return 0.5 * (F.softplus(-(g_pos - theta) / temperature).mean() + F.softplus((g_neg - theta) / temperature).mean())
+    return 0.5 * (_mean(F.softplus(-(g_pos - theta) / temperature)) + _mean(F.softplus((g_neg - theta) / temperature)))
 
 
 def _pair(g_pos: torch.Tensor, g_neg: torch.Tensor) -> torch.Tensor:
@@ -59,7 +64,7 @@ def symba_loss(g_pos: torch.Tensor, g_neg: torch.Tensor, theta: float, temperatu
 
 def hinge_loss(g_pos: torch.Tensor, g_neg: torch.Tensor, theta: float, temperature: float) -> torch.Tensor:
     """A margin loss: positives must clear theta + T and negatives stay below theta - T; zero beyond."""
-    return 0.5 * (F.relu(theta + temperature - g_pos).mean() + F.relu(g_neg - theta + temperature).mean())
+    return 0.5 * (_mean(F.relu(theta + temperature - g_pos)) + _mean(F.relu(g_neg - theta + temperature)))
 
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {

@@ -15,6 +15,19 @@ PRESETS: dict[str, dict] = {
         "objective": {"negatives": "hard", "predict_layers_from": 1},
         "optim": {"name": "sgd", "lr": 0.01, "readout_lr": 0.01, "epochs": 60, "schedule": "hinton"},
     },
+    # Paper §3.4: the same net on images jittered by up to 2 pixels, 500 epochs (a GPU job).
+    "hinton-jitter": {
+        "data": {"jitter": 2},
+        "model": {"hidden": [2000, 2000, 2000, 2000], "peer_lambda": 0.03},
+        "objective": {"negatives": "hard", "predict_layers_from": 1},
+        "optim": {"name": "sgd", "lr": 0.01, "readout_lr": 0.01, "epochs": 500, "schedule": "hinton"},
+    },
+    # Paper §3.5: separate positive and negative phases, only stable at a low rate and high momentum.
+    "sleep": {
+        "model": {"hidden": [1000, 1000, 1000], "peer_lambda": 0.03},
+        "objective": {"negatives": "random", "predict_layers_from": 1},
+        "optim": {"lr": 0.001, "momentum": 0.99, "dampening": 0.99, "phase_steps": 1000, "epochs": 20},
+    },
     # The default of `ff train`: the same recipe, small enough for 10 minutes on a 2-core CPU.
     "quick": {
         "model": {"hidden": [1000, 1000, 1000], "peer_lambda": 0.03},

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import checkpoint, runs
+from . import augment, checkpoint, runs
 from . import data as data_mod
 from .config import Config, merge
 from .data import Datasets, Split
@@ -198,6 +198,13 @@ def _log_tensorboard(writer, model: FFClassifier, entry: dict) -> None:
     writer.flush()
 
 
+def _phase(phase_steps: int, global_step: int) -> str:
+    """Interleaved ("both"), or K steps of positive data alone, then K of negative alone, and so on."""
+    if not phase_steps:
+        return "both"
+    return "positive" if (global_step // phase_steps) % 2 == 0 else "negative"
+
+
 def fit_minibatch(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device, run_dir: Path,
                   resume_state: dict | None = None) -> checkpoint.Position:
     """Every layer is updated on every minibatch, each by its own loss (paper §3.3).
@@ -228,7 +235,11 @@ def fit_minibatch(cfg: Config, model: FFClassifier, data: Datasets, device: torc
                 if stop.requested:
                     loop.stop(epoch, step, order, step_seconds + time.perf_counter() - tick)
                 idx = order[step * o.batch_size : (step + 1) * o.batch_size]
-                losses, stats = model.losses(train.images[idx], train.labels[idx])
+                images, labels = train.images[idx], train.labels[idx]
+                if cfg.data.jitter:
+                    images = augment.jitter(images, data.image_shape, cfg.data.jitter, loop.generator)
+                phase = _phase(o.phase_steps, (epoch - 1) * steps_per_epoch + step)
+                losses, stats = model.losses(images, labels, phase)
                 loop.optimizer.zero_grad(set_to_none=True)
                 sum(losses.values()).backward()
                 loop.optimizer.step()

@@ -108,3 +108,56 @@ def test_random_and_hard_negatives_differ_in_what_they_sample():
     _, neg_random = random.positive_negative(torch.rand(4000, 100), labels, probs)
     assert (neg_hard[:, :10].argmax(1) == 7).float().mean() > 0.99
     assert (neg_random[:, :10].argmax(1) == 7).float().mean() < 0.2
+
+
+def test_jitter_shifts_each_image_by_at_most_the_limit():
+    from forward_forward.augment import jitter
+
+    images = torch.zeros(64, 1, 28, 28)
+    images[:, 0, 14, 14] = 1.0  # one lit pixel in the middle
+    out = jitter(images.view(64, -1), (1, 28, 28), 2, torch.Generator().manual_seed(0)).view(64, 28, 28)
+    where = out.view(64, -1).argmax(1)
+    dy, dx = where // 28 - 14, where % 28 - 14
+    assert out.sum() == 64 and dy.abs().max() <= 2 and dx.abs().max() <= 2
+    assert len(set(zip(dy.tolist(), dx.tolist()))) > 10  # each image its own shift
+    assert torch.equal(jitter(images.view(64, -1), (1, 28, 28), 0), images.view(64, -1))
+
+
+def test_sleep_phases_train_on_one_kind_of_data():
+    model = model_with(model={"peer_lambda": 0.0})
+    images, labels = torch.rand(8, 100), torch.randint(0, 10, (8,))
+    _, both = model.losses(images, labels, "both")
+    _, pos = model.losses(images, labels, "positive")
+    _, neg = model.losses(images, labels, "negative")
+    assert {"g_pos", "g_neg"} <= set(both["layer0"])
+    assert "g_pos" in pos["layer0"] and "g_neg" not in pos["layer0"]
+    assert "g_neg" in neg["layer0"] and "g_pos" not in neg["layer0"]
+    from forward_forward.train import _phase
+
+    assert [_phase(3, s) for s in range(7)] == ["positive"] * 3 + ["negative"] * 3 + ["positive"]
+    assert _phase(0, 5) == "both"
+
+
+@pytest.mark.parametrize("kind, strength", [("quantize", 2), ("noise", 0.3), ("random_nonlinearity", 0.5)])
+def test_black_box_changes_what_the_next_layer_sees_and_passes_no_gradient(kind, strength):
+    plain = model_with()
+    boxed = model_with(model={"blackbox": kind, "blackbox_strength": strength})
+    boxed.load_state_dict(plain.state_dict())
+    x = torch.rand(6, 100)
+    first_plain, second_plain = plain.activities(x)
+    first_boxed, second_boxed = boxed.activities(x)
+    assert torch.equal(first_plain, first_boxed)  # the stage sits after layer 0
+    assert not torch.allclose(second_plain, second_boxed)  # and layer 1 sees its output
+    y = torch.rand(6, 64, requires_grad=True)
+    assert not boxed.blackboxes[0](y).requires_grad  # backprop through it gets nothing
+    if kind == "quantize":
+        levels = boxed.blackboxes[0](y) / y.amax(1, keepdim=True) * 3
+        assert torch.allclose(levels, levels.round(), atol=1e-5)
+
+
+def test_training_through_a_black_box_still_learns(fake_mnist, tmp_path):
+    from forward_forward.train import train
+
+    cfg = small_config(fake_mnist, model={"blackbox": "quantize", "blackbox_strength": 2}, optim={"epochs": 3},
+                       data={"jitter": 1})
+    assert train(cfg, tmp_path / "run", "test")["test_error"] < 0.2
