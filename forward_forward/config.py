@@ -52,7 +52,7 @@ class ObjectiveConfig:
     label_value: str = "one"  # value of the hot label pixel: one (1.0) | max (the image's max)
     neutral_value: float = 0.1  # every label pixel of the neutral ("no label") input
     negatives: str = "random"  # wrong labels: random (uniform) | hard (sampled from the readout) | all
-    predict: str = "softmax"  # reported test_error: softmax (one pass) | goodness (every label)
+    predict: str = "softmax"  # test_error by: softmax (one pass) | goodness (every label) | best (lower val error)
     predict_layers_from: int = 1  # first hidden layer (0-based) used to predict; 1 skips layer 0
 
 
@@ -112,7 +112,7 @@ CHOICES = {
     "model.blackbox": ("none", "quantize", "noise", "random_nonlinearity"),
     "objective.label_value": ("one", "max"),
     "objective.negatives": ("random", "hard", "all"),
-    "objective.predict": ("softmax", "goodness"),
+    "objective.predict": ("softmax", "goodness", "best"),
     "optim.name": ("sgd", "adam"),
     "optim.schedule": ("hinton", "constant"),
 }

@@ -57,6 +57,13 @@ class FFClassifier(nn.Module):
             nn.init.zeros_(self.readout.weight)
             nn.init.zeros_(self.readout.bias)
 
+    @property
+    def validation_method(self) -> str:
+        """How to predict during training: the configured way, or for "best" the one-pass readout."""
+        if self.objective.predict != "best":
+            return self.objective.predict
+        return "softmax" if self.readout is not None else "goodness"
+
     # ---- forward passes -------------------------------------------------------------------
     def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(N, D) inputs -> each hidden layer's activity (N, units); inputs are detached per layer."""

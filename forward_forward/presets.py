@@ -12,7 +12,7 @@ PRESETS: dict[str, dict] = {
     # 8.55 % after epoch 1, 9.10 % after epoch 2), which also spoils the hard negatives it samples.
     "hinton-mnist": {
         "model": {"hidden": [2000, 2000, 2000, 2000], "peer_lambda": 0.03},
-        "objective": {"negatives": "hard", "predict_layers_from": 1},
+        "objective": {"negatives": "hard", "predict_layers_from": 1, "predict": "best"},
         "optim": {"name": "sgd", "lr": 0.01, "readout_lr": 0.01, "epochs": 60, "schedule": "hinton"},
     },
     # Paper §3.4: the same net on images jittered by up to 2 pixels, 500 epochs (a GPU job).
@@ -32,7 +32,7 @@ PRESETS: dict[str, dict] = {
     # a 2-core CPU.
     "quick": {
         "model": {"hidden": [1000, 1000, 1000], "peer_lambda": 0.03},
-        "objective": {"negatives": "hard", "predict_layers_from": 1},
+        "objective": {"negatives": "hard", "predict_layers_from": 1, "predict": "best"},
         "optim": {"name": "sgd", "lr": 0.01, "epochs": 24, "schedule": "hinton"},
     },
     # The article's notebook: greedy layer-by-layer training, Adam, mean-square goodness, theta = 3.

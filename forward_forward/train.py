@@ -6,6 +6,7 @@ article's greedy schedule that trains one layer at a time for many full-chunk st
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -165,7 +166,7 @@ class _Loop:
         entry = {"epoch": epoch, "seconds": round(time.perf_counter() - self.started, 2),
                  "lr": self.scheduler.get_last_lr()[0], "layers": meter.means()}
         if epoch % cfg.run.eval_every == 0 or epoch == cfg.optim.epochs:
-            entry["val_error"] = error_rate(self.model, self.data.val, cfg.objective.predict,
+            entry["val_error"] = error_rate(self.model, self.data.val, self.model.validation_method,
                                             cfg.run.eval_batch_size, self.device)
             tqdm.write(f"epoch {epoch}: validation error {100 * entry['val_error']:.2f} %  ({entry['seconds']:.0f} s)")
         runs.append_metrics(self.run_dir, entry)
@@ -334,6 +335,10 @@ def load_trained(run_dir: Path, data_dir: str | None = None, device: str | None 
     cfg, _ = runs.load_config(run_dir)
     if data_dir:
         cfg = merge(cfg, {"data": {"data_dir": data_dir}})
+    if cfg.objective.predict == "best":  # the way chosen on validation when the run ended
+        summary = Path(run_dir) / "summary.json"
+        chosen = json.loads(summary.read_text()).get("predict", "softmax") if summary.exists() else "softmax"
+        cfg = merge(cfg, {"objective": {"predict": chosen}})
     torch_device = resolve_device(device or cfg.run.device)
     data = data_mod.load(cfg.data)
     model = build_model(cfg, data.test.images.shape[1], data.num_classes)
@@ -345,7 +350,8 @@ def load_trained(run_dir: Path, data_dir: str | None = None, device: str | None 
 
 
 def score(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device) -> dict:
-    """Validation and test error by every prediction the model supports; `test_error` is the configured one.
+    """Validation and test error by every prediction the model supports; `test_error` is the configured
+    one, or with "best" the one with the lower validation error.
 
     The test set is only scored here, once training is over; nothing is selected on it.
     """
@@ -354,7 +360,10 @@ def score(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device
     for how in ways:
         out[f"val_error_{how}"] = error_rate(model, data.val, how, cfg.run.eval_batch_size, device)
         out[f"test_error_{how}"] = error_rate(model, data.test, how, cfg.run.eval_batch_size, device)
-    out["val_error"] = out[f"val_error_{cfg.objective.predict}"]
-    out["test_error"] = out[f"test_error_{cfg.objective.predict}"]
-    out["predict"] = cfg.objective.predict
+    chosen = cfg.objective.predict
+    if chosen == "best":  # chosen on validation alone; ties go to the cheaper one-pass readout
+        chosen = min(ways, key=lambda how: out[f"val_error_{how}"])
+    out["val_error"] = out[f"val_error_{chosen}"]
+    out["test_error"] = out[f"test_error_{chosen}"]
+    out["predict"] = chosen
     return out

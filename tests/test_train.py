@@ -80,3 +80,12 @@ def test_tiny_preset_on_real_mnist(real_data_dir, tmp_path):
     cfg = merge(presets.preset("tiny"), {"data": {"data_dir": str(real_data_dir)}, "run": {"progress": False}})
     summary = train(cfg, tmp_path / "run", "tiny")
     assert summary["test_error"] < 0.08, summary
+
+
+def test_predict_best_reports_the_way_with_the_lower_validation_error(fake_mnist, tmp_path, capsys):
+    summary = train(small_config(fake_mnist, objective={"predict": "best"}), tmp_path / "run", "test")
+    chosen = min(("softmax", "goodness"), key=lambda how: summary[f"val_error_{how}"])
+    assert summary["predict"] == chosen
+    assert summary["test_error"] == summary[f"test_error_{chosen}"]
+    assert main(["eval", str(tmp_path / "run")]) == 0
+    assert f"test error {100 * summary['test_error']:.2f} % (predict by {chosen})" in capsys.readouterr().out
