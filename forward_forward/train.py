@@ -6,6 +6,7 @@ article's greedy schedule that trains one layer at a time for many full-chunk st
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -62,9 +63,15 @@ def build_optimizer(cfg: Config, model: FFClassifier, total_steps: int):
             {"params": [model.readout.bias], "lr": o.readout_lr, "weight_decay": 0.0},
         ]
     if o.name == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, dampening=o.dampening)
+        make = functools.partial(torch.optim.SGD, groups, lr=o.lr, momentum=o.momentum, dampening=o.dampening)
     else:
-        optimizer = torch.optim.Adam(groups, lr=o.lr)
+        make = functools.partial(torch.optim.Adam, groups, lr=o.lr)
+    try:
+        # One fused kernel per step: at batch 100 the default multi-pass update of a 4 x 2000 net
+        # costs about a third of the step on a CPU. For SGD the result is bit-identical.
+        optimizer = make(fused=True)
+    except (RuntimeError, TypeError):  # a torch or device without fused kernels
+        optimizer = make()
 
     def factor(step: int) -> float:
         if o.schedule == "constant":
