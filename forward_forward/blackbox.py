@@ -27,8 +27,9 @@ class BlackBox(nn.Module):
         assert kind in self.KINDS, f"unknown black box {kind!r}"
         self.kind, self.strength = kind, strength
         gen = torch.Generator().manual_seed(seed)
-        self.register_buffer("frequency", torch.rand(units, generator=gen) * 4 + 1)
-        self.register_buffer("phase", torch.rand(units, generator=gen) * 6.2832)
+        # drawn from the seed, so they are rebuilt rather than saved: not part of the state_dict
+        self.register_buffer("frequency", torch.rand(units, generator=gen) * 4 + 1, persistent=False)
+        self.register_buffer("phase", torch.rand(units, generator=gen) * 6.2832, persistent=False)
 
     @torch.no_grad()
     def forward(self, y: torch.Tensor) -> torch.Tensor:

@@ -58,10 +58,10 @@ PRESETS: dict[str, dict] = {
     },
     # Seconds on a CPU: for tests and for trying the tool.
     "tiny": {
-        "data": {"train_limit": 5000},
-        "model": {"hidden": [200, 200], "peer_lambda": 0.03},
-        "objective": {"negatives": "hard", "predict_layers_from": 0},
-        "optim": {"lr": 0.03, "epochs": 2, "batch_size": 50},
+        "data": {"train_limit": 10000},
+        "model": {"hidden": [500, 500], "peer_lambda": 0.03},
+        "objective": {"negatives": "hard", "predict_layers_from": 0, "predict": "best"},
+        "optim": {"lr": 0.01, "epochs": 5},
     },
 }
 
