@@ -159,70 +159,43 @@ def _check_value(path: str, value, annotation):
     raise FFError(f"{path} must be of type {name}, got {value!r}.")
 
 
+def _get(cfg: Config, path: str):
+    section, key = path.split(".")
+    return getattr(getattr(cfg, section), key)
+
+
+# (fields, check, what the check demands); the checks are written so that NaN fails them.
+RANGES = [
+    (("optim.batch_size", "optim.epochs", "optim.chunk_size", "optim.lr", "objective.temperature",
+      "model.norm_eps", "run.eval_every", "run.checkpoint_every", "run.eval_batch_size"),
+     lambda v: v > 0, "positive"),
+    (("data.val_size", "data.train_limit", "data.jitter", "model.peer_lambda", "model.blackbox_strength",
+      "optim.weight_decay", "optim.readout_lr", "optim.readout_weight_decay", "optim.greedy_steps",
+      "optim.phase_steps", "run.threads"),
+     lambda v: v >= 0, "not negative"),
+    (("optim.momentum", "optim.dampening", "model.peer_decay"), lambda v: 0 <= v < 1, "in [0, 1)"),
+    (("objective.threshold", "optim.lr", "objective.temperature", "optim.readout_lr"),
+     lambda v: v is None or math.isfinite(v), "a finite number"),
+]
+
+
 def _validate(cfg: Config) -> Config:
     """Range and choice checks that types alone cannot express."""
-    for path, choices in CHOICES.items():
-        section, key = path.split(".")
-        value = getattr(getattr(cfg, section), key)
-        if value not in choices:
-            raise FFError(f"{path} must be one of {', '.join(choices)}; got {value!r}.")
     from .layers import ACTIVATIONS  # late: layers imports torch, config must stay light
     from .objectives import GOODNESS, LOSSES
 
-    for path, registry in (
-        ("model.activation", ACTIVATIONS),
-        ("objective.goodness", GOODNESS),
-        ("objective.loss", LOSSES),
-    ):
-        section, key = path.split(".")
-        value = getattr(getattr(cfg, section), key)
-        if value not in registry:
-            raise FFError(f"{path} must be one of {', '.join(sorted(registry))}; got {value!r}.")
-    positive = {
-        "optim.batch_size": cfg.optim.batch_size,
-        "optim.epochs": cfg.optim.epochs,
-        "optim.chunk_size": cfg.optim.chunk_size,
-        "run.eval_every": cfg.run.eval_every,
-        "run.checkpoint_every": cfg.run.checkpoint_every,
-        "run.eval_batch_size": cfg.run.eval_batch_size,
-        "optim.lr": cfg.optim.lr,
-        "objective.temperature": cfg.objective.temperature,
-        "model.norm_eps": cfg.model.norm_eps,
-    }
-    for path, value in positive.items():
-        if not value > 0:
-            raise FFError(f"{path} must be positive; got {value!r}.")
-    non_negative = {
-        "data.val_size": cfg.data.val_size,
-        "data.train_limit": cfg.data.train_limit,
-        "optim.greedy_steps": cfg.optim.greedy_steps,
-        "optim.phase_steps": cfg.optim.phase_steps,
-        "data.jitter": cfg.data.jitter,
-        "model.blackbox_strength": cfg.model.blackbox_strength,
-        "optim.weight_decay": cfg.optim.weight_decay,
-        "optim.readout_lr": cfg.optim.readout_lr,
-        "optim.readout_weight_decay": cfg.optim.readout_weight_decay,
-        "model.peer_lambda": cfg.model.peer_lambda,
-        "run.threads": cfg.run.threads,
-    }
-    for path, value in non_negative.items():
-        if value < 0:
-            raise FFError(f"{path} must not be negative; got {value!r}.")
-    for path, value in {
-        "optim.momentum": cfg.optim.momentum,
-        "optim.dampening": cfg.optim.dampening,
-        "model.peer_decay": cfg.model.peer_decay,
-    }.items():
-        if not 0 <= value < 1:
-            raise FFError(f"{path} must be in [0, 1); got {value!r}.")
+    registries = {"model.activation": ACTIVATIONS, "objective.goodness": GOODNESS, "objective.loss": LOSSES}
+    for path, choices in {**CHOICES, **{k: tuple(sorted(v)) for k, v in registries.items()}}.items():
+        if _get(cfg, path) not in choices:
+            raise FFError(f"{path} must be one of {', '.join(choices)}; got {_get(cfg, path)!r}.")
+    for paths, check, demand in RANGES:
+        for path in paths:
+            if not check(_get(cfg, path)):
+                raise FFError(f"{path} must be {demand}; got {_get(cfg, path)!r}.")
     if not cfg.model.hidden or any(not 0 < n <= MAX_UNITS for n in cfg.model.hidden):
         raise FFError(
             f"model.hidden must list at least one layer size between 1 and {MAX_UNITS}; got {cfg.model.hidden!r}."
         )
-    for path, value in {"objective.threshold": cfg.objective.threshold, "optim.lr": cfg.optim.lr,
-                        "objective.temperature": cfg.objective.temperature}.items():
-        if value is not None and not math.isfinite(value):
-            raise FFError(f"{path} must be a finite number; got {value!r}.")
     if not 0 <= cfg.objective.predict_layers_from < len(cfg.model.hidden):
         raise FFError(
             f"objective.predict_layers_from must be a layer index below {len(cfg.model.hidden)}; "

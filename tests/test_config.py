@@ -17,6 +17,8 @@ from forward_forward.errors import FFError
         ({"optim": {"epochs": 2.5}}, "optim.epochs"),
         ({"optim": {"epochs": 0}}, "optim.epochs"),
         ({"optim": {"momentum": 1.5}}, "optim.momentum"),
+        ({"optim": {"readout_lr": float("nan")}}, "optim.readout_lr"),
+        ({"optim": {"weight_decay": float("nan")}}, "optim.weight_decay"),
         ({"optim": {"name": "rmsprop"}}, "optim.name"),
         ({"model": {"hidden": [100, -3]}}, "model.hidden"),
         ({"model": {"hidden": [10**9, 10]}}, "model.hidden"),
