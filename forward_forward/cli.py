@@ -18,15 +18,17 @@ def _build_config(args) -> config_mod.Config:
         cfg = config_mod.merge(cfg, config_mod.load_toml(args.config))
     for text in args.set or []:
         cfg = config_mod.merge(cfg, config_mod.parse_override(text))
-    shortcuts = {"data": {"data_dir": args.data_dir}, "run": {"device": args.device},
-                 "optim": {"epochs": args.epochs}}
-    for section, values in shortcuts.items():
-        values = {k: v for k, v in values.items() if v is not None}
-        if values:
-            cfg = config_mod.merge(cfg, {section: values})
-    if args.no_progress:
-        cfg = config_mod.merge(cfg, {"run": {"progress": False}})
-    return cfg
+    return _apply_flags(cfg, args)
+
+
+def _apply_flags(cfg: config_mod.Config, args) -> config_mod.Config:
+    """The flags that stand for config fields (--data-dir, --device, --epochs, --no-progress), where given."""
+    flags = {
+        "data": {"data_dir": args.data_dir},
+        "run": {"device": args.device, "progress": False if args.no_progress else None},
+        "optim": {"epochs": args.epochs},
+    }
+    return config_mod.merge(cfg, {s: {k: v for k, v in kv.items() if v is not None} for s, kv in flags.items()})
 
 
 def cmd_train(args) -> None:
@@ -37,8 +39,7 @@ def cmd_train(args) -> None:
             raise FFError("--resume uses the run's own config.json: drop --config, --set, --epochs and --run-dir.")
         run_dir = Path(args.resume)
         cfg, preset = runs.load_config(run_dir)
-        overrides = {"data": {"data_dir": args.data_dir}, "run": {"device": args.device}}
-        cfg = config_mod.merge(cfg, {k: {a: b for a, b in v.items() if b is not None} for k, v in overrides.items()})
+        cfg = _apply_flags(cfg, args)
         print(f"resuming {run_dir}", flush=True)
         summary = train(cfg, run_dir, preset, resume=True)
     else:

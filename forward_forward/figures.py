@@ -19,7 +19,7 @@ from .errors import FFError
 FIGURES = ("curves", "goodness", "activity", "weights", "confusion", "layer_error")
 
 
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
 
@@ -77,8 +77,8 @@ def analyse(model, data, samples: int, seed: int = 0) -> dict:
     # One test image with its true label and a wrong one (the article's figure).
     image, label = data.test.images[:1], int(data.test.labels[0])
     other = (label + 3) % model.num_classes
-    out["activity"] = {"label": label, "wrong": other, "true": [], "wrong_acts": []}
-    for kind, lab in (("true", label), ("wrong_acts", other)):
+    out["activity"] = {"label": label, "wrong_label": other}
+    for kind, lab in (("with_label", label), ("with_wrong_label", other)):
         acts = model.activities(label_ops.overlay(image, torch.tensor([lab]), model.num_classes, value))
         out["activity"][kind] = [a[0].tolist() for a in acts]
     return out
@@ -95,7 +95,7 @@ def _grid(vector: np.ndarray) -> np.ndarray:
 
 def plot_run(run_dir: Path, model, data, out_dir: Path | None = None, samples: int = 1000) -> list[Path]:
     """Write every figure of FIGURES as PNG into `out_dir` (default RUN_DIR/figures)."""
-    plt = _pyplot()
+    plt = pyplot()
     out_dir = Path(out_dir or Path(run_dir) / "figures")
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = read_metrics(run_dir)
@@ -137,11 +137,12 @@ def plot_run(run_dir: Path, model, data, out_dir: Path | None = None, samples: i
 
     # Hidden activity for one image with its true and a wrong label.
     act = facts["activity"]
-    fig, axes = plt.subplots(2, len(act["true"]), figsize=(3 * len(act["true"]), 6), squeeze=False)
-    for row, (kind, lab) in enumerate((("true", act["label"]), ("wrong_acts", act["wrong"]))):
+    layers = len(act["with_label"])
+    fig, axes = plt.subplots(2, layers, figsize=(3 * layers, 6), squeeze=False)
+    for row, (kind, lab) in enumerate((("with_label", act["label"]), ("with_wrong_label", act["wrong_label"]))):
         for col, vector in enumerate(act[kind]):
             v = np.asarray(vector)
-            top = max(max(act["true"][col]), max(act["wrong_acts"][col])) or 1.0  # one scale per layer
+            top = max(max(act["with_label"][col]), max(act["with_wrong_label"][col])) or 1.0  # one scale per layer
             axes[row][col].imshow(_grid(v), cmap="viridis", vmin=0, vmax=top)
             axes[row][col].set_title(f"label {lab}, layer{col}\ngoodness {float((v ** 2).sum()):.0f}", fontsize=8)
             axes[row][col].axis("off")

@@ -93,6 +93,7 @@ class FFClassifier(nn.Module):
     @torch.no_grad()
     def predict(self, images: torch.Tensor, how: str = "softmax") -> torch.Tensor:
         """Predicted classes (B,) by the readout ("softmax") or by summed goodness ("goodness")."""
+        assert how in ("softmax", "goodness"), f"predict how={how!r}: resolve 'best' before predicting"
         if how == "softmax":
             return self.readout_logits(images).argmax(dim=1)
         return self.label_goodness(images)[:, :, self.predict_from :].sum(dim=2).argmax(dim=1)

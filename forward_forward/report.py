@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from .errors import FFError
-from .figures import FIGURES, _pyplot, read_metrics
+from .figures import FIGURES, pyplot, read_metrics
 
 SUMMARY_KEYS = ("test_error", "val_error", "test_error_softmax", "test_error_goodness", "epochs", "train_seconds",
                 "device")
@@ -36,7 +36,7 @@ def _load_summary(run_dir: Path) -> dict:
 
 
 def _comparison_figure(run_dirs: list[Path]) -> bytes:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     for run_dir in run_dirs:
         metrics = [m for m in read_metrics(run_dir) if "val_error" in m]

@@ -45,7 +45,7 @@ def test_plot_writes_every_figure_and_its_numbers(two_runs):
     assert sum(map(sum, confusion)) == 300  # every test image once
     wrong = 1 - sum(confusion[i][i] for i in range(10)) / 300
     assert abs(wrong - summary["test_error"]) < 1e-9
-    assert len(facts["activity"]["true"]) == 2 and len(facts["activity"]["true"][0]) == 64
+    assert len(facts["activity"]["with_label"]) == 2 and len(facts["activity"]["with_label"][0]) == 64
 
 
 def test_report_embeds_everything_and_compares_runs(two_runs, tmp_path):
