@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from forward_forward import presets
-from forward_forward.config import merge, parse_override
+from forward_forward.config import merge, parse_overrides
 from forward_forward.train import resolve_device, train
 
 
@@ -64,8 +64,7 @@ def main() -> None:
     cfg = merge(presets.preset(args.preset), {"run": {"progress": False}})
     if args.epochs:
         cfg = merge(cfg, {"optim": {"epochs": args.epochs}})
-    for text in args.set:
-        cfg = merge(cfg, parse_override(text))
+    cfg = merge(cfg, parse_overrides(args.set))
     device = resolve_device(cfg.run.device)
     peak_before = peak_matmul_gflops(device)
     run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="ff-bench-"))

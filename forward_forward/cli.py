@@ -16,8 +16,7 @@ def _build_config(args) -> config_mod.Config:
     cfg = presets.preset(args.preset)
     if args.config:
         cfg = config_mod.merge(cfg, config_mod.load_toml(args.config))
-    for text in args.set or []:
-        cfg = config_mod.merge(cfg, config_mod.parse_override(text))
+    cfg = config_mod.merge(cfg, config_mod.parse_overrides(args.set or []))
     return _apply_flags(cfg, args)
 
 
@@ -47,9 +46,10 @@ def cmd_train(args) -> None:
         run_dir = Path(args.run_dir) if args.run_dir else runs.new_run_dir(args.preset)
         print(f"training preset {args.preset!r} into {run_dir}", flush=True)
         summary = train(cfg, run_dir, args.preset)
+    val = "no validation" if summary["val_error"] is None else f"validation {100 * summary['val_error']:.2f} %"
     print(
         f"test error {100 * summary['test_error']:.2f} % (predict by {summary['predict']}; "
-        f"validation {100 * summary['val_error']:.2f} %) after {summary['epochs']} epochs in "
+        f"{val}) after {summary['epochs']} epochs in "
         f"{summary['train_seconds']:.0f} s on {summary['device']}; run saved in {run_dir}"
     )
 
@@ -72,7 +72,10 @@ def cmd_eval(args) -> None:
 def cmd_plot(args) -> None:
     from .figures import plot_run
 
-    _, model, data, _ = _load_trained(args)
+    cfg, model, data, _ = _load_trained(args)
+    if cfg.model.kind != "ff":
+        raise FFError(f"ff plot draws goodness figures of FF networks; {args.run_dir} is a {cfg.model.kind} "
+                      f"baseline, with no goodness to draw: compare it with FF runs in `ff report`.")
     model.cpu()
     for path in plot_run(args.run_dir, model, data, args.out, args.samples):
         print(path)
@@ -83,6 +86,29 @@ def cmd_report(args) -> None:
 
     out = args.out or (args.run_dirs[0] / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
     print(write_report(args.run_dirs, out))
+
+
+def cmd_sweep(args) -> None:
+    from .sweep import Sweep, from_toml, parse_grid, run_sweep
+
+    table, overrides = from_toml(config_mod.load_toml(args.config)) if args.config else ({}, {})
+    for section, values in config_mod.parse_overrides(args.set or []).items():
+        overrides.setdefault(section, {}).update(values)
+    flags = {"data": {"data_dir": args.data_dir}, "run": {"device": args.device}, "optim": {"epochs": args.epochs}}
+    for section, values in flags.items():
+        overrides.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    grid = dict(table.get("grid", {}))
+    grid.update(parse_grid(text) for text in args.grid or [])
+    seeds = list(range(args.seeds)) if args.seeds is not None else table.get("seeds", [0])
+    if isinstance(seeds, int):
+        seeds = list(range(seeds))
+    sweep = Sweep(preset=args.preset or table.get("preset", "tiny"), grid=grid, seeds=seeds,
+                  overrides={k: v for k, v in overrides.items() if v})
+    if args.jobs < 1:
+        raise FFError(f"--jobs must be at least 1, got {args.jobs}.")
+    run_sweep(sweep, args.out, jobs=args.jobs, progress=not args.no_progress)
+    print((args.out / "results.md").read_text(), end="")
+    print(f"sweep saved in {args.out} (results.md, results.json, results.png, runs/)")
 
 
 def cmd_presets(args) -> None:
@@ -125,6 +151,21 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("run_dirs", type=Path, nargs="+")
     r.add_argument("--out", type=Path, help="default RUN_DIR/report.html for one run, ./report.html for several")
     r.set_defaults(func=cmd_report)
+
+    w = sub.add_parser("sweep", help="train a grid of configs x seeds and tabulate mean +- std of the errors")
+    w.add_argument("--grid", action="append", metavar="SECTION.KEY=V1,V2",
+                   help="values to try for one field (repeatable; a TOML array for list values)")
+    w.add_argument("--seeds", type=int, help="seeds 0..N-1 for every grid point (default 1, or [sweep] seeds)")
+    w.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
+    w.add_argument("--out", type=Path, required=True, help="sweep folder; the same command again resumes it")
+    w.add_argument("--preset", help="base config (default tiny, or [sweep] preset)")
+    w.add_argument("--config", help="TOML file: [section] overrides and a [sweep] table (preset, seeds, grid)")
+    w.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one field in every run")
+    w.add_argument("--epochs", type=int, help="shortcut for --set optim.epochs=N")
+    w.add_argument("--data-dir")
+    w.add_argument("--device")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar")
+    w.set_defaults(func=cmd_sweep)
 
     s = sub.add_parser("presets", help="list the named configs")
     s.add_argument("-v", "--verbose", action="store_true")

@@ -23,13 +23,14 @@ class DataConfig:
     data_dir: str | None = None  # None: $FF_DATA_DIR, else ~/.cache/forward-forward
     download: bool = True  # fetch missing files from the official mirrors
     verify_checksums: bool = True  # compare every file with its published MD5
-    val_size: int = 10000  # the last N training images are held out for validation
+    val_size: int = 10000  # the last N training images are held out for validation; 0: train on all
     jitter: int = 0  # shift each training image by up to N pixels each way, fresh every batch
     train_limit: int = 0  # use only the first N training images (0: all); for tiny runs
 
 
 @dataclass
 class ModelConfig:
+    kind: str = "ff"  # ff | backprop: the same layers trained end to end by cross-entropy (the baseline)
     hidden: list[int] = field(default_factory=lambda: [2000, 2000, 2000, 2000])  # units per layer
     activation: str = "relu"  # relu, leaky_relu, gelu, silu, tanh, sigmoid, relu_st (layers.ACTIVATIONS)
     norm: str = "rms"  # how each layer's input is normalised: rms | l2 (no mean subtraction)
@@ -106,6 +107,7 @@ class Config:
 MAX_UNITS = 100_000  # a layer wider than this is a typo, not a model: refuse it before allocating
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 CHOICES = {
+    "model.kind": ("ff", "backprop"),
     "data.dataset": ("mnist", "fashion-mnist", "cifar10"),
     "model.norm": ("rms", "l2"),
     "model.init": ("hinton", "torch"),
@@ -201,6 +203,13 @@ def _validate(cfg: Config) -> Config:
             f"objective.predict_layers_from must be a layer index below {len(cfg.model.hidden)}; "
             f"got {cfg.objective.predict_layers_from!r}."
         )
+    if cfg.model.kind == "backprop" and cfg.objective.predict == "goodness":
+        raise FFError("model.kind = backprop predicts by its output layer: set objective.predict = softmax.")
+    if cfg.model.kind == "backprop" and (cfg.optim.phase_steps or cfg.optim.greedy_steps):
+        raise FFError("model.kind = backprop trains end to end: set optim.phase_steps and optim.greedy_steps to 0.")
+    if cfg.objective.predict == "best" and cfg.data.val_size == 0:
+        raise FFError("objective.predict = best chooses on validation images, and data.val_size = 0 leaves none: "
+                      "choose softmax or goodness.")
     if cfg.objective.predict == "softmax" and not cfg.model.readout:
         raise FFError("objective.predict = softmax needs model.readout = true.")
     if cfg.objective.negatives == "hard" and not cfg.model.readout:
@@ -253,6 +262,16 @@ def parse_override(text: str) -> dict:
     except tomllib.TOMLDecodeError:
         value = raw.strip()
     return {parts[0]: {parts[1]: value}}
+
+
+def parse_overrides(texts: list[str]) -> dict:
+    """Several `section.key=value` into one nested dict, so that fields that depend on each other
+    (data.val_size = 0 with objective.predict) are checked together, not one at a time."""
+    out: dict = {}
+    for text in texts:
+        for section, values in parse_override(text).items():
+            out.setdefault(section, {}).update(values)
+    return out
 
 
 def load_toml(path: str | Path) -> dict:

@@ -6,3 +6,7 @@ class FFError(Exception):
 
     The CLI prints its message alone, without a traceback.
     """
+
+
+class Interrupted(FFError):
+    """Ctrl-C honoured at a step boundary: a checkpoint is saved and the run can be resumed."""

@@ -43,7 +43,8 @@ def analyse(model, data, samples: int, seed: int = 0) -> dict:
     the test confusion matrix, each layer's error when it alone predicts, one image's activities."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
-    images, labels = data.val.images[:samples], data.val.labels[:samples]
+    shown = data.val if len(data.val) else data.test  # a run trained on every image has no validation split
+    images, labels = shown.images[:samples], shown.labels[:samples]
     wrong = label_ops.random_wrong(labels, model.num_classes, generator=gen)
     value = model.objective.label_value
     out: dict = {"samples": len(labels), "goodness": {}}

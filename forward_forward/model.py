@@ -58,6 +58,11 @@ class FFClassifier(nn.Module):
             nn.init.zeros_(self.readout.bias)
 
     @property
+    def ways(self) -> tuple[str, ...]:
+        """The ways this model can predict."""
+        return ("softmax", "goodness") if self.readout is not None else ("goodness",)
+
+    @property
     def validation_method(self) -> str:
         """How to predict during training: the configured way, or for "best" the one-pass readout."""
         if self.objective.predict != "best":

@@ -20,9 +20,10 @@ from tqdm import tqdm
 
 from . import augment, checkpoint, runs
 from . import data as data_mod
+from .backprop import BackpropClassifier
 from .config import Config, merge
 from .data import Datasets, Split
-from .errors import FFError
+from .errors import FFError, Interrupted
 from .model import FFClassifier
 
 
@@ -44,8 +45,9 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def build_model(cfg: Config, input_dim: int, num_classes: int) -> FFClassifier:
-    return FFClassifier(input_dim=input_dim, num_classes=num_classes, model=cfg.model, objective=cfg.objective)
+def build_model(cfg: Config, input_dim: int, num_classes: int) -> FFClassifier | BackpropClassifier:
+    kind = BackpropClassifier if cfg.model.kind == "backprop" else FFClassifier
+    return kind(input_dim=input_dim, num_classes=num_classes, model=cfg.model, objective=cfg.objective)
 
 
 def build_optimizer(cfg: Config, model: FFClassifier, total_steps: int):
@@ -57,7 +59,12 @@ def build_optimizer(cfg: Config, model: FFClassifier, total_steps: int):
         {"params": weights, "lr": o.lr, "weight_decay": o.weight_decay},
         {"params": biases, "lr": o.lr, "weight_decay": 0.0},
     ]
-    if model.readout is not None:
+    if isinstance(model, BackpropClassifier):  # the output layer is one more layer of the same network
+        groups += [
+            {"params": [model.readout.weight], "lr": o.lr, "weight_decay": o.weight_decay},
+            {"params": [model.readout.bias], "lr": o.lr, "weight_decay": 0.0},
+        ]
+    elif model.readout is not None:
         groups += [
             {"params": [model.readout.weight], "lr": o.readout_lr, "weight_decay": o.readout_weight_decay},
             {"params": [model.readout.bias], "lr": o.readout_lr, "weight_decay": 0.0},
@@ -84,6 +91,8 @@ def build_optimizer(cfg: Config, model: FFClassifier, total_steps: int):
 @torch.no_grad()
 def error_rate(model: FFClassifier, split: Split, how: str, batch_size: int, device: torch.device) -> float:
     """Fraction of `split` misclassified, predicting by `how` ("softmax" or "goodness")."""
+    if not len(split):
+        raise FFError("cannot score an empty split.")
     model.eval()
     wrong = 0
     for start in range(0, len(split), batch_size):
@@ -164,7 +173,7 @@ class _Loop:
     def stop(self, epoch: int, step: int, order: torch.Tensor | None, step_seconds: float) -> None:
         """Ctrl-C between steps: checkpoint here and leave with a message on how to continue."""
         self.save(epoch, step, order, step_seconds)
-        raise FFError(f"interrupted at epoch {epoch}, step {step}; a checkpoint is saved: continue with "
+        raise Interrupted(f"interrupted at epoch {epoch}, step {step}; a checkpoint is saved: continue with "
                       f"`ff train --resume {self.run_dir}`.")
 
     def end_epoch(self, epoch: int, meter: _Meter, step_seconds: float) -> None:
@@ -172,10 +181,12 @@ class _Loop:
         cfg = self.cfg
         entry = {"epoch": epoch, "seconds": round(time.perf_counter() - self.started, 2),
                  "lr": self.scheduler.get_last_lr()[0], "layers": meter.means()}
-        if epoch % cfg.run.eval_every == 0 or epoch == cfg.optim.epochs:
+        if len(self.data.val) and (epoch % cfg.run.eval_every == 0 or epoch == cfg.optim.epochs):
             entry["val_error"] = error_rate(self.model, self.data.val, self.model.validation_method,
                                             cfg.run.eval_batch_size, self.device)
             tqdm.write(f"epoch {epoch}: validation error {100 * entry['val_error']:.2f} %  ({entry['seconds']:.0f} s)")
+        elif not len(self.data.val):
+            tqdm.write(f"epoch {epoch} done ({entry['seconds']:.0f} s; data.val_size = 0, no validation)")
         runs.append_metrics(self.run_dir, entry)
         if self.tensorboard is not None:
             _log_tensorboard(self.tensorboard, self.model, entry)
@@ -286,7 +297,7 @@ def fit_greedy(cfg: Config, model: FFClassifier, data: Datasets, device: torch.d
                 for i, layer in enumerate(model.layers):
                     for _ in range(o.greedy_steps):
                         if stop.requested:
-                            raise FFError(f"interrupted in epoch {epoch}; continue from its start with "
+                            raise Interrupted(f"interrupted in epoch {epoch}; continue from its start with "
                                           f"`ff train --resume {run_dir}`.")
                         y = layer(x)
                         loss, stats = model.layer_loss(i, y[:batch], y[batch:])
@@ -362,10 +373,11 @@ def score(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device
 
     The test set is only scored here, once training is over; nothing is selected on it.
     """
-    ways = ["softmax", "goodness"] if model.readout is not None else ["goodness"]
+    ways = model.ways
     out = {}
-    for how in ways:
-        out[f"val_error_{how}"] = error_rate(model, data.val, how, cfg.run.eval_batch_size, device)
+    for how in ways:  # with data.val_size = 0 there is nothing to validate on: val_error_* are None
+        val = error_rate(model, data.val, how, cfg.run.eval_batch_size, device) if len(data.val) else None
+        out[f"val_error_{how}"] = val
         out[f"test_error_{how}"] = error_rate(model, data.test, how, cfg.run.eval_batch_size, device)
     chosen = cfg.objective.predict
     if chosen == "best":  # chosen on validation alone; ties go to the cheaper one-pass readout

@@ -10,6 +10,7 @@ import pytest
 from forward_forward import presets
 from forward_forward.cli import main
 from forward_forward.config import merge
+from forward_forward.errors import FFError
 from forward_forward.train import train
 from tests.conftest import small_config
 
@@ -89,3 +90,14 @@ def test_predict_best_reports_the_way_with_the_lower_validation_error(fake_mnist
     assert summary["test_error"] == summary[f"test_error_{chosen}"]
     assert main(["eval", str(tmp_path / "run")]) == 0
     assert f"test error {100 * summary['test_error']:.2f} % (predict by {chosen})" in capsys.readouterr().out
+
+
+def test_val_size_zero_trains_on_every_image_and_reports_no_validation(fake_mnist, tmp_path, capsys):
+    cfg = small_config(fake_mnist, data={"val_size": 0}, objective={"predict": "goodness"}, optim={"epochs": 1})
+    summary = train(cfg, tmp_path / "run", "test")
+    assert summary["train_images"] == 1200 and summary["val_error"] is None
+    assert summary["test_error"] < 0.5, summary
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "val_error" not in records[0]
+    with pytest.raises(FFError, match="val_size = 0"):
+        small_config(fake_mnist, data={"val_size": 0}, objective={"predict": "best"})

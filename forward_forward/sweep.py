@@ -1,0 +1,269 @@
+"""`ff sweep`: a grid over any config fields times several seeds, each point an ordinary run directory.
+
+The sweep folder holds `sweep.json` (what was asked), `runs/<point>-seed<k>/` (one run each),
+`results.md` (mean +- std per grid point) and `results.png`. Running the same sweep again skips
+finished runs and resumes interrupted ones from their checkpoints, so a killed sweep loses at most
+one epoch per run in flight.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import statistics
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import presets, runs
+from .config import Config, merge, parse_override
+from .errors import FFError, Interrupted
+
+FAILED = "failed.txt"  # a run that stopped with an error: its message, so a resumed sweep does not retry it
+
+
+@dataclass
+class Sweep:
+    preset: str
+    grid: dict[str, list]  # "section.key" -> the values to try, in order
+    seeds: list[int]
+    overrides: dict = field(default_factory=dict)  # {section: {key: value}} for every run
+
+    def base(self) -> Config:
+        return merge(presets.preset(self.preset), self.overrides)
+
+    def points(self) -> list[dict]:
+        """Every combination of grid values, as {"section.key": value}, in grid order."""
+        keys = list(self.grid)
+        return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))]
+
+    def config(self, point: dict, seed: int) -> Config:
+        overrides: dict = {"run": {"seed": seed}}
+        for path, value in point.items():
+            section, key = path.split(".")
+            overrides.setdefault(section, {})[key] = value
+        return merge(self.base(), overrides)
+
+    def short_names(self) -> dict[str, str]:
+        """Grid fields without their section, unless two sections share a key name."""
+        short = {path: path.split(".")[1] for path in self.grid}
+        return short if len(set(short.values())) == len(short) else {path: path for path in self.grid}
+
+    def name(self, point: dict, seed: int) -> str:
+        short = self.short_names()
+        parts = [f"{short[path]}={_slug(value)}" for path, value in point.items()]
+        return ",".join([*parts, f"seed={seed}"])
+
+
+def _slug(value) -> str:
+    if isinstance(value, list):
+        return "x".join(_slug(v) for v in value)
+    return str(value).replace("/", "_").replace(" ", "")
+
+
+def parse_grid(text: str) -> tuple[str, list]:
+    """`section.key=a,b,c` (or a TOML array, `model.hidden=[[500],[500,500]]`) -> (path, values)."""
+    if "=" not in text:
+        raise FFError(f"--grid expects section.key=value1,value2,..., got {text!r}.")
+    path, raw = (part.strip() for part in text.split("=", 1))
+    if raw.startswith("["):
+        values = next(iter(parse_override(f"{path}={raw}").values()))
+        values = next(iter(values.values()))
+        if not isinstance(values, list):
+            raise FFError(f"--grid {path}: {raw!r} is not a TOML array of values.")
+    else:
+        values = [next(iter(next(iter(parse_override(f"{path}={v}").values())).values())) for v in raw.split(",")]
+    if len(path.split(".")) != 2 or not values:
+        raise FFError(f"--grid expects section.key=value1,value2,..., got {text!r}.")
+    return path, values
+
+
+def from_toml(data: dict) -> tuple[dict, dict]:
+    """Split a TOML document into its [sweep] table and the config overrides around it."""
+    data = dict(data)
+    table = data.pop("sweep", {})
+    unknown = set(table) - {"preset", "seeds", "grid"}
+    if unknown:
+        raise FFError(f"unknown key(s) in [sweep]: {', '.join(sorted(unknown))}; known: preset, seeds, grid.")
+    return table, data
+
+
+def check(sweep: Sweep) -> None:
+    """Build every config before any run starts, so a bad grid value fails now and names itself."""
+    if not sweep.grid:
+        raise FFError("a sweep needs at least one --grid section.key=value1,value2 (or a [sweep.grid] table).")
+    if not sweep.seeds:
+        raise FFError("a sweep needs at least one seed.")
+    for path, values in sweep.grid.items():
+        if not isinstance(values, list) or not values:
+            raise FFError(f"grid field {path} needs a non-empty list of values, got {values!r}.")
+    for point in sweep.points():
+        for seed in sweep.seeds:
+            sweep.config(point, seed)
+
+
+def _record(out: Path, sweep: Sweep) -> None:
+    """Write sweep.json, or check that the folder holds this very sweep (the resume case)."""
+    spec = asdict(sweep)
+    path = out / "sweep.json"
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != json.loads(json.dumps(spec)):
+            raise FFError(f"{out} holds a different sweep (see its sweep.json); give another --out, "
+                          f"or repeat the same grid, seeds and settings to resume it.")
+        return
+    runs.write_json_atomic(path, spec)
+
+
+def _run_one(cfg_dict: dict, run_dir: str, preset: str, threads: int) -> dict:
+    """One grid point and seed (in a worker process when jobs > 1): train, or resume, or skip."""
+    from .config import from_dict
+    from .train import train
+
+    run_dir = Path(run_dir)
+    if (run_dir / "summary.json").exists():
+        return json.loads((run_dir / "summary.json").read_text())
+    if (run_dir / FAILED).exists():
+        return {"failed": (run_dir / FAILED).read_text().strip()}
+    threads = cfg_dict["run"]["threads"] or threads  # a thread count the user set wins
+    cfg = from_dict({**cfg_dict, "run": {**cfg_dict["run"], "threads": threads, "progress": False}})
+    try:
+        return train(cfg, run_dir, preset, resume=(run_dir / "checkpoint.pt").exists())
+    except Interrupted:
+        raise
+    except FFError as e:  # e.g. a diverging combination: recorded, and the sweep goes on
+        (run_dir / FAILED).write_text(str(e) + "\n")
+        return {"failed": str(e)}
+
+
+def run_sweep(sweep: Sweep, out: Path, jobs: int = 1, progress: bool = True) -> list[dict]:
+    """Run every point x seed (`jobs` at a time); return one result row per grid point."""
+    check(sweep)
+    out.mkdir(parents=True, exist_ok=True)
+    _record(out, sweep)
+    tasks = []
+    for point in sweep.points():
+        for seed in sweep.seeds:
+            cfg = sweep.config(point, seed)
+            tasks.append((point, seed, cfg.to_dict(), str(out / "runs" / sweep.name(point, seed))))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    results: dict[str, dict] = {}
+    bar = tqdm(total=len(tasks), desc="sweep", disable=not progress)
+    try:
+        _execute(tasks, results, sweep.preset, jobs, threads, bar)
+    except (Interrupted, KeyboardInterrupt):
+        raise FFError("sweep interrupted; finished runs are kept and interrupted ones checkpointed: "
+                      "run the same command again to resume it.") from None
+    finally:
+        bar.close()
+    rows = _aggregate(sweep, tasks, results)
+    write_results(out, sweep, rows)
+    return rows
+
+
+def _execute(tasks: list, results: dict, preset: str, jobs: int, threads: int, bar) -> None:
+    if jobs == 1:
+        for _, _, cfg_dict, run_dir in tasks:
+            results[run_dir] = _run_one(cfg_dict, run_dir, preset, threads)
+            bar.update()
+        return
+    # spawn, not fork: each worker starts a clean interpreter with its own torch thread pool
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_run_one, cfg_dict, run_dir, preset, threads): run_dir
+                   for _, _, cfg_dict, run_dir in tasks}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            bar.update()
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def _aggregate(sweep: Sweep, tasks: list, results: dict) -> list[dict]:
+    rows = []
+    for point in sweep.points():
+        summaries = [(seed, results[run_dir]) for p, seed, _, run_dir in tasks if p == point]
+        failed = [f"seed {seed}: {s['failed']}" for seed, s in summaries if "failed" in s]
+        done = [s for _, s in summaries if "failed" not in s]
+        vals = [s["val_error"] for s in done if s.get("val_error") is not None]
+        rows.append({
+            "point": point,
+            "runs": len(done),
+            "failed": failed,
+            "val_error": _mean_std(vals),
+            "test_error": _mean_std([s["test_error"] for s in done]),
+            "train_seconds": _mean_std([s["train_seconds"] for s in done]),
+        })
+    return rows
+
+
+def _pct(mean_std: tuple[float, float]) -> str:
+    mean, std = mean_std
+    if math.isnan(mean):
+        return "–"
+    return f"{100 * mean:.2f} ± {100 * std:.2f}" if not math.isnan(std) else f"{100 * mean:.2f}"
+
+
+def markdown_table(sweep: Sweep, rows: list[dict]) -> str:
+    """Mean ± std (sample std over seeds) of the errors in %, and the mean training time."""
+    keys = list(sweep.grid)
+    best = min((r["val_error"][0] for r in rows if not math.isnan(r["val_error"][0])), default=None)
+    header = [*sweep.short_names().values(), "val error %", "test error %", "train s", "runs"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        val = _pct(r["val_error"])
+        if best is not None and r["val_error"][0] == best:
+            val = f"**{val}**"  # the point a user would pick: chosen on validation, never on test
+        seconds = "–" if math.isnan(r["train_seconds"][0]) else f"{r['train_seconds'][0]:.0f}"
+        count = f"{r['runs']}/{r['runs'] + len(r['failed'])}"
+        cells = [_slug(r["point"][k]) for k in keys] + [val, _pct(r["test_error"]), seconds, count]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(out: Path, sweep: Sweep, rows: list[dict]) -> None:
+    table = markdown_table(sweep, rows)
+    failures = [f"- {', '.join(f'{k}={_slug(v)}' for k, v in r['point'].items())}, {msg}"
+                for r in rows for msg in r["failed"]]
+    text = f"# Sweep over {', '.join(sweep.grid)} (preset {sweep.preset}, seeds {sweep.seeds})\n\n{table}"
+    if failures:
+        text += "\nFailed runs:\n" + "\n".join(failures) + "\n"
+    runs.write_atomic(out / "results.md", lambda f: f.write(text.encode()))
+    def plain(mean_std):  # NaN is not JSON
+        return {"mean": None if math.isnan(mean_std[0]) else mean_std[0],
+                "std": None if math.isnan(mean_std[1]) else mean_std[1]}
+
+    runs.write_json_atomic(out / "results.json", {"rows": [
+        {**r, **{k: plain(r[k]) for k in ("val_error", "test_error", "train_seconds")}} for r in rows]})
+    try:
+        _plot(out / "results.png", sweep, rows)
+    except FFError:  # matplotlib missing: the table is the result, the figure a convenience
+        pass
+
+
+def _plot(path: Path, sweep: Sweep, rows: list[dict]) -> None:
+    from .figures import pyplot
+
+    plt = pyplot()
+    labels = [", ".join(_slug(v) for v in r["point"].values()) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(rows) + 1.2))
+    y = range(len(rows))
+    for key, offset, colour in (("val_error", -0.18, "tab:blue"), ("test_error", 0.18, "tab:orange")):
+        means = [100 * r[key][0] for r in rows]
+        stds = [0 if math.isnan(r[key][1]) else 100 * r[key][1] for r in rows]
+        ax.barh([i + offset for i in y], means, height=0.36, xerr=stds, color=colour, label=key.replace("_", " "))
+    ax.set_yticks(list(y), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="error (%), mean ± std over seeds", title=" × ".join(sweep.grid))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    runs.write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)

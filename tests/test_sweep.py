@@ -1,0 +1,89 @@
+"""`ff sweep`: the grid, seeds, the table, resuming, failures and the checks made before any run."""
+
+import json
+
+import pytest
+
+from forward_forward.cli import main
+from forward_forward.errors import FFError
+from forward_forward.sweep import Sweep, parse_grid, run_sweep
+
+
+def _sweep(fake_mnist, grid, seeds=(0, 1)) -> Sweep:
+    overrides = {"data": {"data_dir": str(fake_mnist), "verify_checksums": False, "download": False, "val_size": 200},
+                 "model": {"hidden": [32, 32]}, "optim": {"epochs": 1, "batch_size": 50}, "run": {"device": "cpu"}}
+    return Sweep(preset="tiny", grid=grid, seeds=list(seeds), overrides=overrides)
+
+
+def test_grid_values_are_parsed_as_toml():
+    assert parse_grid("objective.goodness=sum_squares,mean_abs") == ("objective.goodness", ["sum_squares", "mean_abs"])
+    assert parse_grid("optim.lr=0.01, 0.1") == ("optim.lr", [0.01, 0.1])
+    assert parse_grid("model.hidden=[[500],[500,500]]") == ("model.hidden", [[500], [500, 500]])
+    with pytest.raises(FFError, match="--grid expects"):
+        parse_grid("objective.goodness")
+
+
+def test_sweep_runs_every_point_and_seed_and_tabulates_mean_and_std(fake_mnist, tmp_path):
+    sweep = _sweep(fake_mnist, {"objective.goodness": ["sum_squares", "mean_abs"]})
+    rows = run_sweep(sweep, tmp_path / "s", progress=False)
+    runs = sorted(p.name for p in (tmp_path / "s" / "runs").iterdir())
+    assert runs == [f"goodness={g},seed={s}" for g in ("mean_abs", "sum_squares") for s in (0, 1)]
+    for name in runs:  # each run really had its own goodness and seed
+        cfg = json.loads((tmp_path / "s" / "runs" / name / "config.json").read_text())
+        assert name == f"goodness={cfg['objective']['goodness']},seed={cfg['run']['seed']}"
+    assert [r["runs"] for r in rows] == [2, 2]
+    for row in rows:  # the row is the mean of its own two runs
+        g = row["point"]["objective.goodness"]
+        errors = [json.loads((tmp_path / "s" / "runs" / f"goodness={g},seed={s}" / "summary.json").read_text())
+                  ["test_error"] for s in (0, 1)]
+        assert row["test_error"][0] == pytest.approx(sum(errors) / 2)
+    table = (tmp_path / "s" / "results.md").read_text()
+    assert "| goodness | val error % | test error % | train s | runs |" in table
+    assert table.count("±") >= 4 and "| sum_squares |" in table and "| mean_abs |" in table
+    assert (tmp_path / "s" / "results.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "s" / "results.json").read_text())["rows"][0]["runs"] == 2
+
+
+def test_a_repeated_sweep_skips_finished_runs_and_a_different_one_is_refused(fake_mnist, tmp_path):
+    sweep = _sweep(fake_mnist, {"objective.goodness": ["sum_squares"]}, seeds=(0,))
+    run_sweep(sweep, tmp_path / "s", progress=False)
+    summary = tmp_path / "s" / "runs" / "goodness=sum_squares,seed=0" / "summary.json"
+    stamp = summary.stat().st_mtime_ns
+    run_sweep(sweep, tmp_path / "s", progress=False)
+    assert summary.stat().st_mtime_ns == stamp
+    other = _sweep(fake_mnist, {"objective.goodness": ["mean_abs"]}, seeds=(0,))
+    with pytest.raises(FFError, match="holds a different sweep"):
+        run_sweep(other, tmp_path / "s", progress=False)
+
+
+def test_a_bad_grid_value_fails_before_any_run_and_a_diverging_run_is_recorded(fake_mnist, tmp_path):
+    with pytest.raises(FFError, match="model.activation must be one of"):
+        run_sweep(_sweep(fake_mnist, {"model.activation": ["relu", "relux"]}), tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()
+    rows = run_sweep(_sweep(fake_mnist, {"optim.lr": [0.01, 1e30]}, seeds=(0,)), tmp_path / "s", progress=False)
+    assert rows[0]["runs"] == 1 and rows[1]["runs"] == 0 and "diverged" in rows[1]["failed"][0]
+    assert "Failed runs:" in (tmp_path / "s" / "results.md").read_text()
+
+
+def test_cli_sweep_in_parallel_processes_from_a_toml_file(fake_mnist, tmp_path, capsys):
+    toml = tmp_path / "sweep.toml"
+    toml.write_text(f"""
+[sweep]
+seeds = 2
+grid = {{ "model.activation" = ["relu", "gelu"] }}
+[data]
+data_dir = "{fake_mnist}"
+verify_checksums = false
+download = false
+val_size = 200
+[model]
+hidden = [32]
+[optim]
+batch_size = 50
+""")
+    out = tmp_path / "s"
+    assert main(["sweep", "--config", str(toml), "--epochs", "1", "--jobs", "2", "--out", str(out),
+                 "--device", "cpu", "--no-progress", "--set", "objective.predict_layers_from=0"]) == 0
+    printed = capsys.readouterr().out
+    assert "| relu |" in printed and "| gelu |" in printed
+    assert len(list((out / "runs").iterdir())) == 4
