@@ -73,9 +73,9 @@ def cmd_plot(args) -> None:
     from .figures import plot_run
 
     cfg, model, data, _ = _load_trained(args)
-    if cfg.model.kind != "ff":
-        raise FFError(f"ff plot draws goodness figures of FF networks; {args.run_dir} is a {cfg.model.kind} "
-                      f"baseline, with no goodness to draw: compare it with FF runs in `ff report`.")
+    if cfg.model.kind != "ff" or cfg.objective.negatives == "hybrid":
+        raise FFError(f"ff plot draws the label-goodness figures of supervised FF networks, and {args.run_dir} "
+                      f"is not one: compare it with other runs in `ff report`.")
     model.cpu()
     for path in plot_run(args.run_dir, model, data, args.out, args.samples):
         print(path)
@@ -109,6 +109,27 @@ def cmd_sweep(args) -> None:
     run_sweep(sweep, args.out, jobs=args.jobs, progress=not args.no_progress)
     print((args.out / "results.md").read_text(), end="")
     print(f"sweep saved in {args.out} (results.md, results.json, results.png, runs/)")
+
+
+def cmd_probe(args) -> None:
+    from .probe import run_probe
+
+    cfg, model, data, device = _load_trained(args)
+    layers = None
+    if args.layers:
+        try:
+            layers = [int(i) for i in args.layers.split(",")]
+        except ValueError:
+            raise FFError(f"--layers takes hidden-layer indices like 1,2,3; got {args.layers!r}.") from None
+    if args.epochs < 1 or not args.lr > 0 or args.batch_size < 1:
+        raise FFError("--epochs and --batch-size must be at least 1 and --lr positive.")
+    result = run_probe(model, data.train, data.val, data.test, data.num_classes, layers, device,
+                       progress=not args.no_progress, epochs=args.epochs, lr=args.lr,
+                       weight_decay=args.weight_decay, batch_size=args.batch_size)
+    runs.write_json_atomic(args.run_dir / "probe.json", result)
+    val = "no validation" if result["val_error"] is None else f"validation {100 * result['val_error']:.2f} %"
+    print(f"linear probe on layers {result['layers']}: test error {100 * result['test_error']:.2f} % ({val}, "
+          f"train {100 * result['train_error']:.2f} %); saved in {args.run_dir / 'probe.json'}")
 
 
 def cmd_presets(args) -> None:
@@ -151,6 +172,18 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("run_dirs", type=Path, nargs="+")
     r.add_argument("--out", type=Path, help="default RUN_DIR/report.html for one run, ./report.html for several")
     r.set_defaults(func=cmd_report)
+
+    b = sub.add_parser("probe", help="fit a linear softmax on a trained network's frozen features and score it")
+    b.add_argument("run_dir", type=Path)
+    b.add_argument("--layers", help="hidden layers (0-based, comma-separated); default: those its readout uses")
+    b.add_argument("--epochs", type=int, default=20)
+    b.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    b.add_argument("--weight-decay", type=float, default=0.0)
+    b.add_argument("--batch-size", type=int, default=100)
+    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--data-dir")
+    b.add_argument("--device")
+    b.set_defaults(func=cmd_probe)
 
     w = sub.add_parser("sweep", help="train a grid of configs x seeds and tabulate mean +- std of the errors")
     w.add_argument("--grid", action="append", metavar="SECTION.KEY=V1,V2",

@@ -52,7 +52,8 @@ class ObjectiveConfig:
     symba_alpha: float = 4.0  # the SymBa loss's sharpness alpha
     label_value: str = "one"  # value of the hot label pixel: one (1.0) | max (the image's max)
     neutral_value: float = 0.1  # every label pixel of the neutral ("no label") input
-    negatives: str = "random"  # wrong labels: random (uniform) | hard (sampled from the readout) | all
+    negatives: str = "random"  # wrong labels: random | hard (sampled from the readout) | all | hybrid (unsupervised)
+    hybrid_blur_passes: int = 6  # hybrid negatives: blur passes that make the mask (more: larger regions)
     predict: str = "softmax"  # test_error by: softmax (one pass) | goodness (every label) | best (lower val error)
     predict_layers_from: int = 1  # first hidden layer (0-based) used to predict; 1 skips layer 0
 
@@ -113,7 +114,7 @@ CHOICES = {
     "model.init": ("hinton", "torch"),
     "model.blackbox": ("none", "quantize", "noise", "random_nonlinearity"),
     "objective.label_value": ("one", "max"),
-    "objective.negatives": ("random", "hard", "all"),
+    "objective.negatives": ("random", "hard", "all", "hybrid"),
     "objective.predict": ("softmax", "goodness", "best"),
     "optim.name": ("sgd", "adam"),
     "optim.schedule": ("hinton", "constant"),
@@ -173,7 +174,7 @@ RANGES = [
      lambda v: v > 0, "positive"),
     (("data.val_size", "data.train_limit", "data.jitter", "model.peer_lambda", "model.blackbox_strength",
       "optim.weight_decay", "optim.readout_lr", "optim.readout_weight_decay", "optim.greedy_steps",
-      "optim.phase_steps", "run.threads"),
+      "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes"),
      lambda v: v >= 0, "not negative"),
     (("optim.momentum", "optim.dampening", "model.peer_decay"), lambda v: 0 <= v < 1, "in [0, 1)"),
     (("objective.threshold", "optim.lr", "objective.temperature", "optim.readout_lr"),
@@ -207,6 +208,9 @@ def _validate(cfg: Config) -> Config:
         raise FFError("model.kind = backprop predicts by its output layer: set objective.predict = softmax.")
     if cfg.model.kind == "backprop" and (cfg.optim.phase_steps or cfg.optim.greedy_steps):
         raise FFError("model.kind = backprop trains end to end: set optim.phase_steps and optim.greedy_steps to 0.")
+    if cfg.objective.negatives == "hybrid" and (cfg.objective.predict == "goodness" or not cfg.model.readout):
+        raise FFError("objective.negatives = hybrid learns without labels, so classes come from the readout: "
+                      "set model.readout = true and objective.predict = softmax (or best).")
     if cfg.objective.predict == "best" and cfg.data.val_size == 0:
         raise FFError("objective.predict = best chooses on validation images, and data.val_size = 0 leaves none: "
                       "choose softmax or goodness.")

@@ -25,6 +25,7 @@ from .config import Config, merge
 from .data import Datasets, Split
 from .errors import FFError, Interrupted
 from .model import FFClassifier
+from .unsupervised import FFUnsupervised
 
 
 def resolve_device(name: str) -> torch.device:
@@ -45,9 +46,17 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def build_model(cfg: Config, input_dim: int, num_classes: int) -> FFClassifier | BackpropClassifier:
-    kind = BackpropClassifier if cfg.model.kind == "backprop" else FFClassifier
-    return kind(input_dim=input_dim, num_classes=num_classes, model=cfg.model, objective=cfg.objective)
+def build_model(cfg: Config, input_dim: int, num_classes: int,
+                image_shape: tuple[int, int, int] | None = None) -> FFClassifier | BackpropClassifier:
+    """The network `cfg` describes: FF with labels in the image, unsupervised FF (hybrid negatives),
+    or the backprop baseline. `image_shape` (C, H, W) is needed to make hybrid images."""
+    args = dict(input_dim=input_dim, num_classes=num_classes, model=cfg.model, objective=cfg.objective)
+    if cfg.model.kind == "backprop":
+        return BackpropClassifier(**args)
+    if cfg.objective.negatives == "hybrid":
+        assert image_shape is not None, "hybrid negatives need the image shape"
+        return FFUnsupervised(**args, image_shape=image_shape)
+    return FFClassifier(**args)
 
 
 def build_optimizer(cfg: Config, model: FFClassifier, total_steps: int):
@@ -335,7 +344,7 @@ def train(cfg: Config, run_dir: Path, preset: str = "custom", resume: bool = Fal
         runs.start(run_dir, cfg, preset)
     else:
         runs.truncate_metrics(run_dir, before_epoch=state["epoch"])  # the epoch in progress is logged again
-    model = build_model(cfg, data.train.images.shape[1], data.num_classes).to(device)
+    model = build_model(cfg, data.train.images.shape[1], data.num_classes, data.image_shape).to(device)
     fit = fit_greedy if cfg.optim.greedy_steps else fit_minibatch
     position = fit(cfg, model, data, device, run_dir, state)
     runs.save_weights(run_dir, model.state_dict())
@@ -359,7 +368,7 @@ def load_trained(run_dir: Path, data_dir: str | None = None, device: str | None 
         cfg = merge(cfg, {"objective": {"predict": chosen}})
     torch_device = resolve_device(device or cfg.run.device)
     data = data_mod.load(cfg.data)
-    model = build_model(cfg, data.test.images.shape[1], data.num_classes)
+    model = build_model(cfg, data.test.images.shape[1], data.num_classes, data.image_shape)
     try:
         model.load_state_dict(runs.load_weights(run_dir))
     except RuntimeError as e:

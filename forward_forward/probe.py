@@ -1,0 +1,81 @@
+"""`ff probe`: a linear softmax classifier trained on a finished network's frozen features.
+
+It measures what the layers learned, apart from the readout trained alongside them: the features
+are the normalised activities of the chosen hidden layers for the plain image (no label for an
+unsupervised or backprop network, the neutral label for a supervised FF one), computed once.
+The probe is chosen on nothing but its own training loss; validation and test are only scored.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from . import labels as label_ops
+from .data import Split
+from .errors import FFError
+from .layers import normalize
+from .model import FFClassifier
+from .unsupervised import FFUnsupervised
+
+
+@torch.no_grad()
+def features(model: nn.Module, images: torch.Tensor, layers: list[int], batch_size: int = 1000) -> torch.Tensor:
+    """(N, D) images -> (N, sum of the chosen layers' units): normalised activities, side by side."""
+    model.eval()
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start : start + batch_size]
+        if isinstance(model, FFClassifier) and not isinstance(model, FFUnsupervised):
+            x = label_ops.neutral(x, model.num_classes, model.objective.neutral_value)
+        acts = model.activities(x)
+        out.append(torch.cat([normalize(acts[i], model.norm, model.norm_eps) for i in layers], dim=1))
+    model.train()
+    return torch.cat(out)
+
+
+def fit_probe(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int, *, epochs: int = 20,
+              lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 100, seed: int = 0,
+              progress: bool = False) -> nn.Linear:
+    """A linear softmax layer fitted by Adam on fixed features."""
+    gen = torch.Generator().manual_seed(seed)
+    probe = nn.Linear(train_x.shape[1], num_classes).to(train_x.device)
+    nn.init.zeros_(probe.weight)
+    nn.init.zeros_(probe.bias)
+    opt = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in tqdm(range(epochs), desc="probe", disable=not progress, leave=False):
+        order = torch.randperm(train_x.shape[0], generator=gen).to(train_x.device)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            loss = F.cross_entropy(probe(train_x[idx]), train_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return probe
+
+
+@torch.no_grad()
+def error(probe: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> float:
+    return (probe(x).argmax(1) != y).float().mean().item() if len(y) else float("nan")
+
+
+def run_probe(model: nn.Module, train: Split, val: Split, test: Split, num_classes: int, layers: list[int] | None,
+              device: torch.device, progress: bool = False, **fit) -> dict:
+    """Features of the chosen layers (default: those the network's own readout uses), a probe, its errors."""
+    count = len(model.layers)
+    if layers is None:
+        layers = list(range(getattr(model, "predict_from", 0), count))
+    if not layers or any(not 0 <= i < count for i in layers):
+        raise FFError(f"--layers must name hidden layers between 0 and {count - 1}; got {layers}.")
+    feats = {name: features(model, split.images.to(device), layers) for name, split in
+             (("train", train), ("val", val), ("test", test))}
+    probe = fit_probe(feats["train"], train.labels.to(device), num_classes, progress=progress, **fit)
+    return {
+        "layers": layers,
+        "train_error": error(probe, feats["train"], train.labels.to(device)),
+        "val_error": error(probe, feats["val"], val.labels.to(device)) if len(val) else None,
+        "test_error": error(probe, feats["test"], test.labels.to(device)),
+        **fit,
+    }

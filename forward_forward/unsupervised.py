@@ -1,0 +1,66 @@
+"""Unsupervised Forward-Forward (paper §3.2): real images against hybrid images, no label anywhere.
+
+The layers learn to tell real digits from hybrids. Classes enter only through the linear softmax
+readout on the normalised activities of the chosen layers (by default all but the first, i.e. the
+last three of four), trained alongside on detached features, or afterwards by `ff probe`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .config import ModelConfig, ObjectiveConfig
+from .hybrid import hybrid_images
+from .model import FFClassifier
+
+
+class FFUnsupervised(FFClassifier):
+    def __init__(self, *, input_dim: int, num_classes: int, model: ModelConfig, objective: ObjectiveConfig,
+                 image_shape: tuple[int, int, int]):
+        super().__init__(input_dim=input_dim, num_classes=num_classes, model=model, objective=objective)
+        self.image_shape = tuple(image_shape)
+        self.blur_passes = objective.hybrid_blur_passes
+
+    @property
+    def ways(self) -> tuple[str, ...]:
+        return ("softmax",)  # goodness says real-or-hybrid, not which class
+
+    @property
+    def validation_method(self) -> str:
+        return "softmax"
+
+    def readout_logits(self, images: torch.Tensor) -> torch.Tensor:
+        assert self.readout is not None, "this model was built without a readout"
+        return self.readout(self.readout_features(self.activities(images)))
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, how: str = "softmax") -> torch.Tensor:
+        assert how == "softmax", f"an unsupervised network predicts by its readout only, not by {how!r}"
+        return self.readout_logits(images).argmax(dim=1)
+
+    def positive_negative(self, images: torch.Tensor, labels: torch.Tensor, probs=None):
+        """The images themselves, and as many hybrids of pairs of them."""
+        return images, hybrid_images(images, self.image_shape, self.blur_passes)
+
+    def losses(self, images: torch.Tensor, labels: torch.Tensor, phase: str = "both"):
+        """One loss per layer (real vs hybrid, labels unused), plus the readout's on detached features."""
+        pos, neg = self.positive_negative(images, labels)
+        pos, neg = (pos, neg[:0]) if phase == "positive" else (pos[:0], neg) if phase == "negative" else (pos, neg)
+        x = torch.cat([pos, neg])
+        batch = pos.shape[0]
+        losses, stats, real = {}, {}, []
+        for i, layer in enumerate(self.layers):
+            z = layer.pre_activation(x)
+            y = layer.activation(z)
+            loss, stats[f"layer{i}"] = self.layer_loss(i, y[:batch], y[batch:])
+            if layer.peer_lambda > 0 and batch:
+                loss = loss + layer.peer_loss(z[:batch], y[:batch])
+            losses[f"layer{i}"] = loss
+            real.append(y[:batch])
+            x = self.blackboxes[i](y) if i < len(self.blackboxes) else y
+        if self.readout is not None and batch:  # the real images' activities, already computed
+            logits = self.readout(self.readout_features(real))
+            losses["readout"] = F.cross_entropy(logits, labels)
+            stats["readout"] = {"acc": (logits.detach().argmax(1) == labels).float().mean()}
+        return losses, stats
