@@ -65,6 +65,8 @@ def cmd_eval(args) -> None:
 
     cfg, model, data, device = _load_trained(args)
     how = args.predict or cfg.objective.predict
+    if how not in model.ways:
+        raise FFError(f"{args.run_dir} can predict by {' or '.join(model.ways)} only, not by {how}.")
     err = error_rate(model, data.test, how, cfg.run.eval_batch_size, device)
     print(f"test error {100 * err:.2f} % (predict by {how})")
 

@@ -47,6 +47,7 @@ def test_backprop_run_learns_and_evaluates_from_its_directory(fake_mnist, tmp_pa
     assert main(["eval", str(tmp_path / "run")]) == 0
     assert f"test error {100 * summary['test_error']:.2f} %" in capsys.readouterr().out
     assert main(["plot", str(tmp_path / "run")]) == 2  # no goodness to draw: a clear error
+    assert main(["eval", str(tmp_path / "run"), "--predict", "goodness"]) == 2
 
 
 @pytest.mark.parametrize("overrides, message", [
