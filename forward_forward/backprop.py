@@ -17,35 +17,33 @@ from torch import nn
 
 from .blackbox import BlackBox
 from .config import ModelConfig, ObjectiveConfig
-from .layers import FFLinear, normalize
+from .layers import normalize
+from .model import make_layers
 
 
 class BackpropClassifier(nn.Module):
     ways = ("softmax",)
     validation_method = "softmax"
 
-    def __init__(self, *, input_dim: int, num_classes: int, model: ModelConfig, objective: ObjectiveConfig):
+    def __init__(self, *, input_dim: int, num_classes: int, model: ModelConfig, objective: ObjectiveConfig,
+                 image_shape: tuple[int, int, int] | None = None):
         super().__init__()
         self.num_classes = num_classes
         self.objective = objective
-        sizes = [input_dim, *model.hidden]
-        # FFLinear for the identical parametrisation and init; its detach is bypassed in `logits`
-        self.layers = nn.ModuleList(
-            FFLinear(n_in, n_out, activation=model.activation, norm=model.norm, norm_eps=model.norm_eps,
-                     init=model.init)
-            for n_in, n_out in zip(sizes[:-1], sizes[1:])
-        )
+        # the FF layers themselves, for the identical parametrisation and init; `activities` skips their detach
+        self.layers = nn.ModuleList(make_layers(model, input_dim, image_shape, peer_lambda=0.0))
+        units = [layer.out_features for layer in self.layers]
         self.blackboxes = nn.ModuleList(
-            BlackBox(model.blackbox, n, model.blackbox_strength, seed=i) for i, n in enumerate(model.hidden[:-1])
+            BlackBox(model.blackbox, n, model.blackbox_strength, seed=i) for i, n in enumerate(units[:-1])
         )
         self.norm, self.norm_eps = model.norm, model.norm_eps
-        self.readout = nn.Linear(model.hidden[-1], num_classes)  # the output layer
+        self.readout = nn.Linear(units[-1], num_classes)  # the output layer
 
     def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(N, D) images -> each hidden layer's activity, with the graph kept across layers."""
         out = []
         for i, layer in enumerate(self.layers):
-            y = layer.activation(layer.linear(normalize(x, self.norm, self.norm_eps)))
+            y = layer.activation(layer.transform(normalize(x, self.norm, self.norm_eps)))
             out.append(y)
             x = self.blackboxes[i](y) if i < len(self.blackboxes) else y
         return out

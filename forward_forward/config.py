@@ -31,7 +31,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     kind: str = "ff"  # ff | backprop: the same layers trained end to end by cross-entropy (the baseline)
-    hidden: list[int] = field(default_factory=lambda: [2000, 2000, 2000, 2000])  # units per layer
+    hidden: list[int] = field(default_factory=lambda: [2000, 2000, 2000, 2000])  # units (local: channels) per layer
+    local_kernel: int = 0  # >0: locally connected layers, k x k receptive fields on the image grid, no sharing
     activation: str = "relu"  # relu, leaky_relu, gelu, silu, tanh, sigmoid, relu_st (layers.ACTIVATIONS)
     norm: str = "rms"  # how each layer's input is normalised: rms | l2 (no mean subtraction)
     norm_eps: float = 1e-8  # added to the norm so an all-zero vector stays finite
@@ -174,7 +175,8 @@ RANGES = [
      lambda v: v > 0, "positive"),
     (("data.val_size", "data.train_limit", "data.jitter", "model.peer_lambda", "model.blackbox_strength",
       "optim.weight_decay", "optim.readout_lr", "optim.readout_weight_decay", "optim.greedy_steps",
-      "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes"),
+      "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes",
+      "model.local_kernel"),
      lambda v: v >= 0, "not negative"),
     (("optim.momentum", "optim.dampening", "model.peer_decay"), lambda v: 0 <= v < 1, "in [0, 1)"),
     (("objective.threshold", "optim.lr", "objective.temperature", "optim.readout_lr"),
@@ -208,6 +210,9 @@ def _validate(cfg: Config) -> Config:
         raise FFError("model.kind = backprop predicts by its output layer: set objective.predict = softmax.")
     if cfg.model.kind == "backprop" and (cfg.optim.phase_steps or cfg.optim.greedy_steps):
         raise FFError("model.kind = backprop trains end to end: set optim.phase_steps and optim.greedy_steps to 0.")
+    if cfg.model.local_kernel and cfg.model.local_kernel % 2 == 0:
+        raise FFError(f"model.local_kernel must be odd, so each receptive field is centred on its unit; "
+                      f"got {cfg.model.local_kernel}.")
     if cfg.objective.negatives == "hybrid" and (cfg.objective.predict == "goodness" or not cfg.model.readout):
         raise FFError("objective.negatives = hybrid learns without labels, so classes come from the readout: "
                       "set model.readout = true and objective.predict = softmax (or best).")

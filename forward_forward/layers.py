@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -37,48 +38,35 @@ def normalize(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
     return x / (x.norm(dim=1, keepdim=True) + eps)
 
 
-class FFLinear(nn.Module):
-    """A fully connected FF layer with optional peer normalisation (MATLAB recipe).
+class FFLayer(nn.Module):
+    """What every FF layer shares: input normalisation and detach, the activation, peer normalisation.
 
     Peer normalisation keeps a running mean of every unit's activity and pushes each unit's
-    pre-activation toward the layer's average, which revives units that stopped firing.
+    pre-activation toward the layer's average, which revives units that stopped firing (MATLAB
+    recipe). Subclasses supply `transform`, the weighted map from normalised input to pre-activation.
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        *,
-        activation: str = "relu",
-        norm: str = "rms",
-        norm_eps: float = 1e-8,
-        init: str = "hinton",
-        peer_lambda: float = 0.0,
-        peer_decay: float = 0.9,
-    ):
+    def __init__(self, out_features: int, *, activation: str, norm: str, norm_eps: float, peer_lambda: float,
+                 peer_decay: float):
         super().__init__()
         assert activation in ACTIVATIONS, f"unknown activation {activation!r}"
         assert norm in ("rms", "l2"), f"unknown norm {norm!r}"
+        self.out_features = out_features
         self.norm, self.norm_eps = norm, norm_eps
-        self.linear = nn.Linear(in_features, out_features)
         self.activation = ACTIVATIONS[activation]()
         self.peer_lambda, self.peer_decay = peer_lambda, peer_decay
         # Starts at 0.5 as in the MATLAB code; a buffer so it is saved and moved with the model.
         self.register_buffer("mean_activity", torch.full((out_features,), 0.5))
-        if init == "hinton":
-            nn.init.normal_(self.linear.weight, std=1.0 / math.sqrt(in_features))
-            nn.init.zeros_(self.linear.bias)
 
-    @property
-    def out_features(self) -> int:
-        return self.linear.out_features
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in) -> (B, out) activity; the input is detached so no derivative reaches earlier layers."""
         return self.activation(self.pre_activation(x))
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(normalize(x.detach(), self.norm, self.norm_eps))
+        return self.transform(normalize(x.detach(), self.norm, self.norm_eps))
 
     def peer_loss(self, pre_activation: torch.Tensor, activity: torch.Tensor) -> torch.Tensor:
         """Surrogate whose gradient on each pre-activation is lambda * (unit mean - layer mean) / B.
@@ -90,3 +78,66 @@ class FFLinear(nn.Module):
             self.mean_activity.mul_(self.peer_decay).add_(activity.mean(dim=0), alpha=1 - self.peer_decay)
             push = self.peer_lambda * (self.mean_activity - self.mean_activity.mean())
         return (pre_activation.mean(dim=0) * push).sum()
+
+
+class FFLinear(FFLayer):
+    """A fully connected FF layer."""
+
+    def __init__(self, in_features: int, out_features: int, *, activation: str = "relu", norm: str = "rms",
+                 norm_eps: float = 1e-8, init: str = "hinton", peer_lambda: float = 0.0, peer_decay: float = 0.9):
+        super().__init__(out_features, activation=activation, norm=norm, norm_eps=norm_eps,
+                         peer_lambda=peer_lambda, peer_decay=peer_decay)
+        self.linear = nn.Linear(in_features, out_features)
+        if init == "hinton":
+            nn.init.normal_(self.linear.weight, std=1.0 / math.sqrt(in_features))
+            nn.init.zeros_(self.linear.bias)
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.linear.weight
+
+    @property
+    def bias(self) -> nn.Parameter:
+        return self.linear.bias
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+class FFLocal(FFLayer):
+    """A locally connected FF layer: receptive fields without weight sharing (paper §3.2).
+
+    Input: a (C, H, W) map, flattened. Every location of the (channels, H, W) output map has its
+    own weights over the k x k patch (all C channels) around the same location of the input, zero
+    padded at the border. One unfold and one batched matmul over locations: no loop over them.
+    weight: (H*W, C*k*k, channels), for location, patch element (channel, row, column), output channel.
+    """
+
+    def __init__(self, in_shape: tuple[int, int, int], channels: int, kernel: int, *, activation: str = "relu",
+                 norm: str = "rms", norm_eps: float = 1e-8, init: str = "hinton", peer_lambda: float = 0.0,
+                 peer_decay: float = 0.9):
+        assert kernel % 2 == 1, "an odd kernel centres each receptive field on its unit"
+        in_channels, height, width = in_shape
+        super().__init__(channels * height * width, activation=activation, norm=norm, norm_eps=norm_eps,
+                         peer_lambda=peer_lambda, peer_decay=peer_decay)
+        self.in_shape, self.out_shape, self.kernel = tuple(in_shape), (channels, height, width), kernel
+        fan_in = in_channels * kernel * kernel
+        self.weight = nn.Parameter(torch.empty(height * width, fan_in, channels))
+        self.bias = nn.Parameter(torch.zeros(channels, height * width))
+        # hinton: N(0, 1/fan_in) as for the dense layer; torch: nn.Linear's uniform(+-1/sqrt(fan_in))
+        if init == "hinton":
+            nn.init.normal_(self.weight, std=1.0 / math.sqrt(fan_in))
+        else:
+            nn.init.uniform_(self.weight, -1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        patches = F.unfold(x.view(-1, *self.in_shape), self.kernel, padding=self.kernel // 2)  # (B, C*k*k, L)
+        # (L, B, C*k*k) @ (L, C*k*k, channels): one batched matmul; bmm is ~2x faster on a contiguous operand
+        out = torch.bmm(patches.permute(2, 0, 1).contiguous(), self.weight)
+        return (out.permute(1, 2, 0) + self.bias).reshape(x.shape[0], -1)  # (B, channels*L), channel-major
+
+    @torch.no_grad()
+    def dense_weight(self) -> torch.Tensor:
+        """The equivalent dense (out, in) weight matrix, zero outside each receptive field."""
+        eye = torch.eye(self.in_shape[0] * self.in_shape[1] * self.in_shape[2], device=self.weight.device)
+        return (self.transform(eye) - self.bias.reshape(1, -1)).T

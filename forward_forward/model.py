@@ -14,44 +14,50 @@ from torch import nn
 from . import labels as label_ops
 from .blackbox import BlackBox
 from .config import ModelConfig, ObjectiveConfig
-from .layers import FFLinear, normalize
+from .layers import FFLayer, FFLinear, FFLocal, normalize
 from .objectives import GOODNESS, LOSSES
 
 
+def make_layers(model: ModelConfig, input_dim: int, image_shape: tuple[int, int, int] | None,
+                peer_lambda: float | None = None) -> list[FFLayer]:
+    """The hidden layers: dense (`model.hidden` = units per layer), or with `model.local_kernel` > 0
+    locally connected on the image's grid (`model.hidden` = channels per location)."""
+    options = dict(activation=model.activation, norm=model.norm, norm_eps=model.norm_eps, init=model.init,
+                   peer_lambda=model.peer_lambda if peer_lambda is None else peer_lambda,
+                   peer_decay=model.peer_decay)
+    layers: list[FFLayer] = []
+    if model.local_kernel:
+        assert image_shape is not None, "local layers need the image shape"
+        shape = tuple(image_shape)
+        for channels in model.hidden:
+            layers.append(FFLocal(shape, channels, model.local_kernel, **options))
+            shape = layers[-1].out_shape
+        return layers
+    sizes = [input_dim, *model.hidden]
+    return [FFLinear(n_in, n_out, **options) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+
+
 class FFClassifier(nn.Module):
-    def __init__(self, *, input_dim: int, num_classes: int, model: ModelConfig, objective: ObjectiveConfig):
+    def __init__(self, *, input_dim: int, num_classes: int, model: ModelConfig, objective: ObjectiveConfig,
+                 image_shape: tuple[int, int, int] | None = None):
         super().__init__()
         assert input_dim > num_classes, "the label is written into the first pixels: the image is too small"
         self.num_classes = num_classes
         self.objective = objective
-        sizes = [input_dim, *model.hidden]
-        self.layers = nn.ModuleList(
-            FFLinear(
-                n_in,
-                n_out,
-                activation=model.activation,
-                norm=model.norm,
-                norm_eps=model.norm_eps,
-                init=model.init,
-                peer_lambda=model.peer_lambda,
-                peer_decay=model.peer_decay,
-            )
-            for n_in, n_out in zip(sizes[:-1], sizes[1:])
-        )
+        self.layers = nn.ModuleList(make_layers(model, input_dim, image_shape))
+        units = [layer.out_features for layer in self.layers]
         self.norm, self.norm_eps = model.norm, model.norm_eps
         # stage i sits between hidden layer i and layer i + 1
         self.blackboxes = nn.ModuleList(
-            BlackBox(model.blackbox, n, model.blackbox_strength, seed=i) for i, n in enumerate(model.hidden[:-1])
+            BlackBox(model.blackbox, n, model.blackbox_strength, seed=i) for i, n in enumerate(units[:-1])
         )
         self.goodness = GOODNESS[objective.goodness].fn
         self.loss_fn = LOSSES[objective.loss]
         self.loss_options = {"alpha": objective.symba_alpha} if objective.loss == "symba" else {}
         default = GOODNESS[objective.goodness].default_threshold
-        self.thresholds = [
-            objective.threshold if objective.threshold is not None else default(n) for n in model.hidden
-        ]
+        self.thresholds = [objective.threshold if objective.threshold is not None else default(n) for n in units]
         self.predict_from = objective.predict_layers_from
-        readout_in = sum(model.hidden[self.predict_from :])
+        readout_in = sum(units[self.predict_from :])
         self.readout = nn.Linear(readout_in, num_classes) if model.readout else None
         if self.readout is not None:
             nn.init.zeros_(self.readout.weight)

@@ -52,18 +52,18 @@ def build_model(cfg: Config, input_dim: int, num_classes: int,
     or the backprop baseline. `image_shape` (C, H, W) is needed to make hybrid images."""
     args = dict(input_dim=input_dim, num_classes=num_classes, model=cfg.model, objective=cfg.objective)
     if cfg.model.kind == "backprop":
-        return BackpropClassifier(**args)
+        return BackpropClassifier(**args, image_shape=image_shape)
     if cfg.objective.negatives == "hybrid":
         assert image_shape is not None, "hybrid negatives need the image shape"
         return FFUnsupervised(**args, image_shape=image_shape)
-    return FFClassifier(**args)
+    return FFClassifier(**args, image_shape=image_shape)
 
 
 def build_optimizer(cfg: Config, model: FFClassifier, total_steps: int):
     """FF weights and the readout get their own learning rate and weight cost; biases are not decayed."""
     o = cfg.optim
-    weights = [layer.linear.weight for layer in model.layers]
-    biases = [layer.linear.bias for layer in model.layers]
+    weights = [layer.weight for layer in model.layers]
+    biases = [layer.bias for layer in model.layers]
     groups = [
         {"params": weights, "lr": o.lr, "weight_decay": o.weight_decay},
         {"params": biases, "lr": o.lr, "weight_decay": 0.0},
@@ -221,8 +221,8 @@ def _log_tensorboard(writer, model: FFClassifier, entry: dict) -> None:
         writer.add_scalar("val_error", entry["val_error"], epoch)
     writer.add_scalar("lr", entry["lr"], epoch)
     for i, layer in enumerate(model.layers):
-        writer.add_histogram(f"layer{i}/weight", layer.linear.weight.detach().cpu(), epoch)
-        writer.add_histogram(f"layer{i}/bias", layer.linear.bias.detach().cpu(), epoch)
+        writer.add_histogram(f"layer{i}/weight", layer.weight.detach().cpu(), epoch)
+        writer.add_histogram(f"layer{i}/bias", layer.bias.detach().cpu(), epoch)
     writer.flush()
 
 

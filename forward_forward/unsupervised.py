@@ -18,7 +18,8 @@ from .model import FFClassifier
 class FFUnsupervised(FFClassifier):
     def __init__(self, *, input_dim: int, num_classes: int, model: ModelConfig, objective: ObjectiveConfig,
                  image_shape: tuple[int, int, int]):
-        super().__init__(input_dim=input_dim, num_classes=num_classes, model=model, objective=objective)
+        super().__init__(input_dim=input_dim, num_classes=num_classes, model=model, objective=objective,
+                         image_shape=image_shape)
         self.image_shape = tuple(image_shape)
         self.blur_passes = objective.hybrid_blur_passes
 
