@@ -149,6 +149,24 @@ class FFClassifier(nn.Module):
             label_ops.overlay(neg_images, wrong, self.num_classes, value),
         )
 
+    def layer_losses(self, pos: torch.Tensor, neg: torch.Tensor, phase: str = "both") -> tuple[dict, dict, list]:
+        """Every layer's loss on positive and negative inputs, its statistics, and the positive
+        activities. Phase "positive" or "negative" keeps one kind of data alone (paper §3.5)."""
+        pos, neg = (pos, neg[:0]) if phase == "positive" else (pos[:0], neg) if phase == "negative" else (pos, neg)
+        x = torch.cat([pos, neg])  # (P + N, D): one matmul per layer for both kinds of data
+        batch = pos.shape[0]
+        losses, stats, positive = {}, {}, []
+        for i, layer in enumerate(self.layers):
+            z = layer.pre_activation(x)
+            y = layer.activation(z)
+            loss, stats[f"layer{i}"] = self.layer_loss(i, y[:batch], y[batch:])
+            if layer.peer_lambda > 0 and batch:
+                loss = loss + layer.peer_loss(z[:batch], y[:batch])
+            losses[f"layer{i}"] = loss
+            positive.append(y[:batch])
+            x = self.blackboxes[i](y) if i < len(self.blackboxes) else y
+        return losses, stats, positive
+
     def losses(
         self, images: torch.Tensor, labels: torch.Tensor, phase: str = "both"
     ) -> tuple[dict[str, torch.Tensor], dict]:
@@ -156,7 +174,7 @@ class FFClassifier(nn.Module):
 
         phase "positive" or "negative" trains the layers on that kind of data alone (paper §3.5).
         """
-        losses, stats, probs, readout_loss = {}, {}, None, None
+        probs, readout_loss = None, None
         if self.readout is not None:
             with torch.no_grad():
                 neutral = label_ops.neutral(images, self.num_classes, self.objective.neutral_value)
@@ -166,18 +184,7 @@ class FFClassifier(nn.Module):
             readout_acc = (logits.detach().argmax(1) == labels).float().mean()
             probs = logits.detach().softmax(dim=1)
         pos, neg = self.positive_negative(images, labels, probs)
-        pos, neg = (pos, neg[:0]) if phase == "positive" else (pos[:0], neg) if phase == "negative" else (pos, neg)
-        x = torch.cat([pos, neg])  # (P + N, D): one matmul per layer for both kinds of data
-        batch = pos.shape[0]
-        for i, layer in enumerate(self.layers):
-            z = layer.pre_activation(x)
-            y = layer.activation(z)
-            loss, layer_stats = self.layer_loss(i, y[:batch], y[batch:])
-            if layer.peer_lambda > 0 and batch:
-                loss = loss + layer.peer_loss(z[:batch], y[:batch])
-            losses[f"layer{i}"] = loss
-            stats[f"layer{i}"] = layer_stats
-            x = self.blackboxes[i](y) if i < len(self.blackboxes) else y
+        losses, stats, _ = self.layer_losses(pos, neg, phase)
         if readout_loss is not None:  # after the layers: a divergence is reported at its source first
             losses["readout"], stats["readout"] = readout_loss, {"acc": readout_acc}
         return losses, stats

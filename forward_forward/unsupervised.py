@@ -46,21 +46,8 @@ class FFUnsupervised(FFClassifier):
 
     def losses(self, images: torch.Tensor, labels: torch.Tensor, phase: str = "both"):
         """One loss per layer (real vs hybrid, labels unused), plus the readout's on detached features."""
-        pos, neg = self.positive_negative(images, labels)
-        pos, neg = (pos, neg[:0]) if phase == "positive" else (pos[:0], neg) if phase == "negative" else (pos, neg)
-        x = torch.cat([pos, neg])
-        batch = pos.shape[0]
-        losses, stats, real = {}, {}, []
-        for i, layer in enumerate(self.layers):
-            z = layer.pre_activation(x)
-            y = layer.activation(z)
-            loss, stats[f"layer{i}"] = self.layer_loss(i, y[:batch], y[batch:])
-            if layer.peer_lambda > 0 and batch:
-                loss = loss + layer.peer_loss(z[:batch], y[:batch])
-            losses[f"layer{i}"] = loss
-            real.append(y[:batch])
-            x = self.blackboxes[i](y) if i < len(self.blackboxes) else y
-        if self.readout is not None and batch:  # the real images' activities, already computed
+        losses, stats, real = self.layer_losses(*self.positive_negative(images, labels), phase)
+        if self.readout is not None and real[0].shape[0]:  # the real images' activities, already computed
             logits = self.readout(self.readout_features(real))
             losses["readout"] = F.cross_entropy(logits, labels)
             stats["readout"] = {"acc": (logits.detach().argmax(1) == labels).float().mean()}
