@@ -65,6 +65,8 @@ def main() -> None:
     if args.epochs:
         cfg = merge(cfg, {"optim": {"epochs": args.epochs}})
     cfg = merge(cfg, parse_overrides(args.set))
+    if cfg.model.local_kernel:
+        raise SystemExit("this benchmark counts dense-layer FLOPs; time local layers with benchmarks/local_layer.py")
     device = resolve_device(cfg.run.device)
     peak_before = peak_matmul_gflops(device)
     run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="ff-bench-"))

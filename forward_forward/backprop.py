@@ -48,6 +48,9 @@ class BackpropClassifier(nn.Module):
             x = self.blackboxes[i](y) if i < len(self.blackboxes) else y
         return out
 
+    def unlabelled(self, images: torch.Tensor) -> torch.Tensor:
+        return images  # the image alone is the input
+
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.readout(normalize(self.activities(images)[-1], self.norm, self.norm_eps))
 

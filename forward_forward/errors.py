@@ -8,5 +8,9 @@ class FFError(Exception):
     """
 
 
+class Diverged(FFError):
+    """A loss became NaN or infinite: a property of the configuration, not of the machine or the data."""
+
+
 class Interrupted(FFError):
     """Ctrl-C honoured at a step boundary: a checkpoint is saved and the run can be resumed."""

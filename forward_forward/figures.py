@@ -150,8 +150,7 @@ def plot_run(run_dir: Path, model, data, out_dir: Path | None = None, samples: i
     save(fig, "activity")
 
     # First-layer weights as images.
-    first = model.layers[0]
-    w = (first.dense_weight() if hasattr(first, "dense_weight") else first.weight).detach().cpu()[:64]
+    w = model.layers[0].dense_weight().cpu()[:64]
     c, h, wd = data.image_shape
     fig, axes = plt.subplots(8, 8, figsize=(8, 8))
     for ax, row in zip(axes.flat, w):

@@ -103,6 +103,10 @@ class FFLinear(FFLayer):
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)
 
+    @torch.no_grad()
+    def dense_weight(self) -> torch.Tensor:
+        return self.linear.weight.detach()
+
 
 class FFLocal(FFLayer):
     """A locally connected FF layer: receptive fields without weight sharing (paper §3.2).

@@ -89,11 +89,14 @@ class FFClassifier(nn.Module):
         """Normalised, detached activities of the prediction layers, side by side (N, sum units)."""
         return torch.cat([normalize(a.detach(), self.norm, self.norm_eps) for a in acts[self.predict_from :]], 1)
 
+    def unlabelled(self, images: torch.Tensor) -> torch.Tensor:
+        """The input that carries no label: here the neutral label (0.1 in every label pixel)."""
+        return label_ops.neutral(images, self.num_classes, self.objective.neutral_value)
+
     def readout_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """One pass with the neutral label; (B, D) -> (B, C) logits."""
+        """One pass of the unlabelled input; (B, D) -> (B, C) logits."""
         assert self.readout is not None, "this model was built without a readout"
-        x = label_ops.neutral(images, self.num_classes, self.objective.neutral_value)
-        return self.readout(self.readout_features(self.activities(x)))
+        return self.readout(self.readout_features(self.activities(self.unlabelled(images))))
 
     def label_goodness(self, images: torch.Tensor) -> torch.Tensor:
         """Goodness of every image with every label in ONE batched pass: (B, D) -> (B, C, layers)."""
@@ -177,8 +180,7 @@ class FFClassifier(nn.Module):
         probs, readout_loss = None, None
         if self.readout is not None:
             with torch.no_grad():
-                neutral = label_ops.neutral(images, self.num_classes, self.objective.neutral_value)
-                features = self.readout_features(self.activities(neutral))
+                features = self.readout_features(self.activities(self.unlabelled(images)))
             logits = self.readout(features)
             readout_loss = F.cross_entropy(logits, labels)
             readout_acc = (logits.detach().argmax(1) == labels).float().mean()

@@ -2,7 +2,8 @@
 
 It measures what the layers learned, apart from the readout trained alongside them: the features
 are the normalised activities of the chosen hidden layers for the plain image (no label for an
-unsupervised or backprop network, the neutral label for a supervised FF one), computed once.
+unsupervised or backprop network, the neutral label for a supervised FF one: `model.unlabelled`),
+computed once.
 The probe is chosen on nothing but its own training loss; validation and test are only scored.
 """
 
@@ -13,12 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import labels as label_ops
 from .data import Split
 from .errors import FFError
 from .layers import normalize
-from .model import FFClassifier
-from .unsupervised import FFUnsupervised
 
 
 @torch.no_grad()
@@ -27,10 +25,7 @@ def features(model: nn.Module, images: torch.Tensor, layers: list[int], batch_si
     model.eval()
     out = []
     for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size]
-        if isinstance(model, FFClassifier) and not isinstance(model, FFUnsupervised):
-            x = label_ops.neutral(x, model.num_classes, model.objective.neutral_value)
-        acts = model.activities(x)
+        acts = model.activities(model.unlabelled(images[start : start + batch_size]))
         out.append(torch.cat([normalize(acts[i], model.norm, model.norm_eps) for i in layers], dim=1))
     model.train()
     return torch.cat(out)

@@ -1,6 +1,6 @@
 """`ff sweep`: a grid over any config fields times several seeds, each point an ordinary run directory.
 
-The sweep folder holds `sweep.json` (what was asked), `runs/<point>-seed<k>/` (one run each),
+The sweep folder holds `sweep.json` (what was asked), `runs/<key=value,...,seed=k>/` (one run each),
 `results.md` (mean +- std per grid point) and `results.png`. Running the same sweep again skips
 finished runs and resumes interrupted ones from their checkpoints, so a killed sweep loses at most
 one epoch per run in flight.
@@ -22,9 +22,9 @@ from tqdm import tqdm
 
 from . import presets, runs
 from .config import Config, merge, parse_override
-from .errors import FFError, Interrupted
+from .errors import Diverged, FFError, Interrupted
 
-FAILED = "failed.txt"  # a run that stopped with an error: its message, so a resumed sweep does not retry it
+FAILED = "failed.txt"  # a run that diverged: its message, so a resumed sweep does not retry it
 
 
 @dataclass
@@ -66,18 +66,24 @@ def _slug(value) -> str:
     return str(value).replace("/", "_").replace(" ", "")
 
 
+def _value(path: str, raw: str):
+    """One grid value, read as `--set` reads it (TOML, else a string)."""
+    (values,) = parse_override(f"{path}={raw}").values()
+    (value,) = values.values()
+    return value
+
+
 def parse_grid(text: str) -> tuple[str, list]:
     """`section.key=a,b,c` (or a TOML array, `model.hidden=[[500],[500,500]]`) -> (path, values)."""
     if "=" not in text:
         raise FFError(f"--grid expects section.key=value1,value2,..., got {text!r}.")
     path, raw = (part.strip() for part in text.split("=", 1))
     if raw.startswith("["):
-        values = next(iter(parse_override(f"{path}={raw}").values()))
-        values = next(iter(values.values()))
+        values = _value(path, raw)
         if not isinstance(values, list):
             raise FFError(f"--grid {path}: {raw!r} is not a TOML array of values.")
     else:
-        values = [next(iter(next(iter(parse_override(f"{path}={v}").values())).values())) for v in raw.split(",")]
+        values = [_value(path, v) for v in raw.split(",")]
     if len(path.split(".")) != 2 or not values:
         raise FFError(f"--grid expects section.key=value1,value2,..., got {text!r}.")
     return path, values
@@ -134,11 +140,10 @@ def _run_one(cfg_dict: dict, run_dir: str, preset: str, threads: int) -> dict:
     cfg = from_dict({**cfg_dict, "run": {**cfg_dict["run"], "threads": threads, "progress": False}})
     try:
         return train(cfg, run_dir, preset, resume=(run_dir / "checkpoint.pt").exists())
-    except Interrupted:
-        raise
-    except FFError as e:  # e.g. a diverging combination: recorded, and the sweep goes on
+    except Diverged as e:  # a property of this grid point: recorded, and the sweep goes on
         (run_dir / FAILED).write_text(str(e) + "\n")
         return {"failed": str(e)}
+    # any other error (missing data, full disk, Ctrl-C) concerns every run: it stops the sweep
 
 
 def run_sweep(sweep: Sweep, out: Path, jobs: int = 1, progress: bool = True) -> list[dict]:
@@ -176,9 +181,13 @@ def _execute(tasks: list, results: dict, preset: str, jobs: int, threads: int, b
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(_run_one, cfg_dict, run_dir, preset, threads): run_dir
                    for _, _, cfg_dict, run_dir in tasks}
-        for future in as_completed(futures):
-            results[futures[future]] = future.result()
-            bar.update()
+        try:
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                bar.update()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # do not start the queued runs after an error
+            raise
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

@@ -23,7 +23,7 @@ from . import data as data_mod
 from .backprop import BackpropClassifier
 from .config import Config, merge
 from .data import Datasets, Split
-from .errors import FFError, Interrupted
+from .errors import Diverged, FFError, Interrupted
 from .model import FFClassifier
 from .unsupervised import FFUnsupervised
 
@@ -141,7 +141,7 @@ class _Meter:
         for index, (names, row) in enumerate(self.loss_rows):
             bad = [n for n, v in zip(names, row.tolist()) if not math.isfinite(v)]
             if bad:
-                raise FFError(
+                raise Diverged(
                     f"training diverged: the loss of {bad[0]} became {row[names.index(bad[0])].item()} at epoch "
                     f"{epoch}, step {self.first_step + index + 1}; the last good checkpoint is kept. Lower "
                     "optim.lr (or raise the threshold) and train again."

@@ -31,9 +31,8 @@ class FFUnsupervised(FFClassifier):
     def validation_method(self) -> str:
         return "softmax"
 
-    def readout_logits(self, images: torch.Tensor) -> torch.Tensor:
-        assert self.readout is not None, "this model was built without a readout"
-        return self.readout(self.readout_features(self.activities(images)))
+    def unlabelled(self, images: torch.Tensor) -> torch.Tensor:
+        return images  # no label is ever written into the image
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, how: str = "softmax") -> torch.Tensor:

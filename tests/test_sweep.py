@@ -87,3 +87,11 @@ batch_size = 50
     printed = capsys.readouterr().out
     assert "| relu |" in printed and "| gelu |" in printed
     assert len(list((out / "runs").iterdir())) == 4
+
+
+def test_an_error_that_is_not_the_grid_points_fault_stops_the_sweep_and_is_not_recorded(fake_mnist, tmp_path):
+    sweep = _sweep(fake_mnist, {"objective.goodness": ["sum_squares"]}, seeds=(0,))
+    sweep.overrides["data"]["data_dir"] = str(tmp_path / "nowhere")
+    with pytest.raises(FFError, match="nowhere"):
+        run_sweep(sweep, tmp_path / "s", progress=False)
+    assert not list((tmp_path / "s").rglob("failed.txt"))  # fixing the data and rerunning trains it
