@@ -43,7 +43,7 @@ class BackpropClassifier(nn.Module):
         """(N, D) images -> each hidden layer's activity, with the graph kept across layers."""
         out = []
         for i, layer in enumerate(self.layers):
-            y = layer.activation(layer.transform(normalize(x, self.norm, self.norm_eps)))
+            y = layer.activation(layer.transform(normalize(x, self.norm, self.norm_eps)).float())
             out.append(y)
             x = self.blackboxes[i](y) if i < len(self.blackboxes) else y
         return out

@@ -86,6 +86,7 @@ class RunConfig:
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
     checkpoint_every: int = 1  # write RUN_DIR/checkpoint.pt every N epochs (and after the last)
     deterministic: bool = False  # deterministic kernels: a resumed run then ends bit-identical
+    precision: str = "fp32"  # fp32 | bf16: training matmuls in bfloat16 (autocast); goodness, losses, weights fp32
 
 
 @dataclass
@@ -119,6 +120,7 @@ CHOICES = {
     "objective.predict": ("softmax", "goodness", "best"),
     "optim.name": ("sgd", "adam"),
     "optim.schedule": ("hinton", "constant"),
+    "run.precision": ("fp32", "bf16"),
 }
 
 

@@ -66,7 +66,9 @@ class FFLayer(nn.Module):
         return self.activation(self.pre_activation(x))
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
-        return self.transform(normalize(x.detach(), self.norm, self.norm_eps))
+        # float(): under bf16 autocast the matmul is bfloat16, but a goodness near theta = 2000 needs
+        # fp32 (bfloat16 resolves 2000 only to steps of 16); a no-op in fp32.
+        return self.transform(normalize(x.detach(), self.norm, self.norm_eps)).float()
 
     def peer_loss(self, pre_activation: torch.Tensor, activity: torch.Tensor) -> torch.Tensor:
         """Surrogate whose gradient on each pre-activation is lambda * (unit mean - layer mean) / B.

@@ -181,7 +181,7 @@ class FFClassifier(nn.Module):
         if self.readout is not None:
             with torch.no_grad():
                 features = self.readout_features(self.activities(self.unlabelled(images)))
-            logits = self.readout(features)
+            logits = self.readout(features).float()  # hard negatives are sampled from fp32 probabilities
             readout_loss = F.cross_entropy(logits, labels)
             readout_acc = (logits.detach().argmax(1) == labels).float().mean()
             probs = logits.detach().softmax(dim=1)

@@ -97,6 +97,12 @@ def build_optimizer(cfg: Config, model: FFClassifier, total_steps: int):
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def autocast(cfg: Config, device: torch.device):
+    """bfloat16 matmuls for `run.precision = bf16` (about 1.8x faster on a CPU with AVX512-BF16); the
+    layers cast their output back to fp32, so goodness, losses and the optimiser's weights stay fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.run.precision == "bf16")
+
+
 @torch.no_grad()
 def error_rate(model: FFClassifier, split: Split, how: str, batch_size: int, device: torch.device) -> float:
     """Fraction of `split` misclassified, predicting by `how` ("softmax" or "goodness")."""
@@ -267,7 +273,8 @@ def fit_minibatch(cfg: Config, model: FFClassifier, data: Datasets, device: torc
                 if cfg.data.jitter:
                     images = augment.jitter(images, data.image_shape, cfg.data.jitter, loop.generator)
                 phase = _phase(o.phase_steps, (epoch - 1) * steps_per_epoch + step)
-                losses, stats = model.losses(images, labels, phase)
+                with autocast(cfg, device):
+                    losses, stats = model.losses(images, labels, phase)
                 loop.optimizer.zero_grad(set_to_none=True)
                 sum(losses.values()).backward()
                 loop.optimizer.step()
@@ -308,7 +315,8 @@ def fit_greedy(cfg: Config, model: FFClassifier, data: Datasets, device: torch.d
                         if stop.requested:
                             raise Interrupted(f"interrupted in epoch {epoch}; continue from its start with "
                                           f"`ff train --resume {run_dir}`.")
-                        y = layer(x)
+                        with autocast(cfg, device):
+                            y = layer(x)
                         loss, stats = model.layer_loss(i, y[:batch], y[batch:])
                         loop.optimizer.zero_grad(set_to_none=True)
                         loss.backward()
@@ -316,7 +324,7 @@ def fit_greedy(cfg: Config, model: FFClassifier, data: Datasets, device: torch.d
                         loop.scheduler.step()
                         bar.update()
                     meter.add({f"layer{i}": loss}, {f"layer{i}": stats})
-                    with torch.no_grad():
+                    with torch.no_grad(), autocast(cfg, device):
                         x = layer(x)
             bar.close()
             meter.flush()

@@ -32,6 +32,7 @@ from forward_forward.errors import FFError
         ({"data": {"val_size": -1}}, "data.val_size"),
         ({"model": {"readout": False}}, "readout"),
         ({"model": 3}, "model"),
+        ({"run": {"precision": "fp16"}}, "run.precision"),
     ],
 )
 def test_bad_fields_are_named(overrides, field):

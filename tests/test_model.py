@@ -153,3 +153,21 @@ def test_peer_normalisation_gradient_is_not_gated_by_the_relu():
     expected = 0.5 * (mean - mean.mean()) / 4
     assert torch.allclose(z.grad, expected.expand(4, 64), atol=1e-6)
     assert torch.allclose(mean, 0.9 * torch.linspace(0, 1, 64))  # running mean moved toward 0
+
+
+def test_bf16_autocast_keeps_goodness_losses_and_gradients_in_fp32():
+    """bfloat16 resolves a goodness near theta = 2000 only to steps of 16: the layers must hand back fp32."""
+    model = make_model(model={"hidden": [256, 256]})
+    images, labels = batch(64)
+    torch.manual_seed(1)
+    exact, _ = model.losses(images, labels)
+    torch.manual_seed(1)  # the same hard negatives
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast, _ = model.losses(images, labels)
+        acts = model.activities(images)
+    assert all(a.dtype == torch.float32 for a in acts)
+    for name in exact:
+        assert fast[name].dtype == torch.float32, name
+        assert torch.allclose(fast[name], exact[name], rtol=0.03, atol=1e-3), (name, fast[name], exact[name])
+    sum(fast.values()).backward()
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)

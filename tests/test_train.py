@@ -31,6 +31,12 @@ def test_minibatch_run_learns_and_writes_its_run_directory(fake_mnist, tmp_path,
     assert f"test error {100 * summary['test_error']:.2f} %" in capsys.readouterr().out
 
 
+def test_bf16_precision_trains_as_well(fake_mnist, tmp_path):
+    summary = train(small_config(fake_mnist, run={"precision": "bf16"}, optim={"epochs": 3}), tmp_path / "run", "t")
+    assert summary["test_error"] < 0.1, summary
+    assert summary["config"]["run"]["precision"] == "bf16"
+
+
 def test_greedy_schedule_trains_one_layer_at_a_time(fake_mnist, tmp_path):
     cfg = small_config(
         fake_mnist,
