@@ -1,10 +1,11 @@
-"""Forward+backward time of a locally connected FF layer against a dense one with as many weights.
+"""Forward+backward time of each locally connected layer of a preset against a dense layer with as many weights.
 
-Both layers see the same batch of normalised inputs and take the same loss; the dense layer's width
-is chosen so its weight count matches the local layer's. The ratio is measured in one process, so
-it holds on a shared machine where absolute times do not. Last line: one JSON object.
+Every local layer of the preset's network (default `hinton-local`) sees a batch of inputs of its
+own shape and takes the same loss as a dense FF layer whose width is chosen so that its weight
+count matches. Both are timed in one process, so the ratio holds on a shared machine where
+absolute times do not. Last line: one JSON object, with the worst ratio as `local_over_dense`.
 
-    python benchmarks/local_layer.py [--channels 3] [--kernel 11] [--batch 200] [--device cpu]
+    python benchmarks/local_layer.py [--preset hinton-local] [--set model.local_stride=1 ...] [--batch 200]
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ import time
 
 import torch
 
-from forward_forward.layers import FFLinear, FFLocal
+from forward_forward import presets
+from forward_forward.config import merge, parse_overrides
+from forward_forward.data import IMAGE_SHAPES
+from forward_forward.layers import FFLinear
+from forward_forward.model import make_layers
 
 
 def seconds_per_step(layer, x: torch.Tensor, repeats: int) -> float:
@@ -36,29 +41,39 @@ def seconds_per_step(layer, x: torch.Tensor, repeats: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shape", default="1,28,28", help="input map C,H,W")
-    p.add_argument("--channels", type=int, default=3, help="local layer: channels per location")
-    p.add_argument("--kernel", type=int, default=11)
+    p.add_argument("--preset", default="hinton-local")
+    p.add_argument("--set", action="append", default=[], help="section.key=value override, e.g. model.local_kernel=11")
     p.add_argument("--batch", type=int, default=200, help="positive + negative images of one FF step")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
-    shape = tuple(int(v) for v in args.shape.split(","))
-    local = FFLocal(shape, args.channels, args.kernel).to(args.device)
-    inputs = shape[0] * shape[1] * shape[2]
-    weights = local.weight.numel()
-    dense = FFLinear(inputs, max(1, round(weights / inputs))).to(args.device)
-    x = torch.rand(args.batch, inputs, device=args.device)
-    t_local, t_dense = seconds_per_step(local, x, args.repeats), seconds_per_step(dense, x, args.repeats)
-    result = {
-        "shape": list(shape), "channels": args.channels, "kernel": args.kernel, "batch": args.batch,
-        "device": args.device, "threads": torch.get_num_threads(), "local_weights": weights,
-        "dense_weights": dense.weight.numel(), "local_ms": round(1e3 * t_local, 2), "dense_ms": round(1e3 * t_dense, 2),
-        "local_over_dense": round(t_local / t_dense, 2),
-    }
-    print(f"local {args.channels} x {shape[1]} x {shape[2]} units, {args.kernel}x{args.kernel} fields: "
-          f"{result['local_ms']} ms per step; dense with {result['dense_weights']} weights: {result['dense_ms']} ms")
+    cfg = merge(presets.preset(args.preset), parse_overrides(args.set))
+    if not cfg.model.local_kernel:
+        raise SystemExit(f"preset {args.preset!r} has no locally connected layers: set model.local_kernel.")
+    shape = IMAGE_SHAPES[cfg.data.dataset]
+    layers = make_layers(cfg.model, shape[0] * shape[1] * shape[2], shape)
+    rows = []
+    for i, local in enumerate(layers):
+        local = local.to(args.device)
+        inputs = local.in_features
+        dense = FFLinear(inputs, max(1, round(local.weight.numel() / inputs))).to(args.device)
+        x = torch.rand(args.batch, inputs, device=args.device)
+        t_local, t_dense = seconds_per_step(local, x, args.repeats), seconds_per_step(dense, x, args.repeats)
+        rows.append({"layer": i, "in_shape": list(local.in_shape), "out_shape": list(local.out_shape),
+                     "kernel": local.kernel, "stride": local.stride, "padding": local.padding,
+                     "local_weights": local.weight.numel(), "dense_weights": dense.weight.numel(),
+                     "local_ms": round(1e3 * t_local, 2), "dense_ms": round(1e3 * t_dense, 2),
+                     "local_over_dense": round(t_local / t_dense, 2)})
+        r = rows[-1]
+        print(f"layer {i}: {r['in_shape']} -> {r['out_shape']}, {local.kernel}x{local.kernel} fields, stride "
+              f"{local.stride}: local {r['local_ms']} ms, dense with {r['dense_weights']} weights {r['dense_ms']} ms, "
+              f"ratio {r['local_over_dense']}")
+    result = {"preset": args.preset, "batch": args.batch, "device": args.device, "threads": torch.get_num_threads(),
+              "local_over_dense": max(r["local_over_dense"] for r in rows), "layers": rows}
     print(json.dumps(result))
 
 

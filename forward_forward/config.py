@@ -32,7 +32,11 @@ class DataConfig:
 class ModelConfig:
     kind: str = "ff"  # ff | backprop: the same layers trained end to end by cross-entropy (the baseline)
     hidden: list[int] = field(default_factory=lambda: [2000, 2000, 2000, 2000])  # units (local: channels) per layer
-    local_kernel: int = 0  # >0: locally connected layers, k x k receptive fields on the image grid, no sharing
+    # Locally connected layers (no weight sharing). Each of the three is one number for every layer
+    # or a list with one per hidden layer. local_kernel 0: fully connected layers.
+    local_kernel: int | list[int] = 0  # k: each location's field is k x k on the map below, all its channels
+    local_stride: int | list[int] = 1  # distance between neighbouring locations on the map below
+    local_padding: int | list[int] = 0  # zeros around the map below (k // 2 with stride 1: same-size grid)
     activation: str = "relu"  # relu, leaky_relu, gelu, silu, tanh, sigmoid, relu_st (layers.ACTIVATIONS)
     norm: str = "rms"  # how each layer's input is normalised: rms | l2 (no mean subtraction)
     norm_eps: float = 1e-8  # added to the norm so an all-zero vector stays finite
@@ -177,8 +181,7 @@ RANGES = [
      lambda v: v > 0, "positive"),
     (("data.val_size", "data.train_limit", "data.jitter", "model.peer_lambda", "model.blackbox_strength",
       "optim.weight_decay", "optim.readout_lr", "optim.readout_weight_decay", "optim.greedy_steps",
-      "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes",
-      "model.local_kernel"),
+      "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes"),
      lambda v: v >= 0, "not negative"),
     (("optim.momentum", "optim.dampening", "model.peer_decay"), lambda v: 0 <= v < 1, "in [0, 1)"),
     (("objective.threshold", "optim.lr", "objective.temperature", "optim.readout_lr"),
@@ -212,9 +215,7 @@ def _validate(cfg: Config) -> Config:
         raise FFError("model.kind = backprop predicts by its output layer: set objective.predict = softmax.")
     if cfg.model.kind == "backprop" and (cfg.optim.phase_steps or cfg.optim.greedy_steps):
         raise FFError("model.kind = backprop trains end to end: set optim.phase_steps and optim.greedy_steps to 0.")
-    if cfg.model.local_kernel and cfg.model.local_kernel % 2 == 0:
-        raise FFError(f"model.local_kernel must be odd, so each receptive field is centred on its unit; "
-                      f"got {cfg.model.local_kernel}.")
+    _check_local_geometry(cfg.model)
     if cfg.objective.negatives == "hybrid" and (cfg.objective.predict == "goodness" or not cfg.model.readout):
         raise FFError("objective.negatives = hybrid learns without labels, so classes come from the readout: "
                       "set model.readout = true and objective.predict = softmax (or best).")
@@ -232,6 +233,24 @@ def _validate(cfg: Config) -> Config:
     if cfg.model.blackbox == "quantize" and not 1 <= cfg.model.blackbox_strength <= 16:
         raise FFError("model.blackbox_strength is the number of bits for quantize: give 1 to 16.")
     return cfg
+
+
+def per_layer(model: ModelConfig, name: str) -> list[int]:
+    """`model.<name>` as one value per hidden layer (a single number applies to every layer)."""
+    value = getattr(model, name)
+    return list(value) if isinstance(value, list) else [value] * len(model.hidden)
+
+
+def _check_local_geometry(model: ModelConfig) -> None:
+    if model.local_kernel == 0:
+        return
+    for name, smallest in (("local_kernel", 1), ("local_stride", 1), ("local_padding", 0)):
+        values = per_layer(model, name)
+        if len(values) != len(model.hidden):
+            raise FFError(f"model.{name} lists {len(values)} values for {len(model.hidden)} hidden layers; "
+                          "give one number, or one per layer.")
+        if any(v < smallest for v in values):
+            raise FFError(f"model.{name} must be at least {smallest} for every layer; got {getattr(model, name)!r}.")
 
 
 def merge(cfg: Config, overrides: dict) -> Config:

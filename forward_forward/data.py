@@ -252,6 +252,9 @@ def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
     return Split(x, torch.from_numpy(labels.astype(np.int64)))
 
 
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # (C, H, W)
+
+
 def load_arrays(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
     root = data_root(cfg)
     if cfg.dataset == "cifar10":
@@ -260,7 +263,7 @@ def load_arrays(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         train_x = np.concatenate([p[0] for p in parts])
         train_y = np.concatenate([p[1] for p in parts])
         test_x, test_y = read_cifar_batch(folder / "test_batch")
-        return train_x, train_y, test_x, test_y, (3, 32, 32)
+        return train_x, train_y, test_x, test_y, IMAGE_SHAPES["cifar10"]
     folder = ensure_idx_files(cfg.dataset, root, cfg.download, cfg.verify_checksums)
     train_x = read_idx(folder / "train-images-idx3-ubyte.gz")
     train_y = read_idx(folder / "train-labels-idx1-ubyte.gz")

@@ -13,15 +13,16 @@ from torch import nn
 
 from . import labels as label_ops
 from .blackbox import BlackBox
-from .config import ModelConfig, ObjectiveConfig
-from .layers import FFLayer, FFLinear, FFLocal, normalize
+from .config import ModelConfig, ObjectiveConfig, per_layer
+from .errors import FFError
+from .layers import FFLayer, FFLinear, FFLocal, local_grid, normalize
 from .objectives import GOODNESS, LOSSES
 
 
 def make_layers(model: ModelConfig, input_dim: int, image_shape: tuple[int, int, int] | None,
                 peer_lambda: float | None = None) -> list[FFLayer]:
     """The hidden layers: dense (`model.hidden` = units per layer), or with `model.local_kernel` > 0
-    locally connected on the image's grid (`model.hidden` = channels per location)."""
+    locally connected, each on the map of the layer below (`model.hidden` = channels per location)."""
     options = dict(activation=model.activation, norm=model.norm, norm_eps=model.norm_eps, init=model.init,
                    peer_lambda=model.peer_lambda if peer_lambda is None else peer_lambda,
                    peer_decay=model.peer_decay)
@@ -29,8 +30,12 @@ def make_layers(model: ModelConfig, input_dim: int, image_shape: tuple[int, int,
     if model.local_kernel:
         assert image_shape is not None, "local layers need the image shape"
         shape = tuple(image_shape)
-        for channels in model.hidden:
-            layers.append(FFLocal(shape, channels, model.local_kernel, **options))
+        geometry = zip(model.hidden, *(per_layer(model, f"local_{k}") for k in ("kernel", "stride", "padding")))
+        for i, (channels, kernel, stride, padding) in enumerate(geometry):
+            if min(local_grid(shape[1:], kernel, stride, padding)) < 1:
+                raise FFError(f"hidden layer {i}: a {kernel} x {kernel} field with padding {padding} does not fit "
+                              f"its {shape[1]} x {shape[2]} input map; lower model.local_kernel or add padding.")
+            layers.append(FFLocal(shape, channels, kernel, stride=stride, padding=padding, **options))
             shape = layers[-1].out_shape
         return layers
     sizes = [input_dim, *model.hidden]

@@ -1,7 +1,9 @@
 """The locally connected layer: a dense layer with a masked weight matrix, computed without loops."""
 
+import pytest
 import torch
 
+from forward_forward.errors import FFError
 from forward_forward.layers import FFLocal
 from forward_forward.train import train
 from tests.conftest import small_config
@@ -9,37 +11,45 @@ from tests.conftest import small_config
 
 def _dense_reference(layer: FFLocal) -> torch.Tensor:
     """The (out, in) matrix built unit by unit from the layer's weights: zero outside each field."""
-    (c_in, h, w), (c_out, _, _), k = layer.in_shape, layer.out_shape, layer.kernel
-    dense = torch.zeros(c_out * h * w, c_in * h * w)
+    (c_in, h, w), (c_out, gh, gw) = layer.in_shape, layer.out_shape
+    k, s, p = layer.kernel, layer.stride, layer.padding
+    dense = torch.zeros(c_out * gh * gw, c_in * h * w)
     for co in range(c_out):
-        for i in range(h):
-            for j in range(w):
+        for i in range(gh):
+            for j in range(gw):
                 for ci in range(c_in):
                     for di in range(k):
                         for dj in range(k):
-                            y, x = i + di - k // 2, j + dj - k // 2
+                            y, x = i * s + di - p, j * s + dj - p
                             if 0 <= y < h and 0 <= x < w:  # zero padding: outside the image, nothing
                                 patch = ci * k * k + di * k + dj  # unfold's order: channel, row, column
-                                row, col = co * h * w + i * w + j, ci * h * w + y * w + x
-                                dense[row, col] = layer.weight[i * w + j, patch, co]
+                                row, col = co * gh * gw + i * gw + j, ci * h * w + y * w + x
+                                dense[row, col] = layer.weight[i * gw + j, patch, co]
     return dense
 
 
-def test_local_layer_equals_a_masked_dense_layer():
+@pytest.mark.parametrize("shape, kernel, stride, padding, grid", [
+    ((2, 5, 6), 3, 1, 1, (5, 6)),  # same-size grid
+    ((1, 28, 28), 10, 6, 0, (4, 4)),  # the hinton-local first layer
+    ((3, 4, 4), 2, 1, 0, (3, 3)),  # all channels of 2 x 2 neighbouring locations
+    ((2, 7, 9), 4, 3, 2, (3, 4)),
+])
+def test_local_layer_equals_a_masked_dense_layer(shape, kernel, stride, padding, grid):
     torch.manual_seed(0)
-    layer = FFLocal((2, 5, 6), channels=3, kernel=3)
+    layer = FFLocal(shape, channels=3, kernel=kernel, stride=stride, padding=padding)
+    assert layer.out_shape == (3, *grid) and layer.out_features == 3 * grid[0] * grid[1]
     torch.nn.init.normal_(layer.bias)
     dense = _dense_reference(layer)
-    x = torch.randn(4, 2 * 5 * 6)
+    x = torch.randn(4, shape[0] * shape[1] * shape[2])
     assert torch.allclose(layer.transform(x), x @ dense.T + layer.bias.reshape(-1), atol=1e-5)
     assert torch.allclose(layer.dense_weight(), dense, atol=1e-6)
-    assert (dense != 0).sum() < 0.5 * dense.numel()  # really local: most weights are structurally absent
+    assert (dense != 0).sum() < 0.7 * dense.numel()  # really local: most weights are structurally absent
 
 
 def test_a_unit_ignores_pixels_outside_its_receptive_field():
     # the layer's map, before the whole-vector normalisation that (by design) rescales every unit
     torch.manual_seed(0)
-    layer = FFLocal((1, 9, 9), channels=2, kernel=3)
+    layer = FFLocal((1, 9, 9), channels=2, kernel=3, padding=1)
     x = torch.randn(1, 81)
     unit = 1 * 81 + 4 * 9 + 4  # channel 1, centre (4, 4): its field is rows and columns 3..5
     outside = torch.ones(9, 9, dtype=torch.bool)
@@ -53,10 +63,26 @@ def test_a_unit_ignores_pixels_outside_its_receptive_field():
 
 
 def test_local_layers_stack_and_train_supervised_and_unsupervised(fake_mnist, tmp_path):
-    local = {"hidden": [1, 1], "local_kernel": 3}
+    local = {"hidden": [2, 3], "local_kernel": [5, 3], "local_stride": [2, 1]}
     sup = train(small_config(fake_mnist, model=local, objective={"predict": "softmax"}, optim={"epochs": 2}),
                 tmp_path / "sup", "test")
     assert sup["test_error"] < 0.3, sup
     unsup = train(small_config(fake_mnist, model=local, objective={"negatives": "hybrid", "predict": "softmax"},
                                optim={"epochs": 2}), tmp_path / "unsup", "test")
     assert unsup["test_error"] < 0.3, unsup
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"hidden": [4, 4], "local_kernel": [5, 3, 3]}, "model.local_kernel lists 3 values for 2 hidden layers"),
+    ({"hidden": [4], "local_kernel": 3, "local_stride": 0}, "model.local_stride must be at least 1"),
+    ({"hidden": [4], "local_kernel": 3, "local_padding": -1}, "model.local_padding must be at least 0"),
+])
+def test_bad_local_geometry_is_named(model, message):
+    with pytest.raises(FFError, match=message):
+        small_config(model=model)
+
+
+def test_a_field_larger_than_its_map_is_a_clear_error(fake_mnist, tmp_path):
+    cfg = small_config(fake_mnist, model={"hidden": [4, 4], "local_kernel": [10, 10], "local_stride": [6, 1]})
+    with pytest.raises(FFError, match="hidden layer 1: a 10 x 10 field with padding 0 does not fit its 4 x 4"):
+        train(cfg, tmp_path / "run", "test")
