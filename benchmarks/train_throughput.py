@@ -1,8 +1,9 @@
 """Training throughput and matmul efficiency of a preset, plus its errors.
 
 Trains the preset, counts the matmul FLOPs its training steps do, and compares the achieved rate
-with the peak of a large fp32 matmul measured in the same process (the machine may be shared, so
-only the ratio is comparable across runs). The last line printed is one JSON object.
+with the peak of a large matmul in the run's precision (fp32, or bf16 for run.precision = bf16)
+measured in the same process (the machine may be shared, so only the ratio is comparable across
+runs). The last line printed is one JSON object.
 
     python benchmarks/train_throughput.py --preset quick
     python benchmarks/train_throughput.py --preset hinton-mnist --epochs 2
@@ -23,9 +24,10 @@ from forward_forward.config import merge, parse_overrides
 from forward_forward.train import resolve_device, train
 
 
-def peak_matmul_gflops(device: torch.device, n: int = 4096, repeats: int = 5) -> float:
-    """Best rate of an n x n x n fp32 matmul: the ceiling the training steps are compared with."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def peak_matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 4096,
+                       repeats: int = 5) -> float:
+    """Best rate of an n x n x n matmul in `dtype`: the ceiling the training steps are compared with."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(repeats + 2):
         if device.type == "cuda":
@@ -47,7 +49,9 @@ def flops_per_image(cfg, input_dim: int, num_classes: int) -> float:
     flops = 2 * (2 * macs) * 2  # (forward + weight grad) x (positive + negative) x 2 FLOPs per MAC
     if cfg.model.readout:
         readout = sum(cfg.model.hidden[cfg.objective.predict_layers_from :]) * num_classes
-        flops += 2 * macs + 3 * 2 * readout
+        flops += 3 * 2 * readout
+        if cfg.objective.negatives != "hybrid":  # unsupervised: the readout reads the positive pass
+            flops += 2 * macs
     if cfg.optim.greedy_steps:  # every image takes greedy_steps steps per layer
         flops *= cfg.optim.greedy_steps
     return flops
@@ -68,10 +72,12 @@ def main() -> None:
     if cfg.model.local_kernel:
         raise SystemExit("this benchmark counts dense-layer FLOPs; time local layers with benchmarks/local_layer.py")
     device = resolve_device(cfg.run.device)
-    peak_before = peak_matmul_gflops(device)
+    # the peak of the arithmetic the run uses: bf16 matmuls under run.precision = bf16
+    dtype = torch.bfloat16 if cfg.run.precision == "bf16" else torch.float32
+    peak_before = peak_matmul_gflops(device, dtype)
     run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="ff-bench-"))
     summary = train(cfg, run_dir, args.preset)
-    peak_after = peak_matmul_gflops(device)
+    peak_after = peak_matmul_gflops(device, dtype)
     peak = max(peak_before, peak_after)
 
     images = summary["train_images"] * summary["epochs"]
@@ -85,6 +91,7 @@ def main() -> None:
         "achieved_gflops": round(achieved, 1),
         "peak_gflops": round(peak, 1),
         "peak_fraction": round(achieved / peak, 3),
+        "precision": cfg.run.precision,
         "step_seconds": summary["step_seconds"],
         "train_seconds": summary["train_seconds"],
         "val_error": summary["val_error"],
