@@ -65,7 +65,7 @@ def run_probe(model: nn.Module, train: Split, val: Split, test: Split, num_class
     if not layers or any(not 0 <= i < count for i in layers):
         raise FFError(f"--layers must name hidden layers between 0 and {count - 1}; got {layers}.")
     feats = {name: features(model, split.images.to(device), layers) for name, split in
-             (("train", train), ("val", val), ("test", test))}
+             (("train", train), ("val", val), ("test", test)) if len(split)}  # data.val_size = 0: no val
     probe = fit_probe(feats["train"], train.labels.to(device), num_classes, progress=progress, **fit)
     return {
         "layers": layers,

@@ -73,6 +73,15 @@ def test_unsupervised_run_and_probe_on_it_and_on_a_supervised_run(fake_mnist, tm
     assert main(["probe", str(tmp_path / "sup"), "--layers", "5"]) == 2
 
 
+def test_probe_on_a_run_trained_on_every_image(fake_mnist, tmp_path, capsys):
+    cfg = small_config(fake_mnist, data={"val_size": 0}, objective={"negatives": "hybrid", "predict": "softmax"},
+                       optim={"epochs": 1})
+    train(cfg, tmp_path / "run", "test")
+    assert main(["probe", str(tmp_path / "run"), "--no-progress", "--epochs", "3"]) == 0
+    assert "no validation" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "probe.json").read_text())["val_error"] is None
+
+
 def test_hybrid_negatives_need_the_readout():
     with pytest.raises(FFError, match="learns without labels"):
         merge(Config(), {"objective": {"negatives": "hybrid", "predict": "goodness"}})
