@@ -86,3 +86,14 @@ def test_a_field_larger_than_its_map_is_a_clear_error(fake_mnist, tmp_path):
     cfg = small_config(fake_mnist, model={"hidden": [4, 4], "local_kernel": [10, 10], "local_stride": [6, 1]})
     with pytest.raises(FFError, match="hidden layer 1: a 10 x 10 field with padding 0 does not fit its 4 x 4"):
         train(cfg, tmp_path / "run", "test")
+
+
+def test_hinton_local_preset_is_the_papers_geometry():
+    from forward_forward import presets
+    from forward_forward.model import make_layers
+
+    cfg = presets.preset("hinton-local")
+    layers = make_layers(cfg.model, 784, (1, 28, 28))
+    assert [layer.out_shape for layer in layers] == [(128, 4, 4), (220, 3, 3), (512, 2, 2)]
+    assert [layer.weight.shape[1] for layer in layers] == [100, 4 * 128, 4 * 220]  # fan-in of one location
+    assert cfg.objective.negatives == "hybrid" and cfg.model.peer_lambda == 0.03 and cfg.optim.epochs == 60
