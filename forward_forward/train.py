@@ -347,6 +347,9 @@ def train(cfg: Config, run_dir: Path, preset: str = "custom", resume: bool = Fal
     torch.manual_seed(cfg.run.seed)
     device = resolve_device(cfg.run.device)
     data = data_mod.load(cfg.data)
+    if not resume and (Path(run_dir) / "config.json").exists():
+        raise FFError(f"{run_dir} already holds a run, which training would overwrite: continue it with "
+                      f"`ff train --resume {run_dir}`, or give another --run-dir.")
     state = checkpoint.load(run_dir) if resume else None
     if state is None:
         runs.start(run_dir, cfg, preset)

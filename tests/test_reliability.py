@@ -148,3 +148,12 @@ def test_a_tampered_checkpoint_is_refused(fake_mnist, tmp_path):
     (run / checkpoint.CHECKPOINT).write_bytes(b"\x80\x04garbage")
     with pytest.raises(FFError, match="refused"):
         train(small_config(fake_mnist, optim={"epochs": 1}), run, "test", resume=True)
+
+
+def test_training_into_a_finished_run_is_refused_and_keeps_it(fake_mnist, tmp_path):
+    run = tmp_path / "run"
+    train(small_config(fake_mnist, optim={"epochs": 1}), run, "test")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(FFError, match=r"already holds a run.*ff train --resume"):
+        train(small_config(fake_mnist, optim={"epochs": 2}), run, "test")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
