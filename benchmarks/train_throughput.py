@@ -3,7 +3,8 @@
 Trains the preset, counts the matmul FLOPs its training steps do, and compares the achieved rate
 with the peak of a large matmul in the run's precision (fp32, or bf16 for run.precision = bf16)
 measured in the same process (the machine may be shared, so only the ratio is comparable across
-runs). The last line printed is one JSON object.
+runs). A bf16 run also reports its rate against the fp32 peak. The last line printed is one JSON
+object.
 
     python benchmarks/train_throughput.py --preset quick
     python benchmarks/train_throughput.py --preset hinton-mnist --epochs 2
@@ -79,6 +80,8 @@ def main() -> None:
     summary = train(cfg, run_dir, args.preset)
     peak_after = peak_matmul_gflops(device, dtype)
     peak = max(peak_before, peak_after)
+    # the fp32 peak as well, so a bf16 run can be set against the same ceiling as an fp32 one
+    fp32_peak = peak if dtype == torch.float32 else peak_matmul_gflops(device, torch.float32)
 
     images = summary["train_images"] * summary["epochs"]
     input_dim = 784 if cfg.data.dataset != "cifar10" else 3072
@@ -92,6 +95,8 @@ def main() -> None:
         "peak_gflops": round(peak, 1),
         "peak_fraction": round(achieved / peak, 3),
         "precision": cfg.run.precision,
+        "fp32_peak_gflops": round(fp32_peak, 1),
+        "fp32_peak_fraction": round(achieved / fp32_peak, 3),
         "step_seconds": summary["step_seconds"],
         "train_seconds": summary["train_seconds"],
         "val_error": summary["val_error"],

@@ -339,6 +339,9 @@ def train(cfg: Config, run_dir: Path, preset: str = "custom", resume: bool = Fal
     With `resume`, continue the run in `run_dir` from its last checkpoint (or from the start if it
     was stopped before its first one); the result is the same as a run never interrupted.
     """
+    if not resume and (Path(run_dir) / "config.json").exists():
+        raise FFError(f"{run_dir} already holds a run, which training would overwrite: continue it with "
+                      f"`ff train --resume {run_dir}`, or give another --run-dir.")
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     if cfg.run.deterministic:
@@ -347,9 +350,6 @@ def train(cfg: Config, run_dir: Path, preset: str = "custom", resume: bool = Fal
     torch.manual_seed(cfg.run.seed)
     device = resolve_device(cfg.run.device)
     data = data_mod.load(cfg.data)
-    if not resume and (Path(run_dir) / "config.json").exists():
-        raise FFError(f"{run_dir} already holds a run, which training would overwrite: continue it with "
-                      f"`ff train --resume {run_dir}`, or give another --run-dir.")
     state = checkpoint.load(run_dir) if resume else None
     if state is None:
         runs.start(run_dir, cfg, preset)
