@@ -22,6 +22,7 @@ from .config import Config, from_dict
 from .errors import FFError
 
 WEIGHTS = "model.pt"
+CONFIG = "config.json"
 
 
 def new_run_dir(preset: str, base: str | Path = "runs") -> Path:
@@ -53,9 +54,14 @@ def write_atomic(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+def holds_run(run_dir: Path) -> bool:
+    """Whether a run was started in `run_dir` (its config is the first file a run writes)."""
+    return (Path(run_dir) / CONFIG).exists()
+
+
 def start(run_dir: Path, cfg: Config, preset: str) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "config.json", {"preset": preset, **cfg.to_dict()})
+    write_json_atomic(run_dir / CONFIG, {"preset": preset, **cfg.to_dict()})
     (run_dir / "command.txt").write_text(shlex.join(["ff", *sys.argv[1:]]) + "\n")
     (run_dir / "metrics.jsonl").write_text("")
 
@@ -100,7 +106,7 @@ def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def load_config(run_dir: Path) -> tuple[Config, str]:
-    path = Path(run_dir) / "config.json"
+    path = Path(run_dir) / CONFIG
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:

@@ -139,7 +139,7 @@ def _run_one(cfg_dict: dict, run_dir: str, preset: str, threads: int) -> dict:
     threads = cfg_dict["run"]["threads"] or threads  # a thread count the user set wins
     cfg = from_dict({**cfg_dict, "run": {**cfg_dict["run"], "threads": threads, "progress": False}})
     try:
-        return train(cfg, run_dir, preset, resume=(run_dir / "config.json").exists())
+        return train(cfg, run_dir, preset, resume=runs.holds_run(run_dir))
     except Diverged as e:  # a property of this grid point: recorded, and the sweep goes on
         (run_dir / FAILED).write_text(str(e) + "\n")
         return {"failed": str(e)}

@@ -339,7 +339,7 @@ def train(cfg: Config, run_dir: Path, preset: str = "custom", resume: bool = Fal
     With `resume`, continue the run in `run_dir` from its last checkpoint (or from the start if it
     was stopped before its first one); the result is the same as a run never interrupted.
     """
-    if not resume and (Path(run_dir) / "config.json").exists():
+    if not resume and runs.holds_run(run_dir):
         raise FFError(f"{run_dir} already holds a run, which training would overwrite: continue it with "
                       f"`ff train --resume {run_dir}`, or give another --run-dir.")
     if cfg.run.threads:

@@ -51,6 +51,11 @@ def test_a_repeated_sweep_skips_finished_runs_and_a_different_one_is_refused(fak
     stamp = summary.stat().st_mtime_ns
     run_sweep(sweep, tmp_path / "s", progress=False)
     assert summary.stat().st_mtime_ns == stamp
+    # a run stopped before its first checkpoint holds only its config: the sweep starts it again
+    for name in ("summary.json", "checkpoint.pt", "model.pt"):
+        (summary.parent / name).unlink()
+    run_sweep(sweep, tmp_path / "s", progress=False)
+    assert summary.exists()
     other = _sweep(fake_mnist, {"objective.goodness": ["mean_abs"]}, seeds=(0,))
     with pytest.raises(FFError, match="holds a different sweep"):
         run_sweep(other, tmp_path / "s", progress=False)
