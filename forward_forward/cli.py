@@ -67,8 +67,16 @@ def cmd_eval(args) -> None:
     how = args.predict or cfg.objective.predict
     if how not in model.ways:
         raise FFError(f"{args.run_dir} can predict by {' or '.join(model.ways)} only, not by {how}.")
-    err = error_rate(model, data.test, how, cfg.run.eval_batch_size, device)
-    print(f"test error {100 * err:.2f} % (predict by {how})")
+    if args.goodness_weight is not None:
+        if not args.goodness_weight >= 0:
+            raise FFError(f"--goodness-weight must be a number >= 0; got {args.goodness_weight}.")
+        model.objective.goodness_weight = args.goodness_weight
+    split = data.val if args.split == "val" else data.test
+    if not len(split):
+        raise FFError(f"{args.run_dir} was trained with data.val_size = 0: it has no validation images to score.")
+    err = error_rate(model, split, how, cfg.run.eval_batch_size, device)
+    weight = f", goodness weight {model.objective.goodness_weight:g}" if how == "combined" else ""
+    print(f"{args.split} error {100 * err:.2f} % (predict by {how}{weight})")
 
 
 def cmd_plot(args) -> None:
@@ -157,7 +165,11 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="rebuild a trained network from its run directory and print its test error")
     e.add_argument("run_dir", type=Path)
-    e.add_argument("--predict", choices=["softmax", "goodness"], help="default: the run's objective.predict")
+    e.add_argument("--predict", choices=["softmax", "goodness", "combined"],
+                   help="default: the run's objective.predict")
+    e.add_argument("--split", choices=["test", "val"], default="test",
+                   help="score the test set (default) or the run's validation images")
+    e.add_argument("--goodness-weight", type=float, help="objective.goodness_weight for --predict combined")
     e.add_argument("--data-dir")
     e.add_argument("--device")
     e.set_defaults(func=cmd_eval)

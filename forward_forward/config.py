@@ -59,7 +59,10 @@ class ObjectiveConfig:
     neutral_value: float = 0.1  # every label pixel of the neutral ("no label") input
     negatives: str = "random"  # wrong labels: random | hard (sampled from the readout) | all | hybrid (unsupervised)
     hybrid_blur_passes: int = 6  # hybrid negatives: blur passes that make the mask (more: larger regions)
-    predict: str = "softmax"  # test_error by: softmax (one pass) | goodness (every label) | best (lower val error)
+    # test_error by: softmax (one pass) | goodness (every label) | combined (both) | best (lowest val error)
+    predict: str = "softmax"
+    # combined: readout log-probabilities + goodness_weight * goodness per unit, summed over prediction layers
+    goodness_weight: float = 3.0
     predict_layers_from: int = 1  # first hidden layer (0-based) used to predict; 1 skips layer 0
 
 
@@ -121,7 +124,7 @@ CHOICES = {
     "model.blackbox": ("none", "quantize", "noise", "random_nonlinearity"),
     "objective.label_value": ("one", "max"),
     "objective.negatives": ("random", "hard", "all", "hybrid"),
-    "objective.predict": ("softmax", "goodness", "best"),
+    "objective.predict": ("softmax", "goodness", "combined", "best"),
     "optim.name": ("sgd", "adam"),
     "optim.schedule": ("hinton", "constant"),
     "run.precision": ("fp32", "bf16"),
@@ -181,10 +184,10 @@ RANGES = [
      lambda v: v > 0, "positive"),
     (("data.val_size", "data.train_limit", "data.jitter", "model.peer_lambda", "model.blackbox_strength",
       "optim.weight_decay", "optim.readout_lr", "optim.readout_weight_decay", "optim.greedy_steps",
-      "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes"),
+      "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes", "objective.goodness_weight"),
      lambda v: v >= 0, "not negative"),
     (("optim.momentum", "optim.dampening", "model.peer_decay"), lambda v: 0 <= v < 1, "in [0, 1)"),
-    (("objective.threshold", "optim.lr", "objective.temperature", "optim.readout_lr"),
+    (("objective.threshold", "optim.lr", "objective.temperature", "optim.readout_lr", "objective.goodness_weight"),
      lambda v: v is None or math.isfinite(v), "a finite number"),
 ]
 
@@ -211,19 +214,20 @@ def _validate(cfg: Config) -> Config:
             f"objective.predict_layers_from must be a layer index below {len(cfg.model.hidden)}; "
             f"got {cfg.objective.predict_layers_from!r}."
         )
-    if cfg.model.kind == "backprop" and cfg.objective.predict == "goodness":
+    by_goodness = cfg.objective.predict in ("goodness", "combined")  # needs labels written into the image
+    if cfg.model.kind == "backprop" and by_goodness:
         raise FFError("model.kind = backprop predicts by its output layer: set objective.predict = softmax.")
     if cfg.model.kind == "backprop" and (cfg.optim.phase_steps or cfg.optim.greedy_steps):
         raise FFError("model.kind = backprop trains end to end: set optim.phase_steps and optim.greedy_steps to 0.")
     _check_local_geometry(cfg.model)
-    if cfg.objective.negatives == "hybrid" and (cfg.objective.predict == "goodness" or not cfg.model.readout):
+    if cfg.objective.negatives == "hybrid" and (by_goodness or not cfg.model.readout):
         raise FFError("objective.negatives = hybrid learns without labels, so classes come from the readout: "
                       "set model.readout = true and objective.predict = softmax (or best).")
     if cfg.objective.predict == "best" and cfg.data.val_size == 0:
         raise FFError("objective.predict = best chooses on validation images, and data.val_size = 0 leaves none: "
-                      "choose softmax or goodness.")
-    if cfg.objective.predict == "softmax" and not cfg.model.readout:
-        raise FFError("objective.predict = softmax needs model.readout = true.")
+                      "choose softmax, goodness or combined.")
+    if cfg.objective.predict in ("softmax", "combined") and not cfg.model.readout:
+        raise FFError(f"objective.predict = {cfg.objective.predict} needs model.readout = true.")
     if cfg.objective.negatives == "hard" and not cfg.model.readout:
         raise FFError("objective.negatives = hard samples from the softmax readout: set model.readout = true.")
     if cfg.optim.phase_steps and cfg.objective.loss == "symba":

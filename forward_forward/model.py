@@ -61,6 +61,8 @@ class FFClassifier(nn.Module):
         self.loss_options = {"alpha": objective.symba_alpha} if objective.loss == "symba" else {}
         default = GOODNESS[objective.goodness].default_threshold
         self.thresholds = [objective.threshold if objective.threshold is not None else default(n) for n in units]
+        # goodness per unit for sum goodness, as is for mean goodness: the same scale whatever the width
+        self.goodness_scales = [abs(default(n)) for n in units]
         self.predict_from = objective.predict_layers_from
         readout_in = sum(units[self.predict_from :])
         self.readout = nn.Linear(readout_in, num_classes) if model.readout else None
@@ -71,7 +73,7 @@ class FFClassifier(nn.Module):
     @property
     def ways(self) -> tuple[str, ...]:
         """The ways this model can predict."""
-        return ("softmax", "goodness") if self.readout is not None else ("goodness",)
+        return ("softmax", "goodness", "combined") if self.readout is not None else ("goodness",)
 
     @property
     def validation_method(self) -> str:
@@ -109,12 +111,24 @@ class FFClassifier(nn.Module):
         g = torch.stack([self.goodness(a) for a in self.activities(x)], dim=1)  # (B*C, layers)
         return g.view(images.shape[0], self.num_classes, len(self.layers))
 
+    def combined_scores(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (B, C): the readout's log-probabilities plus `goodness_weight` times each label's
+        goodness per unit (mean goodness as is), summed over the prediction layers. The two are evidence from the
+        same network by different routes; their errors differ, so together they err less than either."""
+        goodness = self.label_goodness(images)[:, :, self.predict_from :]
+        scales = torch.tensor(self.goodness_scales[self.predict_from :], device=goodness.device)
+        evidence = (goodness.float() / scales).sum(dim=2)
+        return self.readout_logits(images).float().log_softmax(dim=1) + self.objective.goodness_weight * evidence
+
     @torch.no_grad()
     def predict(self, images: torch.Tensor, how: str = "softmax") -> torch.Tensor:
-        """Predicted classes (B,) by the readout ("softmax") or by summed goodness ("goodness")."""
-        assert how in ("softmax", "goodness"), f"predict how={how!r}: resolve 'best' before predicting"
+        """Predicted classes (B,) by the readout ("softmax"), by summed goodness ("goodness"), or by
+        both ("combined")."""
+        assert how in ("softmax", "goodness", "combined"), f"predict how={how!r}: resolve 'best' before predicting"
         if how == "softmax":
             return self.readout_logits(images).argmax(dim=1)
+        if how == "combined":
+            return self.combined_scores(images).argmax(dim=1)
         return self.label_goodness(images)[:, :, self.predict_from :].sum(dim=2).argmax(dim=1)
 
     # ---- training objectives --------------------------------------------------------------

@@ -11,8 +11,8 @@ from pathlib import Path
 from .errors import FFError
 from .figures import FIGURES, pyplot, read_metrics
 
-SUMMARY_KEYS = ("test_error", "val_error", "test_error_softmax", "test_error_goodness", "epochs", "train_seconds",
-                "device")
+SUMMARY_KEYS = ("test_error", "val_error", "test_error_softmax", "test_error_goodness", "test_error_combined",
+                "epochs", "train_seconds", "device")
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
 img{max-width:100%;border:1px solid #eee;margin:6px 0}pre{background:#f6f6f6;padding:8px;overflow:auto}"""

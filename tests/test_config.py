@@ -33,6 +33,11 @@ from forward_forward.errors import FFError
         ({"model": {"readout": False}}, "readout"),
         ({"model": 3}, "model"),
         ({"run": {"precision": "fp16"}}, "run.precision"),
+        ({"objective": {"goodness_weight": -1.0}}, "objective.goodness_weight"),
+        ({"objective": {"goodness_weight": float("inf")}}, "objective.goodness_weight"),
+        ({"objective": {"predict": "vote"}}, "objective.predict"),
+        ({"model": {"readout": False}, "objective": {"predict": "combined"}}, "model.readout"),
+        ({"model": {"kind": "backprop"}, "objective": {"predict": "combined"}}, "objective.predict"),
     ],
 )
 def test_bad_fields_are_named(overrides, field):

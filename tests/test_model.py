@@ -104,21 +104,50 @@ def test_batched_goodness_prediction_equals_a_loop_over_labels():
     assert torch.equal(model.predict(images, "goodness"), expected)
 
 
-def test_state_dict_is_complete_and_round_trips():
-    model = make_model()
+def trained_a_little(model, steps=3):
     images, labels = batch()
-    for _ in range(3):  # move weights and running means away from their initial values
+    for _ in range(steps):  # move weights and running means away from their initial values
         losses, _ = model.losses(images, labels)
         sum(losses.values()).backward()
         with torch.no_grad():
             for p in model.parameters():
                 p -= 0.1 * p.grad
+                p.grad = None
+    return model
+
+
+def test_combined_prediction_adds_goodness_per_unit_to_the_readout_log_probabilities():
+    model = trained_a_little(make_model(objective={"predict_layers_from": 1, "goodness_weight": 2.5}))
+    images, _ = batch(12)
+    goodness = model.label_goodness(images)[:, :, 1:]
+    units = torch.tensor([float(layer.out_features) for layer in model.layers[1:]])
+    expected = model.readout_logits(images).log_softmax(1) + 2.5 * (goodness / units).sum(2)
+    assert torch.allclose(model.combined_scores(images), expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(model.predict(images, "combined"), expected.argmax(1))
+
+
+def test_combined_prediction_reduces_to_each_way_at_the_ends_of_its_weight():
+    model = trained_a_little(make_model(objective={"predict_layers_from": 1, "goodness_weight": 0.0}))
+    images, _ = batch(32)
+    assert torch.equal(model.predict(images, "combined"), model.predict(images, "softmax"))
+    model.objective.goodness_weight = 1e6
+    summed = model.label_goodness(images)[:, :, 1:].sum(2)
+    chosen = summed.gather(1, model.predict(images, "combined")[:, None]).squeeze(1)
+    # the label with the most goodness, up to float rounding between labels of near-equal goodness
+    assert torch.allclose(chosen, summed.max(1).values, rtol=1e-5)
+    agree = (model.predict(images, "combined") == model.predict(images, "goodness")).float().mean()
+    assert agree >= 0.9
+
+
+def test_state_dict_is_complete_and_round_trips():
+    model = trained_a_little(make_model())
+    images, _ = batch()
     state = model.state_dict()
     assert {"layers.0.linear.weight", "layers.1.mean_activity", "readout.weight"} <= set(state)
     fresh = make_model()
     assert not torch.equal(fresh.state_dict()["layers.1.mean_activity"], state["layers.1.mean_activity"])
     fresh.load_state_dict(state)
-    for how in ("softmax", "goodness"):
+    for how in model.ways:
         assert torch.equal(fresh.predict(images, how), model.predict(images, how))
     assert torch.equal(fresh.label_goodness(images), model.label_goodness(images))
 

@@ -91,11 +91,19 @@ def test_tiny_preset_on_real_mnist(real_data_dir, tmp_path):
 
 def test_predict_best_reports_the_way_with_the_lower_validation_error(fake_mnist, tmp_path, capsys):
     summary = train(small_config(fake_mnist, objective={"predict": "best"}), tmp_path / "run", "test")
-    chosen = min(("softmax", "goodness"), key=lambda how: summary[f"val_error_{how}"])
+    chosen = min(("softmax", "goodness", "combined"), key=lambda how: summary[f"val_error_{how}"])
     assert summary["predict"] == chosen
     assert summary["test_error"] == summary[f"test_error_{chosen}"]
     assert main(["eval", str(tmp_path / "run")]) == 0
-    assert f"test error {100 * summary['test_error']:.2f} % (predict by {chosen})" in capsys.readouterr().out
+    assert f"test error {100 * summary['test_error']:.2f} % (predict by {chosen}" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "run"), "--split", "val", "--predict", "combined"]) == 0
+    assert f"val error {100 * summary['val_error_combined']:.2f} % (predict by combined, goodness weight 3)" in (
+        capsys.readouterr().out
+    )
+    # weight 0 leaves the readout alone
+    assert main(["eval", str(tmp_path / "run"), "--predict", "combined", "--goodness-weight", "0"]) == 0
+    assert f"test error {100 * summary['test_error_softmax']:.2f} %" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "run"), "--predict", "combined", "--goodness-weight", "-1"]) == 2
 
 
 def test_val_size_zero_trains_on_every_image_and_reports_no_validation(fake_mnist, tmp_path, capsys):
@@ -107,3 +115,5 @@ def test_val_size_zero_trains_on_every_image_and_reports_no_validation(fake_mnis
     assert "val_error" not in records[0]
     with pytest.raises(FFError, match="val_size = 0"):
         small_config(fake_mnist, data={"val_size": 0}, objective={"predict": "best"})
+    assert main(["eval", str(tmp_path / "run"), "--split", "val"]) == 2
+    assert "no validation images" in capsys.readouterr().err
