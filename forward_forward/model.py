@@ -113,8 +113,8 @@ class FFClassifier(nn.Module):
 
     def combined_scores(self, images: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B, C): the readout's log-probabilities plus `goodness_weight` times each label's
-        goodness per unit (mean goodness as is), summed over the prediction layers. The two are evidence from the
-        same network by different routes; their errors differ, so together they err less than either."""
+        goodness per unit (a mean goodness as is), summed over the prediction layers. Both are evidence
+        from the same layers by different routes; their errors differ, so together they err less."""
         goodness = self.label_goodness(images)[:, :, self.predict_from :]
         scales = torch.tensor(self.goodness_scales[self.predict_from :], device=goodness.device)
         evidence = (goodness.float() / scales).sum(dim=2)
