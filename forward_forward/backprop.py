@@ -59,6 +59,9 @@ class BackpropClassifier(nn.Module):
         assert how == "softmax", f"a backprop network predicts by its output layer only, not by {how!r}"
         return self.logits(images).argmax(dim=1)
 
+    def predictions(self, images: torch.Tensor, ways: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        return {how: self.predict(images, how) for how in ways}
+
     def losses(self, images: torch.Tensor, labels: torch.Tensor, phase: str = "both"):
         """One loss for the whole stack: cross-entropy at the output, backpropagated through every layer."""
         assert phase == "both", "a backprop network has no separate positive and negative phases"

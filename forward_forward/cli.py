@@ -68,9 +68,10 @@ def cmd_eval(args) -> None:
     if how not in model.ways:
         raise FFError(f"{args.run_dir} can predict by {' or '.join(model.ways)} only, not by {how}.")
     if args.goodness_weight is not None:
-        if not args.goodness_weight >= 0:
-            raise FFError(f"--goodness-weight must be a number >= 0; got {args.goodness_weight}.")
-        model.objective.goodness_weight = args.goodness_weight
+        if how != "combined":
+            raise FFError(f"--goodness-weight weighs goodness in --predict combined, not in {how}.")
+        # through the config's own checks, so a bad weight gets the same message as in a config file
+        model.objective = config_mod.merge(cfg, {"objective": {"goodness_weight": args.goodness_weight}}).objective
     split = data.val if args.split == "val" else data.test
     if not len(split):
         raise FFError(f"{args.run_dir} was trained with data.val_size = 0: it has no validation images to score.")

@@ -111,25 +111,33 @@ class FFClassifier(nn.Module):
         g = torch.stack([self.goodness(a) for a in self.activities(x)], dim=1)  # (B*C, layers)
         return g.view(images.shape[0], self.num_classes, len(self.layers))
 
-    def combined_scores(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> (B, C): the readout's log-probabilities plus `goodness_weight` times each label's
-        goodness per unit (a mean goodness as is), summed over the prediction layers. Both are evidence
-        from the same layers by different routes; their errors differ, so together they err less."""
-        goodness = self.label_goodness(images)[:, :, self.predict_from :]
+    def combined_scores(self, logits: torch.Tensor, goodness: torch.Tensor) -> torch.Tensor:
+        """Readout logits (B, C) and the prediction layers' goodness (B, C, layers) -> (B, C): the
+        readout's log-probabilities plus `goodness_weight` times each label's goodness per unit (a mean
+        goodness as is), summed over the layers. Both are evidence from the same layers by different
+        routes; their errors differ, so together they err less."""
         scales = torch.tensor(self.goodness_scales[self.predict_from :], device=goodness.device)
         evidence = (goodness.float() / scales).sum(dim=2)
-        return self.readout_logits(images).float().log_softmax(dim=1) + self.objective.goodness_weight * evidence
+        return logits.float().log_softmax(dim=1) + self.objective.goodness_weight * evidence
 
     @torch.no_grad()
+    def predictions(self, images: torch.Tensor, ways: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Predicted classes (B,) by each of `ways`: the readout ("softmax"), summed goodness ("goodness"),
+        or both ("combined"). Each pass is made once, however many ways need it."""
+        assert set(ways) <= {"softmax", "goodness", "combined"}, f"predict by {ways}: resolve 'best' first"
+        scores = {}
+        if {"softmax", "combined"} & set(ways):
+            scores["softmax"] = self.readout_logits(images)
+        if {"goodness", "combined"} & set(ways):
+            goodness = self.label_goodness(images)[:, :, self.predict_from :]
+            scores["goodness"] = goodness.sum(dim=2)
+        if "combined" in ways:
+            scores["combined"] = self.combined_scores(scores["softmax"], goodness)
+        return {how: scores[how].argmax(dim=1) for how in ways}
+
     def predict(self, images: torch.Tensor, how: str = "softmax") -> torch.Tensor:
-        """Predicted classes (B,) by the readout ("softmax"), by summed goodness ("goodness"), or by
-        both ("combined")."""
-        assert how in ("softmax", "goodness", "combined"), f"predict how={how!r}: resolve 'best' before predicting"
-        if how == "softmax":
-            return self.readout_logits(images).argmax(dim=1)
-        if how == "combined":
-            return self.combined_scores(images).argmax(dim=1)
-        return self.label_goodness(images)[:, :, self.predict_from :].sum(dim=2).argmax(dim=1)
+        """Predicted classes (B,) by one way (see `predictions`)."""
+        return self.predictions(images, (how,))[how]
 
     # ---- training objectives --------------------------------------------------------------
     def layer_loss(self, index: int, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, dict]:

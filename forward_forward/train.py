@@ -104,18 +104,26 @@ def autocast(cfg: Config, device: torch.device):
 
 
 @torch.no_grad()
-def error_rate(model: FFClassifier, split: Split, how: str, batch_size: int, device: torch.device) -> float:
-    """Fraction of `split` misclassified, predicting by `how` ("softmax" or "goodness")."""
+def error_rates(model: FFClassifier, split: Split, ways: tuple[str, ...], batch_size: int,
+                device: torch.device) -> dict[str, float]:
+    """Fraction of `split` misclassified by each of `ways` ("softmax", "goodness", "combined"), from
+    one pass over the split."""
     if not len(split):
         raise FFError("cannot score an empty split.")
     model.eval()
-    wrong = 0
+    wrong = dict.fromkeys(ways, 0)
     for start in range(0, len(split), batch_size):
         x = split.images[start : start + batch_size].to(device, non_blocking=True)
         y = split.labels[start : start + batch_size].to(device, non_blocking=True)
-        wrong += (model.predict(x, how) != y).sum().item()
+        for how, predicted in model.predictions(x, ways).items():
+            wrong[how] += (predicted != y).sum().item()
     model.train()
-    return wrong / max(len(split), 1)
+    return {how: n / len(split) for how, n in wrong.items()}
+
+
+def error_rate(model: FFClassifier, split: Split, how: str, batch_size: int, device: torch.device) -> float:
+    """Fraction of `split` misclassified, predicting by `how`."""
+    return error_rates(model, split, (how,), batch_size, device)[how]
 
 
 class _Meter:
@@ -394,11 +402,12 @@ def score(cfg: Config, model: FFClassifier, data: Datasets, device: torch.device
     The test set is only scored here, once training is over; nothing is selected on it.
     """
     ways = model.ways
+    # with data.val_size = 0 there is nothing to validate on: val_error_* are None
+    val = error_rates(model, data.val, ways, cfg.run.eval_batch_size, device) if len(data.val) else {}
+    test = error_rates(model, data.test, ways, cfg.run.eval_batch_size, device)
     out = {}
-    for how in ways:  # with data.val_size = 0 there is nothing to validate on: val_error_* are None
-        val = error_rate(model, data.val, how, cfg.run.eval_batch_size, device) if len(data.val) else None
-        out[f"val_error_{how}"] = val
-        out[f"test_error_{how}"] = error_rate(model, data.test, how, cfg.run.eval_batch_size, device)
+    for how in ways:
+        out[f"val_error_{how}"], out[f"test_error_{how}"] = val.get(how), test[how]
     chosen = cfg.objective.predict
     if chosen == "best":  # chosen on validation alone; ties go to the cheaper one-pass readout
         chosen = min(ways, key=lambda how: out[f"val_error_{how}"])

@@ -34,10 +34,9 @@ class FFUnsupervised(FFClassifier):
     def unlabelled(self, images: torch.Tensor) -> torch.Tensor:
         return images  # no label is ever written into the image
 
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor, how: str = "softmax") -> torch.Tensor:
-        assert how == "softmax", f"an unsupervised network predicts by its readout only, not by {how!r}"
-        return self.readout_logits(images).argmax(dim=1)
+    def predictions(self, images: torch.Tensor, ways: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        assert ways == ("softmax",), f"an unsupervised network predicts by its readout only, not by {ways}"
+        return super().predictions(images, ways)
 
     def positive_negative(self, images: torch.Tensor, labels: torch.Tensor, probs=None):
         """The images themselves, and as many hybrids of pairs of them."""

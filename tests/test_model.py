@@ -122,8 +122,11 @@ def test_combined_prediction_adds_goodness_per_unit_to_the_readout_log_probabili
     goodness = model.label_goodness(images)[:, :, 1:]
     units = torch.tensor([float(layer.out_features) for layer in model.layers[1:]])
     expected = model.readout_logits(images).log_softmax(1) + 2.5 * (goodness / units).sum(2)
-    assert torch.allclose(model.combined_scores(images), expected, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(model.combined_scores(model.readout_logits(images), goodness), expected, rtol=1e-5, atol=1e-5)
     assert torch.equal(model.predict(images, "combined"), expected.argmax(1))
+    # every way from shared passes gives what each way alone gives
+    together = model.predictions(images, model.ways)
+    assert all(torch.equal(together[how], model.predict(images, how)) for how in model.ways)
 
 
 def test_combined_prediction_reduces_to_each_way_at_the_ends_of_its_weight():

@@ -104,6 +104,8 @@ def test_predict_best_reports_the_way_with_the_lower_validation_error(fake_mnist
     assert main(["eval", str(tmp_path / "run"), "--predict", "combined", "--goodness-weight", "0"]) == 0
     assert f"test error {100 * summary['test_error_softmax']:.2f} %" in capsys.readouterr().out
     assert main(["eval", str(tmp_path / "run"), "--predict", "combined", "--goodness-weight", "-1"]) == 2
+    assert "objective.goodness_weight" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "run"), "--predict", "goodness", "--goodness-weight", "2"]) == 2
 
 
 def test_val_size_zero_trains_on_every_image_and_reports_no_validation(fake_mnist, tmp_path, capsys):
