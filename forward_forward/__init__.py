@@ -1,10 +1,11 @@
 """Forward-Forward (Hinton 2022): networks trained layer by layer, without backpropagation."""
 
-from .backprop import BackpropClassifier
 from .config import Config
 from .errors import FFError
-from .model import FFClassifier
+from .models import MODELS, BackpropNetwork, FFNetwork, build_model
 from .presets import PRESETS, preset
+from .training import load_trained, train
 
-__all__ = ["BackpropClassifier", "Config", "FFClassifier", "FFError", "PRESETS", "preset"]
+__all__ = ["MODELS", "BackpropNetwork", "Config", "FFError", "FFNetwork", "PRESETS", "build_model", "load_trained",
+           "preset", "train"]
 __version__ = "0.1.0"

@@ -31,7 +31,7 @@ def _apply_flags(cfg: config_mod.Config, args) -> config_mod.Config:
 
 
 def cmd_train(args) -> None:
-    from .train import train
+    from .training import train
 
     if args.resume:
         if args.config or args.set or args.epochs or args.run_dir:
@@ -55,13 +55,13 @@ def cmd_train(args) -> None:
 
 
 def _load_trained(args):
-    from .train import load_trained
+    from .training import load_trained
 
     return load_trained(args.run_dir, data_dir=args.data_dir, device=args.device)
 
 
 def cmd_eval(args) -> None:
-    from .train import error_rate
+    from .training import error_rate
 
     cfg, model, data, device = _load_trained(args)
     how = args.predict or cfg.objective.predict
@@ -71,12 +71,13 @@ def cmd_eval(args) -> None:
         if how != "combined":
             raise FFError(f"--goodness-weight weighs goodness in --predict combined, not in {how}.")
         # through the config's own checks, so a bad weight gets the same message as in a config file
-        model.objective = config_mod.merge(cfg, {"objective": {"goodness_weight": args.goodness_weight}}).objective
+        cfg = config_mod.merge(cfg, {"objective": {"goodness_weight": args.goodness_weight}})
+    weight = cfg.objective.goodness_weight
     split = data.val if args.split == "val" else data.test
     if not len(split):
         raise FFError(f"{args.run_dir} was trained with data.val_size = 0: it has no validation images to score.")
-    err = error_rate(model, split, how, cfg.run.eval_batch_size, device)
-    weight = f", goodness weight {model.objective.goodness_weight:g}" if how == "combined" else ""
+    err = error_rate(model, split, how, cfg.run.eval_batch_size, device, weight)
+    weight = f", goodness weight {weight:g}" if how == "combined" else ""
     print(f"{args.split} error {100 * err:.2f} % (predict by {how}{weight})")
 
 
@@ -84,11 +85,11 @@ def cmd_plot(args) -> None:
     from .figures import plot_run
 
     cfg, model, data, _ = _load_trained(args)
-    if cfg.model.kind != "ff" or cfg.objective.negatives == "hybrid":
+    if "goodness" not in model.ways:
         raise FFError(f"ff plot draws the label-goodness figures of supervised FF networks, and {args.run_dir} "
                       f"is not one: compare it with other runs in `ff report`.")
     model.cpu()
-    for path in plot_run(args.run_dir, model, data, args.out, args.samples):
+    for path in plot_run(args.run_dir, model, data, cfg.objective.predict, args.out, args.samples):
         print(path)
 
 

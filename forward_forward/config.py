@@ -11,6 +11,7 @@ import math
 import tomllib
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,10 +31,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "ff"  # ff | backprop: the same layers trained end to end by cross-entropy (the baseline)
+    kind: str = "ff"  # ff | backprop: the same layers trained end to end by cross-entropy (models.MODELS)
+    # Layer type (layers.LAYERS): one name for every hidden layer, or a list with one per layer.
+    # dense: fully connected; local: locally connected on the map below (no weight sharing).
+    layer: str | list[str] = "dense"
     hidden: list[int] = field(default_factory=lambda: [2000, 2000, 2000, 2000])  # units (local: channels) per layer
-    # Locally connected layers (no weight sharing). Each of the three is one number for every layer
-    # or a list with one per hidden layer. local_kernel 0: fully connected layers.
+    # Geometry of local layers. Each of the three is one number for every layer or a list with one
+    # per hidden layer; dense layers ignore their entries.
     local_kernel: int | list[int] = 0  # k: each location's field is k x k on the map below, all its channels
     local_stride: int | list[int] = 1  # distance between neighbouring locations on the map below
     local_padding: int | list[int] = 0  # zeros around the map below (k // 2 with stride 1: same-size grid)
@@ -44,7 +48,7 @@ class ModelConfig:
     peer_lambda: float = 0.0  # peer normalisation strength (paper/MATLAB: 0.03); 0 turns it off
     peer_decay: float = 0.9  # decay of each unit's running mean activity
     readout: bool = True  # a linear softmax readout trained alongside on detached activities
-    blackbox: str = "none"  # stage between layers: none | quantize | noise | random_nonlinearity
+    blackbox: str = "none"  # stage between layers (blackbox.BLACKBOXES): none | quantize | noise | random_nonlinearity
     blackbox_strength: float = 0.0  # quantize: bits; noise: std relative to RMS; random_nonlinearity: amplitude
 
 
@@ -55,9 +59,12 @@ class ObjectiveConfig:
     temperature: float = 1.0  # p(positive) = sigmoid((goodness - theta) / temperature)
     loss: str = "logistic"  # logistic | symba | hinge (forward_forward.objectives.LOSSES)
     symba_alpha: float = 4.0  # the SymBa loss's sharpness alpha
-    label_value: str = "one"  # value of the hot label pixel: one (1.0) | max (the image's max)
+    label_coding: str = "pixels"  # how the label enters the input (coding.LABEL_CODINGS): pixels | channels
+    label_value: str = "one"  # value of the hot label entry: one (1.0) | max (the image's max)
     neutral_value: float = 0.1  # every label pixel of the neutral ("no label") input
-    negatives: str = "random"  # wrong labels: random | hard (sampled from the readout) | all | hybrid (unsupervised)
+    # negative data (negatives.NEGATIVES): wrong labels random | hard (sampled from the readout) | all,
+    # or hybrid images (unsupervised: no label in the input)
+    negatives: str = "random"
     hybrid_blur_passes: int = 6  # hybrid negatives: blur passes that make the mask (more: larger regions)
     # test_error by: softmax (one pass) | goodness (every label) | combined (both) | best (lowest val error)
     predict: str = "softmax"
@@ -117,13 +124,10 @@ class Config:
 MAX_UNITS = 100_000  # a layer wider than this is a typo, not a model: refuse it before allocating
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 CHOICES = {
-    "model.kind": ("ff", "backprop"),
     "data.dataset": ("mnist", "fashion-mnist", "cifar10"),
     "model.norm": ("rms", "l2"),
     "model.init": ("hinton", "torch"),
-    "model.blackbox": ("none", "quantize", "noise", "random_nonlinearity"),
     "objective.label_value": ("one", "max"),
-    "objective.negatives": ("random", "hard", "all", "hybrid"),
     "objective.predict": ("softmax", "goodness", "combined", "best"),
     "optim.name": ("sgd", "adam"),
     "optim.schedule": ("hinton", "constant"),
@@ -193,12 +197,19 @@ RANGES = [
 
 
 def _validate(cfg: Config) -> Config:
-    """Range and choice checks that types alone cannot express."""
-    from .layers import ACTIVATIONS  # late: layers imports torch, config must stay light
+    """Range and choice checks that types alone cannot express; each registry entry checks its own fields."""
+    # late: these import torch, and config must stay light
+    from .blackbox import BLACKBOXES
+    from .coding import LABEL_CODINGS
+    from .layers import ACTIVATIONS, LAYERS
+    from .models import MODELS
+    from .negatives import NEGATIVES
     from .objectives import GOODNESS, LOSSES
 
-    registries = {"model.activation": ACTIVATIONS, "objective.goodness": GOODNESS, "objective.loss": LOSSES}
-    for path, choices in {**CHOICES, **{k: tuple(sorted(v)) for k, v in registries.items()}}.items():
+    registries = {"model.kind": MODELS, "model.activation": ACTIVATIONS, "model.blackbox": BLACKBOXES,
+                  "objective.goodness": GOODNESS, "objective.loss": LOSSES, "objective.negatives": NEGATIVES,
+                  "objective.label_coding": LABEL_CODINGS}
+    for path, choices in {**CHOICES, **{k: tuple(v) for k, v in registries.items()}}.items():
         if _get(cfg, path) not in choices:
             raise FFError(f"{path} must be one of {', '.join(choices)}; got {_get(cfg, path)!r}.")
     for paths, check, demand in RANGES:
@@ -214,53 +225,58 @@ def _validate(cfg: Config) -> Config:
             f"objective.predict_layers_from must be a layer index below {len(cfg.model.hidden)}; "
             f"got {cfg.objective.predict_layers_from!r}."
         )
-    by_goodness = cfg.objective.predict in ("goodness", "combined")  # needs labels written into the image
-    if cfg.model.kind == "backprop" and by_goodness:
-        raise FFError("model.kind = backprop predicts by its output layer: set objective.predict = softmax.")
-    if cfg.model.kind == "backprop" and (cfg.optim.phase_steps or cfg.optim.greedy_steps):
-        raise FFError("model.kind = backprop trains end to end: set optim.phase_steps and optim.greedy_steps to 0.")
-    _check_local_geometry(cfg.model)
-    if cfg.objective.negatives == "hybrid" and (by_goodness or not cfg.model.readout):
-        raise FFError("objective.negatives = hybrid learns without labels, so classes come from the readout: "
-                      "set model.readout = true and objective.predict = softmax (or best).")
+    _check_layers(cfg.model, LAYERS)
+    BLACKBOXES[cfg.model.blackbox].check(cfg.model.blackbox_strength)
+    MODELS[cfg.model.kind].check(cfg)
     if cfg.objective.predict == "best" and cfg.data.val_size == 0:
         raise FFError("objective.predict = best chooses on validation images, and data.val_size = 0 leaves none: "
                       "choose softmax, goodness or combined.")
-    if cfg.objective.predict in ("softmax", "combined") and not cfg.model.readout:
-        raise FFError(f"objective.predict = {cfg.objective.predict} needs model.readout = true.")
-    if cfg.objective.negatives == "hard" and not cfg.model.readout:
-        raise FFError("objective.negatives = hard samples from the softmax readout: set model.readout = true.")
     if cfg.optim.phase_steps and cfg.objective.loss == "symba":
         raise FFError("optim.phase_steps needs a loss that scores each side alone; symba pairs them: use logistic.")
     if cfg.optim.phase_steps and cfg.optim.greedy_steps:
         raise FFError("optim.phase_steps and optim.greedy_steps are two different schedules: set one to 0.")
-    if cfg.model.blackbox == "quantize" and not 1 <= cfg.model.blackbox_strength <= 16:
-        raise FFError("model.blackbox_strength is the number of bits for quantize: give 1 to 16.")
     return cfg
 
 
-def per_layer(model: ModelConfig, name: str) -> list[int]:
-    """`model.<name>` as one value per hidden layer (a single number applies to every layer)."""
+PER_LAYER = ("layer", "local_kernel", "local_stride", "local_padding")  # model fields with one value per layer
+
+
+def per_layer(model: ModelConfig, name: str) -> list:
+    """`model.<name>` as one value per hidden layer (a single value applies to every layer)."""
     value = getattr(model, name)
     return list(value) if isinstance(value, list) else [value] * len(model.hidden)
 
 
-def _check_local_geometry(model: ModelConfig) -> None:
-    if model.local_kernel == 0:
-        return
-    for name, smallest in (("local_kernel", 1), ("local_stride", 1), ("local_padding", 0)):
+def _check_layers(model: ModelConfig, layer_types: dict) -> None:
+    for name in PER_LAYER:
         values = per_layer(model, name)
         if len(values) != len(model.hidden):
             raise FFError(f"model.{name} lists {len(values)} values for {len(model.hidden)} hidden layers; "
-                          "give one number, or one per layer.")
-        if any(v < smallest for v in values):
-            raise FFError(f"model.{name} must be at least {smallest} for every layer; got {getattr(model, name)!r}.")
+                          "give one value, or one per layer.")
+    for index, kind in enumerate(per_layer(model, "layer")):
+        if kind not in layer_types:
+            raise FFError(f"model.layer must be one of {', '.join(layer_types)} for every layer; got {kind!r}.")
+        layer_types[kind].check(model, index)
+
+
+def _migrate(cfg: Config, overrides: dict) -> dict:
+    """Configs written before `model.layer` chose local layers by a non-zero model.local_kernel: keep
+    them working, with a one-line notice."""
+    model = overrides.get("model")
+    if not isinstance(model, dict) or "layer" in model or cfg.model.layer != "dense":
+        return overrides
+    if model.get("local_kernel", 0) not in (0, [], None):
+        warnings.warn("model.local_kernel > 0 without model.layer is deprecated: add model.layer = \"local\".",
+                      FutureWarning, stacklevel=3)
+        overrides = {**overrides, "model": {**model, "layer": "local"}}
+    return overrides
 
 
 def merge(cfg: Config, overrides: dict) -> Config:
     """Return a copy of `cfg` with nested `overrides` ({section: {key: value}}) applied and checked."""
     if not isinstance(overrides, dict):
         raise FFError(f"a config must be a table of sections, got {overrides!r}.")
+    overrides = _migrate(cfg, overrides)
     data = cfg.to_dict()
     for section, values in overrides.items():
         if section not in SECTIONS:

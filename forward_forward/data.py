@@ -63,8 +63,8 @@ CIFAR_FILES = {
 
 @dataclass
 class Split:
-    images: torch.Tensor  # (N, D) float32 in [0, 1], flattened
-    labels: torch.Tensor  # (N,) int64
+    images: torch.Tensor  # (N, *shape) float32 in [0, 1]: (N, C, H, W) for images
+    labels: torch.Tensor  # (N,) int64 in [0, num_classes)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -75,11 +75,14 @@ class Split:
 
 @dataclass
 class Datasets:
+    """The splits of one dataset and what it is: the shape of one sample, its classes, its kind."""
+
     train: Split
     val: Split
     test: Split
-    image_shape: tuple[int, ...]  # (channels, height, width)
+    shape: tuple[int, ...]  # one sample: (channels, height, width) for images
     num_classes: int
+    kind: str = "image"  # image | tokens
 
 
 # ---- readers ------------------------------------------------------------------------------
@@ -247,12 +250,13 @@ def ensure_cifar_files(root: Path, download: bool, verify: bool) -> Path:
 
 
 # ---- whole datasets -----------------------------------------------------------------------
-def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
-    x = torch.from_numpy(images.reshape(images.shape[0], -1).astype(np.float32) / 255.0)
+def _to_split(images: np.ndarray, labels: np.ndarray, shape: tuple[int, ...]) -> Split:
+    x = torch.from_numpy(images.reshape(images.shape[0], *shape).astype(np.float32) / 255.0)
     return Split(x, torch.from_numpy(labels.astype(np.int64)))
 
 
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}  # (C, H, W)
+NUM_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10}
 
 
 def load_arrays(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
@@ -270,7 +274,7 @@ def load_arrays(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     test_x = read_idx(folder / "t10k-images-idx3-ubyte.gz")
     test_y = read_idx(folder / "t10k-labels-idx1-ubyte.gz")
     for x, y, name in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
-        if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0] or y.size and y.max() > 9:
+        if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0] or y.size and y.max() >= NUM_CLASSES[cfg.dataset]:
             raise FFError(f"the {name} files in {folder} do not match: images {x.shape}, labels {y.shape}.")
     return train_x, train_y, test_x, test_y, (1, *train_x.shape[1:])
 
@@ -278,7 +282,7 @@ def load_arrays(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 def load(cfg: DataConfig) -> Datasets:
     """The train/validation/test splits; validation is the last `val_size` training images."""
     train_x, train_y, test_x, test_y, shape = load_arrays(cfg)
-    train, test = _to_split(train_x, train_y), _to_split(test_x, test_y)
+    train, test = _to_split(train_x, train_y, shape), _to_split(test_x, test_y, shape)
     n = len(train)
     if cfg.val_size >= n:
         raise FFError(f"data.val_size = {cfg.val_size} leaves no training images out of {n}; lower it.")
@@ -287,4 +291,4 @@ def load(cfg: DataConfig) -> Datasets:
     if cfg.train_limit:
         keep = min(keep, cfg.train_limit)
     train = Split(train.images[:keep], train.labels[:keep])
-    return Datasets(train, val, test, shape, 10)
+    return Datasets(train, val, test, tuple(shape), NUM_CLASSES[cfg.dataset])

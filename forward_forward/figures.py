@@ -38,7 +38,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 @torch.no_grad()
-def analyse(model, data, samples: int, seed: int = 0) -> dict:
+def analyse(model, data, predict: str, samples: int, seed: int = 0) -> dict:
     """The numbers behind the figures: goodness of positive and negative validation data per layer,
     the test confusion matrix, each layer's error when it alone predicts, one image's activities."""
     model.eval()
@@ -46,12 +46,11 @@ def analyse(model, data, samples: int, seed: int = 0) -> dict:
     shown = data.val if len(data.val) else data.test  # a run trained on every image has no validation split
     images, labels = shown.images[:samples], shown.labels[:samples]
     wrong = label_ops.random_wrong(labels, model.num_classes, generator=gen)
-    value = model.objective.label_value
     out: dict = {"samples": len(labels), "goodness": {}}
     for kind, lab in (("pos", labels), ("neg", wrong)):
-        acts = model.activities(label_ops.overlay(images, lab, model.num_classes, value))
-        for i, a in enumerate(acts):
-            out["goodness"].setdefault(f"layer{i}", {})[kind] = model.goodness(a).tolist()
+        goodness = model.layer_goodness(model.with_label(images, lab))  # (B, layers)
+        for i in range(goodness.shape[1]):
+            out["goodness"].setdefault(f"layer{i}", {})[kind] = goodness[:, i].tolist()
     for i, theta in enumerate(model.thresholds):
         out["goodness"][f"layer{i}"]["threshold"] = theta
 
@@ -60,27 +59,27 @@ def analyse(model, data, samples: int, seed: int = 0) -> dict:
     for start in range(0, len(data.test), 500):
         x = data.test.images[start : start + 500]
         per_layer.append(model.label_goodness(x))  # (B, C, layers)
-        predicted.append(model.predict(x, model.objective.predict))
+        predicted.append(model.predict(x, predict))
     goodness = torch.cat(per_layer)
     truth = data.test.labels
     out["layer_error"] = {
         f"layer{i}": float((goodness[:, :, i].argmax(1) != truth).float().mean()) for i in range(goodness.shape[2])
     }
     out["layer_error"]["goodness (layers used to predict)"] = float(
-        (goodness[:, :, model.predict_from :].sum(2).argmax(1) != truth).float().mean()
+        (goodness[:, :, model.prediction_layers].sum(2).argmax(1) != truth).float().mean()
     )
     pred = torch.cat(predicted)
     confusion = torch.zeros(model.num_classes, model.num_classes, dtype=torch.long)
     confusion.index_put_((truth, pred), torch.ones_like(truth), accumulate=True)
     out["confusion"] = confusion.tolist()
-    out["predict"] = model.objective.predict
+    out["predict"] = predict
 
     # One test image with its true label and a wrong one (the article's figure).
     image, label = data.test.images[:1], int(data.test.labels[0])
     other = (label + 3) % model.num_classes
     out["activity"] = {"label": label, "wrong_label": other}
     for kind, lab in (("with_label", label), ("with_wrong_label", other)):
-        acts = model.activities(label_ops.overlay(image, torch.tensor([lab]), model.num_classes, value))
+        acts = model.activities(model.with_label(image, torch.tensor([lab])))
         out["activity"][kind] = [a[0].tolist() for a in acts]
     return out
 
@@ -94,13 +93,14 @@ def _grid(vector: np.ndarray) -> np.ndarray:
     return padded.reshape(rows, cols)
 
 
-def plot_run(run_dir: Path, model, data, out_dir: Path | None = None, samples: int = 1000) -> list[Path]:
+def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = None,
+             samples: int = 1000) -> list[Path]:
     """Write every figure of FIGURES as PNG into `out_dir` (default RUN_DIR/figures)."""
     plt = pyplot()
     out_dir = Path(out_dir or Path(run_dir) / "figures")
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = read_metrics(run_dir)
-    facts = analyse(model, data, samples)
+    facts = analyse(model, data, predict, samples)
     runs.write_json_atomic(out_dir / "figures.json", facts)
     written = []
 

@@ -48,7 +48,7 @@ PRESETS: dict[str, dict] = {
     # 2048, 1980 and 2048 units. docs/experiments.md compares it with other geometries.
     "hinton-local": {
         "data": {"val_size": 0},
-        "model": {"hidden": [128, 220, 512], "local_kernel": [10, 2, 2], "local_stride": [6, 1, 1],
+        "model": {"layer": "local", "hidden": [128, 220, 512], "local_kernel": [10, 2, 2], "local_stride": [6, 1, 1],
                   "peer_lambda": 0.03},
         "objective": {"negatives": "hybrid", "hybrid_blur_passes": 6, "predict": "softmax", "predict_layers_from": 0},
         "optim": {"name": "sgd", "lr": 0.01, "readout_lr": 0.01, "epochs": 60, "schedule": "hinton"},

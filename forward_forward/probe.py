@@ -16,17 +16,14 @@ from tqdm import tqdm
 
 from .data import Split
 from .errors import FFError
-from .layers import normalize
 
 
 @torch.no_grad()
 def features(model: nn.Module, images: torch.Tensor, layers: list[int], batch_size: int = 1000) -> torch.Tensor:
-    """(N, D) images -> (N, sum of the chosen layers' units): normalised activities, side by side."""
+    """(N, ...) images -> (N, sum of the chosen layers' units): normalised activities, side by side."""
     model.eval()
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        acts = model.activities(model.unlabelled(images[start : start + batch_size]))
-        out.append(torch.cat([normalize(acts[i], model.norm, model.norm_eps) for i in layers], dim=1))
+    out = [model.features(images[start : start + batch_size], layers)
+           for start in range(0, images.shape[0], batch_size)]
     model.train()
     return torch.cat(out)
 
@@ -61,7 +58,7 @@ def run_probe(model: nn.Module, train: Split, val: Split, test: Split, num_class
     """Features of the chosen layers (default: those the network's own readout uses), a probe, its errors."""
     count = len(model.layers)
     if layers is None:
-        layers = list(range(getattr(model, "predict_from", 0), count))
+        layers = model.prediction_layers
     if not layers or any(not 0 <= i < count for i in layers):
         raise FFError(f"--layers must name hidden layers between 0 and {count - 1}; got {layers}.")
     feats = {name: features(model, split.images.to(device), layers) for name, split in

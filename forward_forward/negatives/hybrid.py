@@ -11,6 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..config import Config
+from ..errors import FFError
+from .base import Negatives
+
 _TAPS = (0.25, 0.5, 0.25)
 
 
@@ -35,10 +39,36 @@ def partners(count: int, generator: torch.Generator | None = None, device: torch
 
 def hybrid_images(images: torch.Tensor, image_shape: tuple[int, int, int], passes: int,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, C*H*W) images -> (B, C*H*W) hybrids: mask * image_i + (1 - mask) * image_j, j != i."""
+    """(B, C, H, W) images (or flattened) -> hybrids of the same shape: mask * image_i + (1 - mask) * image_j,
+    j != i."""
     channels, height, width = image_shape
     count = images.shape[0]
     mask = blur_masks(count, height, width, passes, generator, images.device).unsqueeze(1)  # (B, 1, H, W)
     a = images.view(count, channels, height, width)
     b = a[partners(count, generator, images.device)]
-    return (mask * a + (1 - mask) * b).view(count, -1)
+    return (mask * a + (1 - mask) * b).view(images.shape)
+
+
+class Hybrid(Negatives):
+    """Unsupervised FF: real images against hybrids of two of them; no label in the input."""
+
+    labelled = False
+
+    @staticmethod
+    def check(cfg: Config) -> None:
+        o = cfg.objective
+        if o.predict in ("goodness", "combined") or not cfg.model.readout:
+            raise FFError("objective.negatives = hybrid learns without labels, so classes come from the readout: "
+                          "set model.readout = true and objective.predict = softmax (or best).")
+        if o.label_coding != "pixels":
+            raise FFError("objective.negatives = hybrid puts no label in the input, so objective.label_coding "
+                          "has nothing to code: leave it at pixels.")
+
+    def __init__(self, objective, num_classes, data_shape):
+        super().__init__(objective, num_classes, data_shape)
+        if len(self.data_shape) != 3:
+            raise FFError(f"objective.negatives = hybrid mixes images under a 2-D mask, and this data has shape "
+                          f"{self.data_shape}, not (channels, height, width): choose another strategy.")
+
+    def make(self, images, labels, coding, probs=None, model=None):
+        return images, hybrid_images(images, self.data_shape, self.objective.hybrid_blur_passes)

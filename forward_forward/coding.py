@@ -1,0 +1,100 @@
+"""Label codings: how a label enters a supervised FF network's input (paper §3.3), by name
+(`objective.label_coding`).
+
+A coding turns images and labels into the network's input: the true label for positive data, a
+wrong one for negative data, a neutral input that names no class for the readout, and every label
+at once for prediction by goodness. Unsupervised networks use `NoLabel`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .errors import FFError
+
+
+class LabelCoding:
+    """The identity: the input carries no label (unsupervised FF, the backprop twin)."""
+
+    def __init__(self, data_shape: tuple[int, ...], num_classes: int, value: str = "one", neutral_value: float = 0.1):
+        self.data_shape, self.num_classes = tuple(data_shape), num_classes
+        self.value, self.neutral_value = value, neutral_value
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's input as the first layer sees it."""
+        return self.data_shape
+
+    def write(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B, *data_shape) images and (B,) labels -> (B, *input_shape) inputs that carry the labels."""
+        return images
+
+    def neutral(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, *data_shape) -> (B, *input_shape) inputs that name no class."""
+        return images
+
+    def every_label(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, ...) -> (B*C, ...): each image once with each label, image-major (rows b*C .. b*C+C-1)."""
+        batch = images.shape[0]
+        repeated = images.repeat_interleave(self.num_classes, dim=0)
+        labels = torch.arange(self.num_classes, device=images.device).repeat(batch)
+        return self.write(repeated, labels)
+
+    def _hot(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B, C) one-hot rows; with value "max" the hot entry is each image's maximum (the article's notebook)."""
+        hot = F.one_hot(labels, self.num_classes).to(images.dtype)
+        if self.value == "max":
+            hot = hot * images.flatten(1).amax(dim=1, keepdim=True)
+        return hot
+
+
+NoLabel = LabelCoding
+
+
+class Pixels(LabelCoding):
+    """The one-hot label in the first C values of the flattened image (MATLAB code); the input keeps
+    its shape. On MNIST those are blank corner pixels; on other data they overwrite features."""
+
+    def __init__(self, data_shape: tuple[int, ...], num_classes: int, value: str = "one", neutral_value: float = 0.1):
+        super().__init__(data_shape, num_classes, value, neutral_value)
+        if math.prod(data_shape) <= num_classes:
+            raise FFError(f"objective.label_coding = pixels writes {num_classes} labels into the first values of "
+                          f"each input, and an input of shape {data_shape} has no room; use channels.")
+
+    def write(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        out = images.clone()
+        out.view(out.shape[0], -1)[:, : self.num_classes] = self._hot(images, labels)
+        return out
+
+    def neutral(self, images: torch.Tensor) -> torch.Tensor:
+        out = images.clone()
+        out.view(out.shape[0], -1)[:, : self.num_classes] = self.neutral_value
+        return out
+
+
+class Channels(LabelCoding):
+    """The label as C extra input channels, each constant over the image (one plane per class); on
+    data without a spatial shape, C extra features. Nothing of the image is overwritten."""
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.data_shape[0] + self.num_classes, *self.data_shape[1:])
+
+    def _planes(self, images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """(B, C) values -> (B, C, *spatial) planes, concatenated after the image's channels."""
+        spatial = images.shape[2:]
+        planes = rows.view(*rows.shape, *([1] * len(spatial))).expand(*rows.shape, *spatial)
+        return torch.cat([images, planes], dim=1)
+
+    def write(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self._planes(images, self._hot(images, labels))
+
+    def neutral(self, images: torch.Tensor) -> torch.Tensor:
+        rows = images.new_full((images.shape[0], self.num_classes), self.neutral_value)
+        return self._planes(images, rows)
+
+
+LABEL_CODINGS: dict[str, type[LabelCoding]] = {"pixels": Pixels, "channels": Channels}

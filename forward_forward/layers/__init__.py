@@ -1,0 +1,73 @@
+"""Forward-Forward layer types, registered by name (`model.layer`).
+
+A layer type is one entry of LAYERS: how to build hidden layer i on the shape below it, and the
+config checks that belong to it. `build_layers` is the one place a layer type is looked up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..config import ModelConfig, per_layer
+from ..errors import FFError
+from .base import ACTIVATIONS, FFLayer, StraightThroughReLU, normalize
+from .dense import FFLinear
+from .local import FFLocal, local_grid
+
+
+@dataclass(frozen=True)
+class LayerType:
+    # (model config, layer index, input shape of one sample, shared options) -> the layer
+    build: Callable[[ModelConfig, int, tuple[int, ...], dict], FFLayer]
+    # (model config, layer index) -> None, or FFError naming the field
+    check: Callable[[ModelConfig, int], None] = lambda model, index: None
+
+
+def _build_dense(model: ModelConfig, index: int, in_shape: tuple[int, ...], options: dict) -> FFLayer:
+    in_features = 1
+    for n in in_shape:
+        in_features *= n
+    return FFLinear(in_features, model.hidden[index], **options)
+
+
+def _build_local(model: ModelConfig, index: int, in_shape: tuple[int, ...], options: dict) -> FFLayer:
+    if len(in_shape) != 3:
+        raise FFError(f"hidden layer {index} is local and needs a (channels, height, width) map below it, but gets "
+                      f"{in_shape}: put local layers before dense ones, on image data.")
+    kernel, stride, padding = (per_layer(model, f"local_{k}")[index] for k in ("kernel", "stride", "padding"))
+    if min(local_grid(in_shape[1:], kernel, stride, padding)) < 1:
+        raise FFError(f"hidden layer {index}: a {kernel} x {kernel} field with padding {padding} does not fit "
+                      f"its {in_shape[1]} x {in_shape[2]} input map; lower model.local_kernel or add padding.")
+    return FFLocal(in_shape, model.hidden[index], kernel, stride=stride, padding=padding, **options)
+
+
+def _check_local(model: ModelConfig, index: int) -> None:
+    for name, smallest in (("local_kernel", 1), ("local_stride", 1), ("local_padding", 0)):
+        if per_layer(model, name)[index] < smallest:
+            raise FFError(f"model.{name} must be at least {smallest} for every local layer; got "
+                          f"{getattr(model, name)!r} (for fully connected layers set model.layer = dense).")
+
+
+LAYERS: dict[str, LayerType] = {
+    "dense": LayerType(_build_dense),
+    "local": LayerType(_build_local, _check_local),
+}
+
+
+def build_layers(model: ModelConfig, input_shape: tuple[int, ...], peer_lambda: float | None = None) -> list[FFLayer]:
+    """The hidden layers `model` describes, each on the shape of the one below; `input_shape` is one
+    sample's input (after the label coding)."""
+    options = dict(activation=model.activation, norm=model.norm, norm_eps=model.norm_eps, init=model.init,
+                   peer_lambda=model.peer_lambda if peer_lambda is None else peer_lambda,
+                   peer_decay=model.peer_decay)
+    layers: list[FFLayer] = []
+    shape = tuple(input_shape)
+    for index, kind in enumerate(per_layer(model, "layer")):
+        layers.append(LAYERS[kind].build(model, index, shape, options))
+        shape = layers[-1].out_shape
+    return layers
+
+
+__all__ = ["ACTIVATIONS", "FFLayer", "FFLinear", "FFLocal", "LAYERS", "LayerType", "StraightThroughReLU",
+           "build_layers", "local_grid", "normalize"]

@@ -1,0 +1,93 @@
+"""What every Forward-Forward layer shares: normalise the incoming vector, apply a weighted map, then an activation.
+
+The normalisation (paper §2) removes the length of the previous layer's activity, so a layer
+cannot read the previous layer's goodness and must use the direction of its activity instead.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class StraightThroughReLU(nn.Module):
+    """ReLU forward, identity backward: silent units still receive a gradient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + (torch.relu(x) - x).detach()
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "relu_st": StraightThroughReLU,
+}
+
+
+def normalize(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
+    """Scale each row to unit RMS ("rms") or unit length ("l2") without subtracting the mean."""
+    if kind == "rms":
+        return x / (x.pow(2).mean(dim=1, keepdim=True).sqrt() + eps)
+    return x / (x.norm(dim=1, keepdim=True) + eps)
+
+
+class FFLayer(nn.Module):
+    """What every FF layer shares: input normalisation and detach, the activation, peer normalisation.
+
+    Peer normalisation keeps a running mean of every unit's activity and pushes each unit's
+    pre-activation toward the layer's average, which revives units that stopped firing (MATLAB
+    recipe). Subclasses supply `transform`, the weighted map from normalised input to pre-activation.
+    """
+
+    in_shape: tuple[int, ...]  # one sample's input: (features,) or a (C, H, W) map
+    out_shape: tuple[int, ...]  # one sample's activity as the next layer sees it; it is flat (B, out_features)
+
+    def __init__(self, out_features: int, *, activation: str, norm: str, norm_eps: float, peer_lambda: float,
+                 peer_decay: float):
+        super().__init__()
+        assert activation in ACTIVATIONS, f"unknown activation {activation!r}"
+        assert norm in ("rms", "l2"), f"unknown norm {norm!r}"
+        self.out_features = out_features
+        self.norm, self.norm_eps = norm, norm_eps
+        self.activation = ACTIVATIONS[activation]()
+        self.peer_lambda, self.peer_decay = peer_lambda, peer_decay
+        # Starts at 0.5 as in the MATLAB code; a buffer so it is saved and moved with the model.
+        self.register_buffer("mean_activity", torch.full((out_features,), 0.5))
+
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_features) normalised input -> (B, out_features) pre-activation."""
+        raise NotImplementedError
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of one sample's forward pass (for FLOP counts)."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, *in_shape) -> (B, out_features) activity; the input is detached so no derivative reaches
+        earlier layers."""
+        return self.activation(self.pre_activation(x))
+
+    def pre_activation(self, x: torch.Tensor, detach: bool = True) -> torch.Tensor:
+        """(B, *in_shape) or (B, in_features) -> (B, out_features). `detach=False` only for the backprop twin."""
+        x = x.flatten(1)  # a map's normalisation and the weighted map both see one vector per sample
+        # float(): under bf16 autocast the matmul is bfloat16, but a goodness near theta = 2000 needs
+        # fp32 (bfloat16 resolves 2000 only to steps of 16); a no-op in fp32.
+        return self.transform(normalize(x.detach() if detach else x, self.norm, self.norm_eps)).float()
+
+    def peer_loss(self, pre_activation: torch.Tensor, activity: torch.Tensor) -> torch.Tensor:
+        """Surrogate whose gradient on each pre-activation is lambda * (unit mean - layer mean) / B.
+
+        It is applied to the pre-activation, not through the ReLU, as in the MATLAB code; the
+        running mean is updated here, from positive data only.
+        """
+        with torch.no_grad():
+            self.mean_activity.mul_(self.peer_decay).add_(activity.mean(dim=0), alpha=1 - self.peer_decay)
+            push = self.peer_lambda * (self.mean_activity - self.mean_activity.mean())
+        return (pre_activation.mean(dim=0) * push).sum()
+
+

@@ -1,0 +1,104 @@
+"""The backprop twin: the same layer stack as the FF network, trained end to end with cross-entropy.
+
+Same layer types, widths, activation, input normalisation, initialisation and black-box stages as
+`FFNetwork`; the image carries no label, and a linear output layer on the last hidden layer's
+normalised activity gives the class. It runs the same `LayerStack` with the detach between layers
+switched off, so every FF run has a like-for-like backprop run one config field away
+(`model.kind = "backprop"`).
+
+A black-box stage's output carries no derivative, so backprop cannot train any layer below one:
+exactly the situation FF was proposed for (paper §8).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..blackbox import BLACKBOXES
+from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
+from ..errors import FFError
+from ..layers import build_layers, normalize
+from ..stack import LayerStack
+from .base import accept_legacy_keys, decay_groups, readout_features
+
+
+class BackpropNetwork(nn.Module):
+    ways = ("softmax",)
+    validation_method = "softmax"
+    loss_names = ["output"]
+
+    def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
+                 objective: ObjectiveConfig):
+        super().__init__()
+        self.num_classes = num_classes
+        self.objective = objective
+        layers = build_layers(model, data_shape, peer_lambda=0.0)
+        stages = [BLACKBOXES[model.blackbox](layer.out_features, model.blackbox_strength, seed=i)
+                  for i, layer in enumerate(layers[:-1])]
+        self.stack = LayerStack(layers, stages)
+        self.norm, self.norm_eps = model.norm, model.norm_eps
+        self.predict_from = 0
+        self.readout = nn.Linear(self.stack.units[-1], num_classes)  # the output layer
+        accept_legacy_keys(self)
+
+    @staticmethod
+    def check(cfg: Config) -> None:
+        if cfg.objective.predict in ("goodness", "combined"):
+            raise FFError("model.kind = backprop predicts by its output layer: set objective.predict = softmax.")
+        if cfg.optim.phase_steps or cfg.optim.greedy_steps:
+            raise FFError("model.kind = backprop trains end to end: set optim.phase_steps and optim.greedy_steps to 0.")
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.stack.layers
+
+    @property
+    def prediction_layers(self) -> list[int]:
+        return list(range(len(self.stack)))
+
+    def param_groups(self, optim: OptimConfig) -> list[dict]:
+        """One learning rate and weight cost for the whole network: the output layer is one more layer."""
+        return decay_groups(self.named_parameters(), optim.lr, optim.weight_decay)
+
+    def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, ...) images -> each hidden layer's activity, with the graph kept across layers."""
+        return self.stack(x, detach=False).act
+
+    def unlabelled(self, images: torch.Tensor) -> torch.Tensor:
+        return images  # the image alone is the input
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        acts = self.activities(images)
+        return readout_features([acts[i] for i in layers], self.norm, self.norm_eps)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.readout(normalize(self.activities(images)[-1], self.norm, self.norm_eps))
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, how: str = "softmax") -> torch.Tensor:
+        if how != "softmax":
+            raise FFError(f"a backprop network predicts by its output layer (softmax) only, not by {how}.")
+        return self.logits(images).argmax(dim=1)
+
+    def predictions(self, images: torch.Tensor, ways: tuple[str, ...],
+                    goodness_weight: float | None = None) -> dict[str, torch.Tensor]:
+        return {how: self.predict(images, how) for how in ways}
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, active: frozenset[str] | None = None,
+                phase: str = "both"):
+        """One loss for the whole stack: cross-entropy at the output, backpropagated through every layer."""
+        assert phase == "both", "a backprop network has no separate positive and negative phases"
+        logits = self.logits(images)
+        acc = (logits.detach().argmax(1) == labels).float().mean()
+        return {"output": F.cross_entropy(logits, labels)}, {"output": {"acc": acc}}
+
+    def losses(self, images: torch.Tensor, labels: torch.Tensor, phase: str = "both"):
+        return self(images, labels, phase=phase)
+
+    def matmul_flops_per_image(self) -> float:
+        """Forward, input-gradient and weight-gradient matmuls of every layer and the output layer."""
+        macs = sum(layer.macs for layer in self.stack.layers) + self.readout.weight.numel()
+        return 3 * 2 * macs

@@ -1,0 +1,249 @@
+"""The Forward-Forward network: supervised with the label in the input (paper §3.3), or unsupervised
+with hybrid negatives (§3.2), by its negative-data strategy; never a subclass per variant.
+
+The model hands the training loop named per-layer losses; it never steps an optimiser itself.
+Every layer's input is detached, so each loss trains exactly one layer (and "readout" only the
+linear softmax readout).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..blackbox import BLACKBOXES
+from ..coding import LABEL_CODINGS, NoLabel
+from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
+from ..errors import FFError
+from ..layers import build_layers
+from ..negatives import NEGATIVES
+from ..objectives import GOODNESS, LOSSES
+from ..stack import LayerStack
+from .base import accept_legacy_keys, decay_groups, readout_features
+
+PREDICTORS = ("softmax", "goodness", "combined")
+
+
+class FFNetwork(nn.Module):
+    def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
+                 objective: ObjectiveConfig):
+        super().__init__()
+        self.num_classes = num_classes
+        self.objective = objective
+        self.negatives = NEGATIVES[objective.negatives](objective, num_classes, data_shape)
+        coding = LABEL_CODINGS[objective.label_coding] if self.negatives.labelled else NoLabel
+        self.coding = coding(data_shape, num_classes, objective.label_value, objective.neutral_value)
+        layers = build_layers(model, self.coding.input_shape)
+        stages = [BLACKBOXES[model.blackbox](layer.out_features, model.blackbox_strength, seed=i)
+                  for i, layer in enumerate(layers[:-1])]
+        self.stack = LayerStack(layers, stages)
+        units = self.stack.units
+        self.norm, self.norm_eps = model.norm, model.norm_eps
+        self.goodness = GOODNESS[objective.goodness].fn
+        self.loss_fn = LOSSES[objective.loss]
+        self.loss_options = {"alpha": objective.symba_alpha} if objective.loss == "symba" else {}
+        default = GOODNESS[objective.goodness].default_threshold
+        # theta of each layer: read by figures, which draw it beside the goodness histograms
+        self.thresholds = [objective.threshold if objective.threshold is not None else default(n) for n in units]
+        # goodness per unit for sum goodness, as is for mean goodness: the same scale whatever the width
+        self.goodness_scales = [abs(default(n)) for n in units]
+        self.predict_from = objective.predict_layers_from
+        readout_in = sum(units[self.predict_from :])
+        self.readout = nn.Linear(readout_in, num_classes) if model.readout else None
+        if self.readout is not None:
+            nn.init.zeros_(self.readout.weight)
+            nn.init.zeros_(self.readout.bias)
+        accept_legacy_keys(self)
+
+    # ---- config checks that belong to this kind of model ------------------------------------
+    @staticmethod
+    def check(cfg: Config) -> None:
+        NEGATIVES[cfg.objective.negatives].check(cfg)
+        if cfg.objective.predict in ("softmax", "combined") and not cfg.model.readout:
+            raise FFError(f"objective.predict = {cfg.objective.predict} needs model.readout = true.")
+
+    # ---- what the loop and the tools ask -----------------------------------------------------
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.stack.layers
+
+    @property
+    def loss_names(self) -> list[str]:
+        """Every loss `forward` can return, in order; a schedule activates some of them per step."""
+        return [f"layer{i}" for i in range(len(self.stack))] + (["readout"] if self.readout is not None else [])
+
+    @property
+    def prediction_layers(self) -> list[int]:
+        """The hidden layers whose goodness and activities predict (objective.predict_layers_from on)."""
+        return list(range(self.predict_from, len(self.stack)))
+
+    @property
+    def ways(self) -> tuple[str, ...]:
+        """The ways this model can predict."""
+        if not self.negatives.labelled:
+            return ("softmax",)  # goodness says real-or-negative, not which class
+        return PREDICTORS if self.readout is not None else ("goodness",)
+
+    @property
+    def validation_method(self) -> str:
+        """How to predict during training: the configured way, or for "best" the one-pass readout."""
+        if self.objective.predict != "best":
+            return self.objective.predict
+        return "softmax" if self.readout is not None else "goodness"
+
+    def param_groups(self, optim: OptimConfig) -> list[dict]:
+        """The layers at optim.lr and the readout at optim.readout_lr; weights decayed, biases not."""
+        groups = decay_groups(self.stack.named_parameters(), optim.lr, optim.weight_decay)
+        if self.readout is not None:
+            groups += decay_groups(self.readout.named_parameters(), optim.readout_lr, optim.readout_weight_decay)
+        return groups
+
+    # ---- forward passes ---------------------------------------------------------------------
+    def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, *input_shape) coded inputs -> each hidden layer's activity (B, units)."""
+        return self.stack.activities(x)
+
+    def with_label(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Images -> inputs that carry `labels` (unchanged for an unsupervised network)."""
+        return self.coding.write(images, labels)
+
+    def unlabelled(self, images: torch.Tensor) -> torch.Tensor:
+        """The input that carries no label: the neutral label, or the image alone when unsupervised."""
+        return self.coding.neutral(images)
+
+    def readout_features(self, acts: list[torch.Tensor]) -> torch.Tensor:
+        """Normalised, detached activities of the prediction layers, side by side (B, sum units)."""
+        return readout_features(acts[self.predict_from :], self.norm, self.norm_eps)
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, layers: list[int]) -> torch.Tensor:
+        """(B, ...) images -> normalised activities of `layers` for the unlabelled input (for probes)."""
+        acts = self.activities(self.unlabelled(images))
+        return readout_features([acts[i] for i in layers], self.norm, self.norm_eps)
+
+    def layer_goodness(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, ...) coded inputs -> every layer's goodness (B, layers)."""
+        return torch.stack([self.goodness(a) for a in self.activities(inputs)], dim=1)
+
+    def readout_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """One pass of the unlabelled input; (B, ...) -> (B, C) logits."""
+        assert self.readout is not None, "this model was built without a readout"
+        return self.readout(self.readout_features(self.activities(self.unlabelled(images))))
+
+    def label_goodness(self, images: torch.Tensor) -> torch.Tensor:
+        """Goodness of every image with every label in ONE batched pass: (B, ...) -> (B, C, layers)."""
+        assert self.negatives.labelled, "an unsupervised network has no label to score"
+        g = self.layer_goodness(self.coding.every_label(images))  # (B*C, layers)
+        return g.view(images.shape[0], self.num_classes, len(self.stack))
+
+    def combined_scores(self, logits: torch.Tensor, goodness: torch.Tensor,
+                        goodness_weight: float | None = None) -> torch.Tensor:
+        """Readout logits (B, C) and the prediction layers' goodness (B, C, layers) -> (B, C): the
+        readout's log-probabilities plus `goodness_weight` (default objective.goodness_weight) times
+        each label's goodness per unit (a mean goodness as is), summed over the layers. Both are
+        evidence from the same layers by different routes; their errors differ, so together they err less."""
+        weight = self.objective.goodness_weight if goodness_weight is None else goodness_weight
+        scales = torch.tensor(self.goodness_scales[self.predict_from :], device=goodness.device)
+        evidence = (goodness.float() / scales).sum(dim=2)
+        return logits.float().log_softmax(dim=1) + weight * evidence
+
+    @torch.no_grad()
+    def predictions(self, images: torch.Tensor, ways: tuple[str, ...],
+                    goodness_weight: float | None = None) -> dict[str, torch.Tensor]:
+        """Predicted classes (B,) by each of `ways`: the readout ("softmax"), summed goodness ("goodness"),
+        or both ("combined"). Each pass is made once, however many ways need it."""
+        if not set(ways) <= set(self.ways):
+            raise FFError(f"this network predicts by {' or '.join(self.ways)}, not by {', '.join(ways)}.")
+        scores = {}
+        if {"softmax", "combined"} & set(ways):
+            scores["softmax"] = self.readout_logits(images)
+        if {"goodness", "combined"} & set(ways):
+            goodness = self.label_goodness(images)[:, :, self.predict_from :]
+            scores["goodness"] = goodness.sum(dim=2)
+        if "combined" in ways:
+            scores["combined"] = self.combined_scores(scores["softmax"], goodness, goodness_weight)
+        return {how: scores[how].argmax(dim=1) for how in ways}
+
+    def predict(self, images: torch.Tensor, how: str = "softmax") -> torch.Tensor:
+        """Predicted classes (B,) by one way (see `predictions`)."""
+        return self.predictions(images, (how,))[how]
+
+    # ---- training objectives ----------------------------------------------------------------
+    def layer_loss(self, index: int, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Objective of layer `index` on positive and negative activities ((P, units), (N, units)).
+
+        Either side may be empty: a separate positive or negative ("sleep") phase.
+        """
+        g_pos, g_neg = self.goodness(pos), self.goodness(neg)
+        theta = self.thresholds[index]
+        loss = self.loss_fn(g_pos, g_neg, theta, self.objective.temperature, **self.loss_options)
+        stats, right = {}, []  # right: fraction of samples on the right side of the threshold
+        if g_pos.numel():
+            stats["g_pos"] = g_pos.detach().mean()
+            right.append((g_pos.detach() > theta).float().mean())
+        if g_neg.numel():
+            stats["g_neg"] = g_neg.detach().mean()
+            right.append((g_neg.detach() < theta).float().mean())
+        stats["acc"] = sum(right) / len(right)
+        return loss, stats
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, active: frozenset[str] | None = None,
+                phase: str = "both") -> tuple[dict[str, torch.Tensor], dict]:
+        """Named losses for one minibatch, one per active layer plus "readout", and detached statistics.
+
+        active: the losses wanted on this step (default every one of `loss_names`): a greedy schedule
+        asks for one. Layers below an active one run without a graph; layers above it do not run.
+        phase "positive" or "negative" trains the layers on that kind of data alone (paper §3.5).
+        """
+        active = frozenset(self.loss_names) if active is None else active
+        wants_readout = self.readout is not None and "readout" in active
+        losses, stats = {}, {}
+        probs = readout_loss = None
+        if self.negatives.labelled and (wants_readout or self.negatives.needs_probs):
+            # the readout reads one pass of the neutral input; hard negatives are sampled from it
+            with torch.no_grad():
+                features = self.readout_features(self.activities(self.unlabelled(images)))
+            with torch.set_grad_enabled(torch.is_grad_enabled() and wants_readout):
+                logits = self.readout(features).float()  # hard negatives are sampled from fp32 probabilities
+            if wants_readout:
+                readout_loss = F.cross_entropy(logits, labels)
+                readout_acc = (logits.detach().argmax(1) == labels).float().mean()
+            probs = logits.detach().softmax(dim=1)
+        pos, neg = self.negatives.make(images, labels, self.coding, probs, self)
+        pos, neg = (pos, neg[:0]) if phase == "positive" else (pos[:0], neg) if phase == "negative" else (pos, neg)
+        trained = [i for i in range(len(self.stack)) if f"layer{i}" in active]
+        # the unsupervised readout reads the real images' activities of this pass: run every layer then
+        upto = len(self.stack) if wants_readout and not self.negatives.labelled else max(trained, default=-1) + 1
+        batch = pos.shape[0]
+        out = self.stack(torch.cat([pos, neg]), upto=upto,  # (P + N, ...): one matmul per layer for both
+                         frozen=frozenset(range(upto)) - set(trained))
+        for i in trained:
+            z, y = out.pre[i], out.act[i]
+            loss, stats[f"layer{i}"] = self.layer_loss(i, y[:batch], y[batch:])
+            if self.stack.layers[i].peer_lambda > 0 and batch:
+                loss = loss + self.stack.layers[i].peer_loss(z[:batch], y[:batch])
+            losses[f"layer{i}"] = loss
+        if wants_readout and not self.negatives.labelled and batch:
+            logits = self.readout(self.readout_features([y[:batch] for y in out.act])).float()
+            readout_loss = F.cross_entropy(logits, labels)
+            readout_acc = (logits.detach().argmax(1) == labels).float().mean()
+        if readout_loss is not None:  # after the layers: a divergence is reported at its source first
+            losses["readout"], stats["readout"] = readout_loss, {"acc": readout_acc}
+        return losses, stats
+
+    def losses(self, images: torch.Tensor, labels: torch.Tensor, phase: str = "both"):
+        """Every named loss of one minibatch: `forward` with all losses active."""
+        return self(images, labels, phase=phase)
+
+    def matmul_flops_per_image(self) -> float:
+        """Matmul FLOPs of one training image: positive and negative forward and weight-gradient
+        passes through every layer (inputs are detached, so no input gradients), the forward-only
+        neutral pass and the readout."""
+        macs = sum(layer.macs for layer in self.stack.layers)
+        flops = 2 * 2 * macs * (1 + self.negatives.per_image)  # (forward + weight grad) x 2 FLOPs per MAC
+        if self.readout is not None:
+            flops += 3 * 2 * self.readout.weight.numel()
+            if self.negatives.labelled:  # the neutral pass; unsupervised, the readout reads the positive pass
+                flops += 2 * macs
+        return flops

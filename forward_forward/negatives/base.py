@@ -1,0 +1,31 @@
+"""What every negative-data strategy provides."""
+
+from __future__ import annotations
+
+import torch
+
+from ..coding import LabelCoding
+from ..config import Config, ObjectiveConfig
+
+
+class Negatives:
+    labelled = True  # the input carries a label; False: unsupervised FF, the input is the image alone
+    needs_probs = False  # `make` needs the readout's class probabilities (the readout runs first)
+
+    def __init__(self, objective: ObjectiveConfig, num_classes: int, data_shape: tuple[int, ...]):
+        self.objective, self.num_classes, self.data_shape = objective, num_classes, tuple(data_shape)
+
+    @staticmethod
+    def check(cfg: Config) -> None:
+        """Raise FFError for a config this strategy cannot honour, naming the fields."""
+
+    @property
+    def per_image(self) -> int:
+        """Negative inputs made for each positive one."""
+        return 1
+
+    def make(self, images: torch.Tensor, labels: torch.Tensor, coding: LabelCoding,
+             probs: torch.Tensor | None = None, model=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, *data_shape) images, (B,) labels -> positive inputs (B, ...) and negative inputs
+        (B * per_image, ...), both already coded for the first layer."""
+        raise NotImplementedError

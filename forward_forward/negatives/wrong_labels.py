@@ -1,0 +1,57 @@
+"""Negatives that are the real image with a wrong label (paper §3.3): random, hard or every one."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import labels as label_ops
+from ..coding import LabelCoding
+from ..config import Config
+from ..errors import FFError
+from .base import Negatives
+
+
+class WrongLabels(Negatives):
+    """Positive: each image with its true label. Negative: images with labels from `wrong`."""
+
+    def wrong(self, images: torch.Tensor, labels: torch.Tensor,
+              probs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (images of the negatives, their wrong labels)."""
+        raise NotImplementedError
+
+    def make(self, images, labels, coding: LabelCoding, probs=None, model=None):
+        neg_images, wrong = self.wrong(images, labels, probs)
+        return coding.write(images, labels), coding.write(neg_images, wrong)
+
+
+class RandomWrong(WrongLabels):
+    """A wrong label drawn uniformly for each image."""
+
+    def wrong(self, images, labels, probs):
+        return images, label_ops.random_wrong(labels, self.num_classes)
+
+
+class HardWrong(WrongLabels):
+    """A wrong label sampled in proportion to the readout's belief in it (MATLAB recipe)."""
+
+    needs_probs = True
+
+    @staticmethod
+    def check(cfg: Config) -> None:
+        if not cfg.model.readout:
+            raise FFError("objective.negatives = hard samples from the softmax readout: set model.readout = true.")
+
+    def wrong(self, images, labels, probs):
+        assert probs is not None, "hard negatives are sampled from the readout's probabilities"
+        return images, label_ops.hard_wrong(labels, probs)
+
+
+class AllWrong(WrongLabels):
+    """Every wrong label of every image: C - 1 negatives per image, image-major."""
+
+    @property
+    def per_image(self) -> int:
+        return self.num_classes - 1
+
+    def wrong(self, images, labels, probs):
+        return images.repeat_interleave(self.num_classes - 1, dim=0), label_ops.all_wrong(labels, self.num_classes)

@@ -1,0 +1,60 @@
+"""The layer stack: hidden layers and the black-box stages between them.
+
+It is the one forward path of every model: activities for prediction and probes, per-layer
+pre-activations and activities for the FF losses, and, with the detach between layers switched
+off, the backprop twin. A schedule that trains some layers and not others (greedy, sleep phases)
+runs the same path and asks for fewer losses; it never runs the layers its own way.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .layers import FFLayer
+
+
+class Pass(NamedTuple):
+    pre: list[torch.Tensor]  # each run layer's pre-activation (B, units)
+    act: list[torch.Tensor]  # each run layer's activity (B, units)
+
+
+class LayerStack(nn.Module):
+    def __init__(self, layers: list[FFLayer], stages: list[nn.Module]):
+        super().__init__()
+        assert len(stages) == len(layers) - 1, "one stage between each pair of layers"
+        self.layers = nn.ModuleList(layers)
+        self.stages = nn.ModuleList(stages)  # stage i sits between hidden layer i and layer i + 1
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def units(self) -> list[int]:
+        return [layer.out_features for layer in self.layers]
+
+    def forward(self, x: torch.Tensor, *, detach: bool = True, upto: int | None = None,
+                frozen: frozenset[int] = frozenset()) -> Pass:
+        """Run (B, *input_shape) inputs through the first `upto` layers (default all).
+
+        detach: each layer's input is detached, so no derivative crosses a layer (FF); False keeps
+        the graph across layers (backprop). Layers in `frozen` run without a graph: their losses are
+        not wanted on this step.
+        """
+        pre, act = [], []
+        count = len(self.layers) if upto is None else upto
+        for i in range(count):
+            layer = self.layers[i]
+            with torch.set_grad_enabled(torch.is_grad_enabled() and i not in frozen):
+                z = layer.pre_activation(x, detach=detach)
+                y = layer.activation(z)
+            pre.append(z)
+            act.append(y)
+            x = self.stages[i](y) if i < len(self.stages) else y
+        return Pass(pre, act)
+
+    def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, *input_shape) -> each hidden layer's activity (B, units); inputs detached per layer."""
+        return self.forward(x).act

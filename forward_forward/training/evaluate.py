@@ -1,0 +1,82 @@
+"""Scoring a model on a split, the end-of-run summary of errors, and rebuilding a finished run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import data as data_mod
+from .. import runs
+from ..config import Config, merge
+from ..data import Datasets, Split
+from ..errors import FFError
+from ..models import build_model
+from .device import resolve_device
+
+
+@torch.no_grad()
+def error_rates(model: nn.Module, split: Split, ways: tuple[str, ...], batch_size: int, device: torch.device,
+                goodness_weight: float | None = None) -> dict[str, float]:
+    """Fraction of `split` misclassified by each of `ways` ("softmax", "goodness", "combined"), from
+    one pass over the split."""
+    if not len(split):
+        raise FFError("cannot score an empty split.")
+    model.eval()
+    wrong = dict.fromkeys(ways, 0)
+    for start in range(0, len(split), batch_size):
+        x = split.images[start : start + batch_size].to(device, non_blocking=True)
+        y = split.labels[start : start + batch_size].to(device, non_blocking=True)
+        for how, predicted in model.predictions(x, ways, goodness_weight=goodness_weight).items():
+            wrong[how] += (predicted != y).sum().item()
+    model.train()
+    return {how: n / len(split) for how, n in wrong.items()}
+
+
+def error_rate(model: nn.Module, split: Split, how: str, batch_size: int, device: torch.device,
+               goodness_weight: float | None = None) -> float:
+    """Fraction of `split` misclassified, predicting by `how`."""
+    return error_rates(model, split, (how,), batch_size, device, goodness_weight)[how]
+
+
+def score(cfg: Config, model: nn.Module, data: Datasets, device: torch.device) -> dict:
+    """Validation and test error by every prediction the model supports; `test_error` is the configured
+    one, or with "best" the one with the lower validation error.
+
+    The test set is only scored here, once training is over; nothing is selected on it.
+    """
+    ways = model.ways
+    # with data.val_size = 0 there is nothing to validate on: val_error_* are None
+    val = error_rates(model, data.val, ways, cfg.run.eval_batch_size, device) if len(data.val) else {}
+    test = error_rates(model, data.test, ways, cfg.run.eval_batch_size, device)
+    out = {}
+    for how in ways:
+        out[f"val_error_{how}"], out[f"test_error_{how}"] = val.get(how), test[how]
+    chosen = cfg.objective.predict
+    if chosen == "best":  # chosen on validation alone; ties go to the cheaper one-pass readout
+        chosen = min(ways, key=lambda how: out[f"val_error_{how}"])
+    out["val_error"] = out[f"val_error_{chosen}"]
+    out["test_error"] = out[f"test_error_{chosen}"]
+    out["predict"] = chosen
+    return out
+
+
+def load_trained(run_dir: Path, data_dir: str | None = None, device: str | None = None):
+    """Rebuild a finished run: (config, model with its weights, datasets, device)."""
+    cfg, _ = runs.load_config(run_dir)
+    if data_dir:
+        cfg = merge(cfg, {"data": {"data_dir": data_dir}})
+    if cfg.objective.predict == "best":  # the way chosen on validation when the run ended
+        summary = Path(run_dir) / "summary.json"
+        chosen = json.loads(summary.read_text()).get("predict", "softmax") if summary.exists() else "softmax"
+        cfg = merge(cfg, {"objective": {"predict": chosen}})
+    torch_device = resolve_device(device or cfg.run.device)
+    data = data_mod.load(cfg.data)
+    model = build_model(cfg, data.shape, data.num_classes)
+    try:
+        model.load_state_dict(runs.load_weights(run_dir))
+    except RuntimeError as e:
+        raise FFError(f"the weights in {run_dir} do not fit its config.json ({str(e).splitlines()[0]}).") from None
+    return cfg, model.to(torch_device), data, torch_device

@@ -1,0 +1,113 @@
+"""The training loop. It knows nothing of goodness: a model hands it named losses, it sums, steps, logs.
+
+The schedule (minibatch, sleep phases, greedy) says which images and which named losses each step
+uses; the loop is the same for all of them, and so are checkpoints, resume and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import augment, checkpoint, runs
+from ..config import Config
+from ..data import Datasets
+from ..errors import Interrupted
+from .device import autocast
+from .evaluate import error_rate
+from .metrics import Meter, log_tensorboard, tensorboard_writer
+from .optim import build_optimizer
+from .schedules import schedule_for
+
+
+class Loop:
+    """State of one run's training: optimiser, schedule, data-order RNG, checkpoints, metrics."""
+
+    def __init__(self, cfg: Config, model: nn.Module, data: Datasets, device: torch.device, run_dir: Path,
+                 resume_state: dict | None):
+        self.cfg, self.model, self.data, self.device, self.run_dir = cfg, model, data, device, run_dir
+        self.train = data.train.to(device)
+        self.schedule = schedule_for(cfg, model.loss_names, len(self.train))
+        total_steps = self.schedule.steps_per_epoch * cfg.optim.epochs
+        self.optimizer, self.scheduler = build_optimizer(cfg, model, total_steps)
+        self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
+        self.position = checkpoint.Position()
+        if resume_state is not None:
+            self.position = checkpoint.restore(resume_state, model=model, optimizer=self.optimizer,
+                                               scheduler=self.scheduler, generator=self.generator)
+        self.started = time.perf_counter() - self.position.elapsed
+        self.tensorboard = tensorboard_writer(run_dir) if cfg.log.tensorboard else None
+
+    def save(self, epoch: int, step: int, order: torch.Tensor | None, step_seconds: float) -> None:
+        self.position = checkpoint.Position(epoch, step, order, time.perf_counter() - self.started, step_seconds)
+        checkpoint.save(self.run_dir, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                        generator=self.generator, position=self.position)
+
+    def stop(self, epoch: int, step: int, order: torch.Tensor | None, step_seconds: float) -> None:
+        """Ctrl-C between steps: checkpoint here and leave with a message on how to continue."""
+        self.save(epoch, step, order, step_seconds)
+        raise Interrupted(f"interrupted at epoch {epoch}, step {step}; a checkpoint is saved: continue with "
+                          f"`ff train --resume {self.run_dir}`.")
+
+    def train_step(self, epoch: int, step: int, order: torch.Tensor | None) -> tuple[dict, dict]:
+        index, active, phase = self.schedule.step(epoch, step, order)
+        images, labels = self.train.images[index], self.train.labels[index]
+        if self.cfg.data.jitter:
+            images = augment.jitter(images, self.cfg.data.jitter, self.generator)
+        with autocast(self.cfg, self.device):
+            losses, stats = self.model(images, labels, active=active, phase=phase)
+        self.optimizer.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return losses, stats
+
+    def end_epoch(self, epoch: int, meter: Meter, step_seconds: float) -> None:
+        meter.check_finite(epoch)
+        cfg = self.cfg
+        entry = {"epoch": epoch, "seconds": round(time.perf_counter() - self.started, 2),
+                 "lr": self.scheduler.get_last_lr()[0], "layers": meter.means()}
+        if len(self.data.val) and (epoch % cfg.run.eval_every == 0 or epoch == cfg.optim.epochs):
+            entry["val_error"] = error_rate(self.model, self.data.val, self.model.validation_method,
+                                            cfg.run.eval_batch_size, self.device)
+            tqdm.write(f"epoch {epoch}: validation error {100 * entry['val_error']:.2f} %  ({entry['seconds']:.0f} s)")
+        elif not len(self.data.val):
+            tqdm.write(f"epoch {epoch} done ({entry['seconds']:.0f} s; data.val_size = 0, no validation)")
+        runs.append_metrics(self.run_dir, entry)
+        if self.tensorboard is not None:
+            log_tensorboard(self.tensorboard, self.model, entry)
+        if epoch % cfg.run.checkpoint_every == 0 or epoch == cfg.optim.epochs:
+            self.save(epoch + 1, 0, None, step_seconds)
+
+
+def fit(cfg: Config, model: nn.Module, data: Datasets, device: torch.device, run_dir: Path,
+        resume_state: dict | None = None) -> checkpoint.Position:
+    """Train `model` for cfg.optim.epochs under its schedule, from `resume_state` if given.
+
+    Returns the final position, whose `step_seconds` is the time in training steps alone.
+    """
+    loop = Loop(cfg, model, data, device, run_dir, resume_state)
+    position, epochs = loop.position, cfg.optim.epochs
+    step_seconds = position.step_seconds
+    with checkpoint.StopRequest() as stop:
+        for epoch in range(position.epoch, epochs + 1):
+            resuming = epoch == position.epoch and (position.order is not None or position.step > 0)
+            first = position.step if resuming else 0
+            order = position.order if resuming else loop.schedule.order(loop.generator)
+            order = order.to(device) if order is not None else None
+            meter = Meter(first)
+            tick = time.perf_counter()
+            bar = tqdm(range(first, loop.schedule.steps_per_epoch), desc=f"epoch {epoch}/{epochs}",
+                       disable=not cfg.run.progress, leave=False)
+            for step in bar:
+                if stop.requested:
+                    loop.stop(epoch, step, order, step_seconds + time.perf_counter() - tick)
+                meter.add(*loop.train_step(epoch, step, order))
+            meter.flush()
+            step_seconds += time.perf_counter() - tick
+            loop.end_epoch(epoch, meter, step_seconds)
+    return loop.position

@@ -1,0 +1,82 @@
+"""Training statistics: the per-epoch meter over a model's named losses, and TensorBoard."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from ..errors import Diverged, FFError
+
+
+class Meter:
+    """Sums detached statistics on the device; one synchronisation per epoch, not per step.
+
+    It also keeps every step's losses, so a divergence can be traced to its layer and step.
+    """
+
+    def __init__(self, first_step: int = 0):
+        self.sums: dict[tuple[str, str], torch.Tensor] = defaultdict(lambda: 0.0)
+        self.counts: dict[tuple[str, str], int] = defaultdict(int)
+        self.first_step = first_step
+        self.loss_rows: list[tuple[list[str], torch.Tensor]] = []
+
+    def add(self, losses: dict, stats: dict) -> None:
+        self.loss_rows.append((list(losses), torch.stack([v.detach() for v in losses.values()])))
+        values = {(name, "loss"): loss.detach() for name, loss in losses.items()}
+        values.update({(name, key): v for name, group in stats.items() for key, v in group.items()})
+        for key, value in values.items():
+            self.sums[key] = self.sums[key] + value
+            self.counts[key] += 1
+
+    def check_finite(self, epoch: int) -> None:
+        """Raise an FFError naming the first layer and step whose loss was NaN or infinite."""
+        if not self.loss_rows:
+            return
+        if bool(torch.isfinite(torch.cat([row for _, row in self.loss_rows])).all()):
+            return  # the common case: one check, one synchronisation
+        for index, (names, row) in enumerate(self.loss_rows):
+            bad = [n for n, v in zip(names, row.tolist()) if not math.isfinite(v)]
+            if bad:
+                raise Diverged(
+                    f"training diverged: the loss of {bad[0]} became {row[names.index(bad[0])].item()} at epoch "
+                    f"{epoch}, step {self.first_step + index + 1}; the last good checkpoint is kept. Lower "
+                    "optim.lr (or raise the threshold) and train again."
+                )
+
+    def flush(self) -> None:
+        """Wait for queued device work, so step timings are honest on asynchronous devices."""
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def means(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = defaultdict(dict)
+        for (name, key), total in self.sums.items():
+            out[name][key] = float(total) / self.counts[name, key]
+        return dict(out)
+
+
+def tensorboard_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise FFError("log.tensorboard needs tensorboard: pip install 'forward-forward[tensorboard]'.") from None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def log_tensorboard(writer, model, entry: dict) -> None:
+    """The epoch's metrics as scalars (layer/key), and every parameter as a histogram."""
+    epoch = entry["epoch"]
+    for name, values in entry["layers"].items():
+        for key, value in values.items():
+            writer.add_scalar(f"{name}/{key}", value, epoch)
+    if "val_error" in entry:
+        writer.add_scalar("val_error", entry["val_error"], epoch)
+    writer.add_scalar("lr", entry["lr"], epoch)
+    for name, param in model.named_parameters():  # every parameter: stack.layers.0.linear.weight -> layer0/weight
+        parts = name.split(".")
+        tag = f"layer{parts[2]}/{parts[-1]}" if parts[:2] == ["stack", "layers"] else name.replace(".", "/")
+        writer.add_histogram(tag, param.detach().cpu(), epoch)
+    writer.flush()

@@ -1,0 +1,52 @@
+"""`train`: one run from a config to a run directory with its weights, metrics and summary."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint, runs
+from .. import data as data_mod
+from ..config import Config
+from ..errors import FFError
+from ..models import build_model
+from .device import device_name, resolve_device
+from .evaluate import score
+from .loop import fit
+
+
+def train(cfg: Config, run_dir: Path, preset: str = "custom", resume: bool = False) -> dict:
+    """Train a model as `cfg` says, write the run directory, and return the summary.
+
+    With `resume`, continue the run in `run_dir` from its last checkpoint (or from the start if it
+    was stopped before its first one); the result is the same as a run never interrupted.
+    """
+    run_dir = Path(run_dir)
+    if not resume and runs.holds_run(run_dir):
+        raise FFError(f"{run_dir} already holds a run, which training would overwrite: continue it with "
+                      f"`ff train --resume {run_dir}`, or give another --run-dir.")
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    if cfg.run.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    torch.manual_seed(cfg.run.seed)
+    device = resolve_device(cfg.run.device)
+    data = data_mod.load(cfg.data)
+    state = checkpoint.load(run_dir) if resume else None
+    if state is None:
+        runs.start(run_dir, cfg, preset)
+    else:
+        runs.truncate_metrics(run_dir, before_epoch=state["epoch"])  # the epoch in progress is logged again
+    model = build_model(cfg, data.shape, data.num_classes).to(device)
+    position = fit(cfg, model, data, device, run_dir, state)
+    runs.save_weights(run_dir, model.state_dict())
+    summary = {"preset": preset, "epochs": cfg.optim.epochs, "train_seconds": round(position.elapsed, 1),
+               "step_seconds": round(position.step_seconds, 1),
+               "train_images": len(data.train), "device": device_name(device)}
+    summary.update(score(cfg, model, data, device))
+    summary["config"] = cfg.to_dict()
+    runs.write_json_atomic(run_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,63 @@
+"""Training schedules: which images and which named losses each step of an epoch uses.
+
+A schedule never runs the model itself. Every step goes through the model's one forward path
+with the losses it names active, so what a model honours (black boxes, peer normalisation, the
+readout, hard negatives, jitter) it honours under every schedule.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..config import Config
+from ..errors import FFError
+
+
+class Minibatch:
+    """Every loss on every minibatch (paper §3.3); with optim.phase_steps = K, K steps on positive
+    data alone alternate with K on negative data alone (§3.5)."""
+
+    def __init__(self, cfg: Config, loss_names: list[str], train_size: int):
+        self.batch_size, self.phase_steps = cfg.optim.batch_size, cfg.optim.phase_steps
+        self.train_size = train_size
+        self.steps_per_epoch = train_size // self.batch_size
+        if self.steps_per_epoch == 0:
+            raise FFError(f"optim.batch_size = {self.batch_size} is larger than the {train_size} training images.")
+
+    def order(self, generator: torch.Generator) -> torch.Tensor | None:
+        return torch.randperm(self.train_size, generator=generator)
+
+    def step(self, epoch: int, step: int, order: torch.Tensor | None):
+        """-> (indices or slice of the training images, the active losses (None: all), the phase)."""
+        index = order[step * self.batch_size : (step + 1) * self.batch_size]
+        global_step = (epoch - 1) * self.steps_per_epoch + step
+        phase = "both"
+        if self.phase_steps:
+            phase = "positive" if (global_step // self.phase_steps) % 2 == 0 else "negative"
+        return index, None, phase
+
+
+class Greedy:
+    """The article's schedule: per chunk of images, in order, each loss in turn (layer0, layer1, ...,
+    readout) takes optim.greedy_steps full-chunk steps. Fresh negatives are drawn on every step."""
+
+    def __init__(self, cfg: Config, loss_names: list[str], train_size: int):
+        self.names, self.chunk, self.steps = list(loss_names), cfg.optim.chunk_size, cfg.optim.greedy_steps
+        self.train_size = train_size
+        self.steps_per_epoch = math.ceil(train_size / self.chunk) * len(self.names) * self.steps
+
+    def order(self, generator: torch.Generator) -> torch.Tensor | None:
+        return None  # chunks are taken in order
+
+    def step(self, epoch: int, step: int, order: torch.Tensor | None):
+        per_chunk = len(self.names) * self.steps
+        start = (step // per_chunk) * self.chunk
+        name = self.names[(step % per_chunk) // self.steps]
+        return slice(start, min(start + self.chunk, self.train_size)), frozenset({name}), "both"
+
+
+def schedule_for(cfg: Config, loss_names: list[str], train_size: int) -> Minibatch | Greedy:
+    """The one place a schedule is chosen."""
+    return (Greedy if cfg.optim.greedy_steps else Minibatch)(cfg, loss_names, train_size)
