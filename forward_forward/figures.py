@@ -151,10 +151,10 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
 
     # First-layer weights as images.
     w = model.layers[0].dense_weight().cpu()[:64]
-    c, h, wd = data.image_shape
+    c, h, wd = data.shape
     fig, axes = plt.subplots(8, 8, figsize=(8, 8))
     for ax, row in zip(axes.flat, w):
-        img = row.view(c, h, wd).mean(0).numpy()
+        img = row.view(-1, h, wd)[:c].mean(0).numpy()  # the image's channels; label channels come after them
         limit = float(np.percentile(np.abs(img), 99)) or 1.0  # the label pixels would swamp a max scale
         ax.imshow(img, cmap="RdBu", vmin=-limit, vmax=limit)
         ax.axis("off")

@@ -14,7 +14,7 @@ def _model(kind: str, blackbox: str = "none"):
     cfg = merge(Config(), {"model": {"kind": kind, "hidden": [16, 16, 16], "blackbox": blackbox,
                                      "blackbox_strength": 2.0},
                            "objective": {"predict": "softmax", "predict_layers_from": 0}})
-    return build_model(cfg, 30, 10)
+    return build_model(cfg, (30,), 10)
 
 
 def _grads(model) -> list[bool]:

@@ -77,7 +77,7 @@ def test_load_splits_validation_from_the_end_of_training(fake_mnist):
     raw = data.read_idx(fake_mnist / "mnist" / "train-labels-idx1-ubyte.gz")
     assert (len(d.train), len(d.val), len(d.test)) == (1000, 200, 300)
     assert np.array_equal(d.val.labels.numpy(), raw[-200:])
-    assert d.train.images.shape == (1000, 784) and 0 <= d.train.images.min() and d.train.images.max() <= 1
+    assert d.train.images.shape == (1000, 1, 28, 28) and d.shape == (1, 28, 28) and d.num_classes == 10 and 0 <= d.train.images.min() and d.train.images.max() <= 1
     limited = data.load(DataConfig(**{**cfg.__dict__, "train_limit": 300}))
     assert len(limited.train) == 300
 
@@ -140,5 +140,5 @@ def test_cifar_loads_from_an_archive(tmp_path):
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
     d = data.load(DataConfig(dataset="cifar10", data_dir=str(tmp_path), verify_checksums=False, val_size=4))
-    assert d.image_shape == (3, 32, 32) and len(d.train) == 16 and len(d.val) == 4 and len(d.test) == 4
-    assert d.train.images.shape[1] == 3072
+    assert d.shape == (3, 32, 32) and len(d.train) == 16 and len(d.val) == 4 and len(d.test) == 4
+    assert d.train.images.shape[1:] == (3, 32, 32)

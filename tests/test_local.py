@@ -63,7 +63,7 @@ def test_a_unit_ignores_pixels_outside_its_receptive_field():
 
 
 def test_local_layers_stack_and_train_supervised_and_unsupervised(fake_mnist, tmp_path):
-    local = {"hidden": [2, 3], "local_kernel": [5, 3], "local_stride": [2, 1]}
+    local = {"layer": "local", "hidden": [2, 3], "local_kernel": [5, 3], "local_stride": [2, 1]}
     sup = train(small_config(fake_mnist, model=local, objective={"predict": "softmax"}, optim={"epochs": 2}),
                 tmp_path / "sup", "test")
     assert sup["test_error"] < 0.3, sup
@@ -73,9 +73,13 @@ def test_local_layers_stack_and_train_supervised_and_unsupervised(fake_mnist, tm
 
 
 @pytest.mark.parametrize("model, message", [
-    ({"hidden": [4, 4], "local_kernel": [5, 3, 3]}, "model.local_kernel lists 3 values for 2 hidden layers"),
-    ({"hidden": [4], "local_kernel": 3, "local_stride": 0}, "model.local_stride must be at least 1"),
-    ({"hidden": [4], "local_kernel": 3, "local_padding": -1}, "model.local_padding must be at least 0"),
+    ({"layer": "local", "hidden": [4, 4], "local_kernel": [5, 3, 3]},
+     "model.local_kernel lists 3 values for 2 hidden layers"),
+    ({"layer": "local", "hidden": [4], "local_kernel": 3, "local_stride": 0}, "model.local_stride must be at least 1"),
+    ({"layer": "local", "hidden": [4], "local_kernel": 3, "local_padding": -1}, "model.local_padding must be at least 0"),
+    ({"layer": "local", "hidden": [4]}, "model.local_kernel must be at least 1 .* set model.layer = dense"),
+    ({"layer": ["local", "conv"], "hidden": [4, 4], "local_kernel": 3}, "model.layer must be one of dense, local"),
+    ({"layer": ["local"], "hidden": [4, 4], "local_kernel": 3}, "model.layer lists 1 values for 2 hidden layers"),
 ])
 def test_bad_local_geometry_is_named(model, message):
     with pytest.raises(FFError, match=message):
@@ -83,17 +87,38 @@ def test_bad_local_geometry_is_named(model, message):
 
 
 def test_a_field_larger_than_its_map_is_a_clear_error(fake_mnist, tmp_path):
-    cfg = small_config(fake_mnist, model={"hidden": [4, 4], "local_kernel": [10, 10], "local_stride": [6, 1]})
+    cfg = small_config(fake_mnist, model={"layer": "local", "hidden": [4, 4], "local_kernel": [10, 10],
+                                          "local_stride": [6, 1]})
     with pytest.raises(FFError, match="hidden layer 1: a 10 x 10 field with padding 0 does not fit its 4 x 4"):
         train(cfg, tmp_path / "run", "test")
 
 
 def test_hinton_local_preset_is_the_papers_geometry():
     from forward_forward import presets
-    from forward_forward.model import make_layers
+    from forward_forward.layers import build_layers
 
     cfg = presets.preset("hinton-local")
-    layers = make_layers(cfg.model, 784, (1, 28, 28))
+    layers = build_layers(cfg.model, (1, 28, 28))
     assert [layer.out_shape for layer in layers] == [(128, 4, 4), (220, 3, 3), (512, 2, 2)]
     assert [layer.weight.shape[1] for layer in layers] == [100, 4 * 128, 4 * 220]  # fan-in of one location
     assert cfg.objective.negatives == "hybrid" and cfg.model.peer_lambda == 0.03 and cfg.optim.epochs == 60
+
+
+def test_local_layers_then_dense_ones_and_a_dense_one_cannot_feed_a_local_one(fake_mnist, tmp_path):
+    from forward_forward.layers import FFLinear, build_layers
+
+    mixed = small_config(model={"layer": ["local", "dense"], "hidden": [3, 16], "local_kernel": [5, 0],
+                                "local_stride": [2, 1]}).model
+    local, dense = build_layers(mixed, (1, 28, 28))
+    assert isinstance(local, FFLocal) and isinstance(dense, FFLinear) and dense.in_shape == (3 * 12 * 12,)
+    backwards = small_config(fake_mnist, model={"layer": ["dense", "local"], "hidden": [16, 3], "local_kernel": 3})
+    with pytest.raises(FFError, match="hidden layer 1 is local and needs a .* map below it"):
+        train(backwards, tmp_path / "run", "test")
+
+
+def test_a_config_from_before_model_layer_still_means_local_layers():
+    """Runs saved when a non-zero local_kernel chose local layers load as they were, with a notice."""
+    with pytest.warns(FutureWarning, match="add model.layer"):
+        cfg = small_config(model={"hidden": [4, 4], "local_kernel": [5, 3]})
+    assert cfg.model.layer == "local"
+    assert small_config(model={"hidden": [4, 4]}).model.layer == "dense"

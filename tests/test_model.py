@@ -4,13 +4,12 @@ import torch
 import torch.nn.functional as F
 
 from forward_forward import labels as label_ops
-from forward_forward.model import FFClassifier
+from forward_forward.models import FFNetwork, build_model
 from tests.conftest import small_config
 
 
-def make_model(**sections) -> FFClassifier:
-    cfg = small_config(**sections)
-    return FFClassifier(input_dim=100, num_classes=10, model=cfg.model, objective=cfg.objective)
+def make_model(**sections) -> FFNetwork:
+    return build_model(small_config(**sections), (100,), 10)
 
 
 def batch(n=16):
@@ -76,7 +75,7 @@ def test_negatives_in_the_training_batch_never_carry_the_true_label():
         model = make_model(objective={"negatives": negatives})
         images, labels = batch(500)
         probs = torch.softmax(torch.randn(500, 10), 1)
-        pos, neg = model.positive_negative(images, labels, probs)
+        pos, neg = model.negatives.make(images, labels, model.coding, probs)
         assert torch.equal(pos[:, :10].argmax(1), labels)
         assert not (neg[:, :10].argmax(1) == labels).any()
         assert torch.equal(pos[:, 10:], images[:, 10:]) and torch.equal(neg[:, 10:], images[:, 10:])
@@ -133,12 +132,12 @@ def test_combined_prediction_reduces_to_each_way_at_the_ends_of_its_weight():
     model = trained_a_little(make_model(objective={"predict_layers_from": 1, "goodness_weight": 0.0}))
     images, _ = batch(32)
     assert torch.equal(model.predict(images, "combined"), model.predict(images, "softmax"))
-    model.objective.goodness_weight = 1e6
+    combined = model.predictions(images, ("combined",), goodness_weight=1e6)["combined"]
     summed = model.label_goodness(images)[:, :, 1:].sum(2)
-    chosen = summed.gather(1, model.predict(images, "combined")[:, None]).squeeze(1)
+    chosen = summed.gather(1, combined[:, None]).squeeze(1)
     # the label with the most goodness, up to float rounding between labels of near-equal goodness
     assert torch.allclose(chosen, summed.max(1).values, rtol=1e-5)
-    agree = (model.predict(images, "combined") == model.predict(images, "goodness")).float().mean()
+    agree = (combined == model.predict(images, "goodness")).float().mean()
     assert agree >= 0.9
 
 
@@ -146,9 +145,10 @@ def test_state_dict_is_complete_and_round_trips():
     model = trained_a_little(make_model())
     images, _ = batch()
     state = model.state_dict()
-    assert {"layers.0.linear.weight", "layers.1.mean_activity", "readout.weight"} <= set(state)
+    assert {"stack.layers.0.linear.weight", "stack.layers.1.mean_activity", "readout.weight"} <= set(state)
     fresh = make_model()
-    assert not torch.equal(fresh.state_dict()["layers.1.mean_activity"], state["layers.1.mean_activity"])
+    key = "stack.layers.1.mean_activity"
+    assert not torch.equal(fresh.state_dict()[key], state[key])
     fresh.load_state_dict(state)
     for how in model.ways:
         assert torch.equal(fresh.predict(images, how), model.predict(images, how))
@@ -203,3 +203,13 @@ def test_bf16_autocast_keeps_goodness_losses_and_gradients_in_fp32():
         assert torch.allclose(fast[name], exact[name], rtol=0.03, atol=1e-3), (name, fast[name], exact[name])
     sum(fast.values()).backward()
     assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)
+
+
+def test_weights_saved_before_the_layer_stack_still_load():
+    model = trained_a_little(make_model())
+    images, _ = batch()
+    legacy = {k.replace("stack.layers.", "layers."): v for k, v in model.state_dict().items()}
+    assert "layers.0.linear.weight" in legacy
+    fresh = make_model()
+    fresh.load_state_dict(legacy)
+    assert torch.equal(fresh.predict(images, "combined"), model.predict(images, "combined"))

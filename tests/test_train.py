@@ -40,7 +40,7 @@ def test_bf16_precision_trains_as_well(fake_mnist, tmp_path):
 def test_greedy_schedule_trains_one_layer_at_a_time(fake_mnist, tmp_path):
     cfg = small_config(
         fake_mnist,
-        model={"readout": False, "norm": "l2", "init": "torch"},
+        model={"readout": False, "norm": "l2", "init": "torch", "peer_lambda": 0.0},  # the article: no peer loss
         objective={"goodness": "mean_squares", "threshold": 3.0, "negatives": "random", "predict": "goodness",
                    "label_value": "max"},
         optim={"name": "adam", "lr": 0.03, "greedy_steps": 100, "chunk_size": 500, "epochs": 1, "weight_decay": 0.0,
@@ -50,7 +50,8 @@ def test_greedy_schedule_trains_one_layer_at_a_time(fake_mnist, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert set(records[0]["layers"]) == {"layer0", "layer1"}
     assert summary["test_error"] < 0.8, summary  # chance is 0.9; the article needs 1000 steps for its 4.7 %
-    assert records[0]["layers"]["layer0"]["acc"] > 0.6, records
+    layer0 = records[0]["layers"]["layer0"]  # averaged over every step of the epoch, from the first on
+    assert layer0["acc"] > 0.5 and layer0["g_pos"] > layer0["g_neg"], records
 
 
 def test_cli_errors_are_one_line_without_traceback(fake_mnist, tmp_path):

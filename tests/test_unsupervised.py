@@ -8,7 +8,7 @@ import torch
 from forward_forward.cli import main
 from forward_forward.config import Config, merge
 from forward_forward.errors import FFError
-from forward_forward.hybrid import blur_masks, hybrid_images, partners
+from forward_forward.negatives.hybrid import blur_masks, hybrid_images, partners
 from forward_forward.probe import error, fit_probe
 from forward_forward.train import build_model, train
 from tests.conftest import small_config
@@ -49,9 +49,9 @@ def test_probe_learns_a_linearly_separable_problem():
 
 def test_layers_never_see_the_label():
     cfg = merge(Config(), {"model": {"hidden": [32, 32]}, "objective": {"negatives": "hybrid"}})
-    model = build_model(cfg, 64, 10, (1, 8, 8))
+    model = build_model(cfg, (1, 8, 8), 10)
     torch.nn.init.normal_(model.readout.weight)
-    images, zeros, labels = torch.rand(20, 64), torch.zeros(20, dtype=torch.long), torch.randint(0, 10, (20,))
+    images, zeros, labels = torch.rand(20, 1, 8, 8), torch.zeros(20, dtype=torch.long), torch.randint(0, 10, (20,))
     torch.manual_seed(1)
     a, _ = model.losses(images, zeros)
     torch.manual_seed(1)

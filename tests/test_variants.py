@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from forward_forward.layers import ACTIVATIONS, normalize
-from forward_forward.model import FFClassifier
+from forward_forward.models import FFNetwork, build_model
 from forward_forward.objectives import GOODNESS, LOSSES
 from tests.conftest import small_config
 
@@ -21,9 +21,8 @@ EXPECTED_GOODNESS = {
 }
 
 
-def model_with(**sections) -> FFClassifier:
-    cfg = small_config(**sections)
-    return FFClassifier(input_dim=100, num_classes=10, model=cfg.model, objective=cfg.objective)
+def model_with(**sections) -> FFNetwork:
+    return build_model(small_config(**sections), (100,), 10)
 
 
 @pytest.mark.parametrize("name", sorted(GOODNESS))
@@ -88,7 +87,7 @@ def test_straight_through_relu_passes_gradient_to_silent_units():
 def test_all_wrong_labels_per_image():
     model = model_with(objective={"negatives": "all"})
     images, labels = torch.rand(4, 100), torch.tensor([0, 3, 9, 3])
-    pos, neg = model.positive_negative(images, labels)
+    pos, neg = model.negatives.make(images, labels, model.coding)
     assert pos.shape == (4, 100) and neg.shape == (36, 100)
     wrong = neg[:, :10].argmax(1).view(4, 9)
     for i, label in enumerate(labels.tolist()):
@@ -104,8 +103,8 @@ def test_random_and_hard_negatives_differ_in_what_they_sample():
     probs[:, 7] = 1.0  # the readout is sure the answer is 7
     hard = model_with(objective={"negatives": "hard"})
     random = model_with(objective={"negatives": "random"})
-    _, neg_hard = hard.positive_negative(torch.rand(4000, 100), labels, probs)
-    _, neg_random = random.positive_negative(torch.rand(4000, 100), labels, probs)
+    _, neg_hard = hard.negatives.make(torch.rand(4000, 100), labels, hard.coding, probs)
+    _, neg_random = random.negatives.make(torch.rand(4000, 100), labels, random.coding, probs)
     assert (neg_hard[:, :10].argmax(1) == 7).float().mean() > 0.99
     assert (neg_random[:, :10].argmax(1) == 7).float().mean() < 0.2
 
@@ -115,12 +114,12 @@ def test_jitter_shifts_each_image_by_at_most_the_limit():
 
     images = torch.zeros(64, 1, 28, 28)
     images[:, 0, 14, 14] = 1.0  # one lit pixel in the middle
-    out = jitter(images.view(64, -1), (1, 28, 28), 2, torch.Generator().manual_seed(0)).view(64, 28, 28)
+    out = jitter(images, 2, torch.Generator().manual_seed(0)).view(64, 28, 28)
     where = out.view(64, -1).argmax(1)
     dy, dx = where // 28 - 14, where % 28 - 14
     assert out.sum() == 64 and dy.abs().max() <= 2 and dx.abs().max() <= 2
     assert len(set(zip(dy.tolist(), dx.tolist()))) > 10  # each image its own shift
-    assert torch.equal(jitter(images.view(64, -1), (1, 28, 28), 0), images.view(64, -1))
+    assert torch.equal(jitter(images, 0), images)
 
 
 def test_sleep_phases_train_on_one_kind_of_data():
@@ -132,10 +131,14 @@ def test_sleep_phases_train_on_one_kind_of_data():
     assert {"g_pos", "g_neg"} <= set(both["layer0"])
     assert "g_pos" in pos["layer0"] and "g_neg" not in pos["layer0"]
     assert "g_neg" in neg["layer0"] and "g_pos" not in neg["layer0"]
-    from forward_forward.train import _phase
+    from forward_forward.training.schedules import Minibatch
 
-    assert [_phase(3, s) for s in range(7)] == ["positive"] * 3 + ["negative"] * 3 + ["positive"]
-    assert _phase(0, 5) == "both"
+    order = torch.arange(700)
+    sleep = Minibatch(small_config(optim={"phase_steps": 3, "batch_size": 100}), [], 700)
+    assert [sleep.step(1, s, order)[2] for s in range(7)] == ["positive"] * 3 + ["negative"] * 3 + ["positive"]
+    assert sleep.step(2, 0, order)[2] == "positive"  # the phase counts steps across epochs: step 7 overall
+    awake = Minibatch(small_config(optim={"batch_size": 100}), [], 700)
+    assert awake.step(1, 5, order)[2] == "both"
 
 
 @pytest.mark.parametrize("kind, strength", [("quantize", 2), ("noise", 0.3), ("random_nonlinearity", 0.5)])
@@ -149,9 +152,9 @@ def test_black_box_changes_what_the_next_layer_sees_and_passes_no_gradient(kind,
     assert torch.equal(first_plain, first_boxed)  # the stage sits after layer 0
     assert not torch.allclose(second_plain, second_boxed)  # and layer 1 sees its output
     y = torch.rand(6, 64, requires_grad=True)
-    assert not boxed.blackboxes[0](y).requires_grad  # backprop through it gets nothing
+    assert not boxed.stack.stages[0](y).requires_grad  # backprop through it gets nothing
     if kind == "quantize":
-        levels = boxed.blackboxes[0](y) / y.amax(1, keepdim=True) * 3
+        levels = boxed.stack.stages[0](y) / y.amax(1, keepdim=True) * 3
         assert torch.allclose(levels, levels.round(), atol=1e-5)
 
 
