@@ -52,7 +52,8 @@ class LayerStack(nn.Module):
                 y = layer.activation(z)
             pre.append(z)
             act.append(y)
-            x = self.stages[i](y) if i < len(self.stages) else y
+            if i + 1 < count:  # the stage feeds the next layer; after the last one run, nothing needs it
+                x = self.stages[i](y)
         return Pass(pre, act)
 
     def activities(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -1,0 +1,213 @@
+"""The one core: every schedule runs the model's one forward path, models own their parameters, and
+registries are the one place each kind of part is chosen."""
+
+import os
+import signal
+
+import pytest
+import torch
+from torch import nn
+
+from forward_forward import checkpoint
+from forward_forward import data as data_mod
+from forward_forward.config import merge
+from forward_forward.errors import FFError
+from forward_forward.models import MODELS, build_model
+from forward_forward.negatives import NEGATIVES
+from forward_forward.negatives.wrong_labels import WrongLabels
+from forward_forward.training import build_optimizer, train
+from forward_forward.training.loop import Loop
+from tests.conftest import small_config
+
+GREEDY = {"greedy_steps": 2, "chunk_size": 500, "epochs": 1}
+
+
+def greedy_loop(fake_mnist, tmp_path, **sections):
+    """A greedy run's loop on the fake data, before its first step."""
+    sections["optim"] = {**GREEDY, **sections.get("optim", {})}
+    cfg = small_config(fake_mnist, **sections)
+    data = data_mod.load(cfg.data)
+    model = build_model(cfg, data.shape, data.num_classes)
+    return Loop(cfg, model, data, torch.device("cpu"), tmp_path, None)
+
+
+def greedy_step(loop, name: str, chunk: int = 0):
+    """One greedy step that trains the loss `name` on chunk `chunk`; returns the losses it gave."""
+    names = loop.model.loss_names
+    step = chunk * len(names) * GREEDY["greedy_steps"] + names.index(name) * GREEDY["greedy_steps"]
+    assert loop.schedule.step(1, step, None)[1] == {name}
+    losses, _ = loop.train_step(1, step, None)
+    return losses
+
+
+# ---- the greedy schedule honours what the model honours ------------------------------------------
+def test_greedy_trains_one_named_loss_per_step_in_order(fake_mnist, tmp_path):
+    loop = greedy_loop(fake_mnist, tmp_path)
+    names = ["layer0", "layer1", "readout"]
+    assert loop.model.loss_names == names
+    plan = [loop.schedule.step(1, s, None) for s in range(loop.schedule.steps_per_epoch)]
+    assert len(plan) == 2 * 3 * 2  # 1000 images in chunks of 500, 3 losses, 2 steps each
+    assert [sorted(active)[0] for _, active, _ in plan[:6]] == [n for n in names for _ in range(2)]
+    assert plan[0][0] == slice(0, 500) and plan[6][0] == slice(500, 1000)
+    before = {k: v.clone() for k, v in loop.model.state_dict().items()}
+    assert set(greedy_step(loop, "layer1")) == {"layer1"}
+    moved = {k for k, v in loop.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert moved == {"stack.layers.1.linear.weight", "stack.layers.1.linear.bias", "stack.layers.1.mean_activity"}
+
+
+def test_greedy_passes_through_black_box_stages(fake_mnist, tmp_path, monkeypatch):
+    loop = greedy_loop(fake_mnist, tmp_path, model={"blackbox": "quantize", "blackbox_strength": 1},
+                       objective={"negatives": "random"})  # no neutral pass through every layer
+    seen = []
+    stage = loop.model.stack.stages[0]
+    original = type(stage).forward
+    monkeypatch.setattr(type(stage), "forward", lambda self, y: seen.append(y.shape) or original(self, y))
+    greedy_step(loop, "layer0")
+    assert not seen  # layer 0's step does not run what is above it
+    greedy_step(loop, "layer1")
+    assert seen, "layer 1 trained on layer 0's activity without the black box between them"
+
+
+def test_greedy_applies_peer_normalisation(fake_mnist, tmp_path):
+    loop = greedy_loop(fake_mnist, tmp_path, model={"peer_lambda": 0.03})
+    layer = loop.model.layers[0]
+    assert torch.equal(layer.mean_activity, torch.full_like(layer.mean_activity, 0.5))
+    greedy_step(loop, "layer0")
+    assert not torch.equal(layer.mean_activity, torch.full_like(layer.mean_activity, 0.5))
+
+
+def test_greedy_trains_the_readout(fake_mnist, tmp_path):
+    loop = greedy_loop(fake_mnist, tmp_path)
+    assert not loop.model.readout.weight.any()
+    assert set(greedy_step(loop, "readout")) == {"readout"}
+    assert loop.model.readout.weight.any()
+
+
+def test_greedy_samples_hard_negatives_from_the_readout(fake_mnist, tmp_path, monkeypatch):
+    from forward_forward.negatives import wrong_labels
+
+    loop = greedy_loop(fake_mnist, tmp_path, objective={"negatives": "hard"})
+    with torch.no_grad():
+        loop.model.readout.bias.copy_(torch.arange(10.0) * 3)  # the readout believes in class 9
+    sampled = []
+    original = wrong_labels.label_ops.hard_wrong
+    monkeypatch.setattr(wrong_labels.label_ops, "hard_wrong",
+                        lambda labels, probs, **kw: sampled.append(probs) or original(labels, probs, **kw))
+    greedy_step(loop, "layer0")
+    assert sampled and sampled[0].argmax(1).eq(9).all(), "hard negatives were not drawn from the readout"
+
+
+def test_greedy_jitters_the_images(fake_mnist, tmp_path, monkeypatch):
+    from forward_forward import augment
+
+    loop = greedy_loop(fake_mnist, tmp_path, data={"jitter": 2})
+    calls = []
+    original = augment.jitter
+    monkeypatch.setattr(augment, "jitter", lambda images, *a: calls.append(images.shape) or original(images, *a))
+    greedy_step(loop, "layer1")
+    assert calls == [(500, 1, 28, 28)]
+
+
+def test_greedy_run_with_every_feature_on_learns_and_resumes_mid_epoch(fake_mnist, tmp_path):
+    cfg = small_config(fake_mnist, model={"blackbox": "quantize", "blackbox_strength": 4, "peer_lambda": 0.03},
+                       objective={"negatives": "hard"}, data={"jitter": 1},
+                       optim={"greedy_steps": 10, "chunk_size": 500, "epochs": 2, "lr": 0.003},
+                       run={"deterministic": True})
+    reference = train(cfg, tmp_path / "reference", "test")
+    assert reference["test_error"] < 0.5, reference
+    run, calls, original = tmp_path / "interrupted", {"n": 0}, torch.optim.SGD.step
+
+    def step_then_interrupt(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 25:  # epoch 1, chunk 1, the readout's phase
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, *args, **kwargs)
+
+    torch.optim.SGD.step = step_then_interrupt
+    try:
+        with pytest.raises(FFError, match="interrupted at epoch 1, step 25"):
+            train(cfg, run, "test")
+    finally:
+        torch.optim.SGD.step = original
+    assert checkpoint.load(run)["step"] == 25
+    assert train(cfg, run, "test", resume=True)["test_error"] == reference["test_error"]
+
+
+# ---- models own their interface ------------------------------------------------------------------
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_every_parameter_a_model_has_is_optimised_even_a_new_one(kind):
+    cfg = small_config(model={"kind": kind}, objective={"predict": "softmax"})
+    model = build_model(cfg, (1, 8, 8), 10)
+    model.layers[0].gain = nn.Parameter(torch.ones(64))  # a part a researcher adds to a layer
+    optimizer, _ = build_optimizer(cfg, model, total_steps=10)
+    grouped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert grouped == {id(p) for p in model.parameters()}
+    model.layers[0].gain.grad = torch.ones(64)
+    optimizer.step()
+    assert not torch.equal(model.layers[0].gain, torch.ones(64))
+
+
+def test_a_model_whose_groups_leave_a_parameter_out_is_refused():
+    cfg = small_config()
+    model = build_model(cfg, (100,), 10)
+    model.param_groups = lambda optim: [{"params": list(model.layers.parameters())}]
+    with pytest.raises(AssertionError, match="readout.weight"):
+        build_optimizer(cfg, model, total_steps=10)
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_forward_is_the_named_losses_and_works_under_data_parallel(kind, tmp_path):
+    import torch.distributed as dist
+
+    cfg = small_config(model={"kind": kind, "peer_lambda": 0.0}, objective={"predict": "softmax"})  # no running means
+    model = build_model(cfg, (1, 8, 8), 10)
+    images, labels = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    torch.manual_seed(3)
+    direct, _ = model(images, labels)
+    torch.manual_seed(3)
+    named, _ = model.losses(images, labels)
+    assert list(direct) == model.loss_names == list(named)
+    assert all(torch.equal(direct[k], named[k]) for k in direct)
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        wrapped = nn.parallel.DistributedDataParallel(model)
+        losses, _ = wrapped(images, labels)
+        sum(losses.values()).backward()
+        assert [n for n, p in model.named_parameters() if p.grad is None] == []
+    finally:
+        dist.destroy_process_group()
+
+
+# ---- registries ----------------------------------------------------------------------------------
+class Shuffled(WrongLabels):
+    """A strategy a user adds: each image with the label of another image in the batch (may be true)."""
+
+    def wrong(self, images, labels, probs):
+        return images, labels.roll(1)
+
+
+def test_a_new_negative_strategy_is_one_registry_entry(monkeypatch, fake_mnist, tmp_path):
+    with pytest.raises(FFError, match="objective.negatives must be one of random, hard, all, hybrid; got 'shuffled'"):
+        small_config(objective={"negatives": "shuffled"})
+    monkeypatch.setitem(NEGATIVES, "shuffled", Shuffled)
+    cfg = small_config(fake_mnist, objective={"negatives": "shuffled"}, optim={"epochs": 1})
+    model = build_model(cfg, (100,), 10)
+    images, labels = torch.rand(4, 100), torch.tensor([1, 2, 3, 4])
+    _, neg = model.negatives.make(images, labels, model.coding)
+    assert neg[:, :10].argmax(1).tolist() == [4, 1, 2, 3]
+    assert train(cfg, tmp_path / "run", "test")["test_error"] < 0.9
+
+
+def test_registry_entries_check_their_own_fields():
+    with pytest.raises(FFError, match="hard samples from the softmax readout"):
+        small_config(model={"readout": False}, objective={"negatives": "hard", "predict": "goodness"})
+    with pytest.raises(FFError, match="number of bits for quantize"):
+        small_config(model={"blackbox": "quantize", "blackbox_strength": 20})
+    with pytest.raises(FFError, match="model.kind = backprop trains end to end"):
+        small_config(model={"kind": "backprop"}, objective={"predict": "softmax"}, optim={"greedy_steps": 5})
+    with pytest.raises(FFError, match="label_coding has nothing to code"):
+        small_config(objective={"negatives": "hybrid", "predict": "softmax", "label_coding": "channels"})
+    # a backprop twin ignores the FF-only fields, so any FF config is one field away from its twin
+    twin = merge(small_config(model={"readout": False}, objective={"negatives": "random", "predict": "goodness"}),
+                 {"model": {"kind": "backprop"}, "objective": {"predict": "softmax"}})
+    assert twin.model.kind == "backprop"
