@@ -19,8 +19,7 @@ import torch
 from forward_forward import presets
 from forward_forward.config import merge, parse_overrides
 from forward_forward.data import IMAGE_SHAPES
-from forward_forward.layers import FFLinear
-from forward_forward.model import make_layers
+from forward_forward.layers import FFLinear, FFLocal, build_layers
 
 
 def seconds_per_step(layer, x: torch.Tensor, repeats: int) -> float:
@@ -52,16 +51,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     cfg = merge(presets.preset(args.preset), parse_overrides(args.set))
-    if not cfg.model.local_kernel:
-        raise SystemExit(f"preset {args.preset!r} has no locally connected layers: set model.local_kernel.")
-    shape = IMAGE_SHAPES[cfg.data.dataset]
-    layers = make_layers(cfg.model, shape[0] * shape[1] * shape[2], shape)
+    layers = build_layers(cfg.model, IMAGE_SHAPES[cfg.data.dataset])
+    if not any(isinstance(layer, FFLocal) for layer in layers):
+        raise SystemExit(f"preset {args.preset!r} has no locally connected layers: set model.layer = local.")
     rows = []
     for i, local in enumerate(layers):
+        if not isinstance(local, FFLocal):
+            continue
         local = local.to(args.device)
         inputs = local.in_features
         dense = FFLinear(inputs, max(1, round(local.weight.numel() / inputs))).to(args.device)
-        x = torch.rand(args.batch, inputs, device=args.device)
+        x = torch.rand(args.batch, *local.in_shape, device=args.device)
         t_local, t_dense = seconds_per_step(local, x, args.repeats), seconds_per_step(dense, x, args.repeats)
         rows.append({"layer": i, "in_shape": list(local.in_shape), "out_shape": list(local.out_shape),
                      "kernel": local.kernel, "stride": local.stride, "padding": local.padding,

@@ -22,7 +22,9 @@ import torch
 
 from forward_forward import presets
 from forward_forward.config import merge, parse_overrides
-from forward_forward.train import resolve_device, train
+from forward_forward.data import IMAGE_SHAPES, NUM_CLASSES
+from forward_forward.models import build_model
+from forward_forward.training import resolve_device, train
 
 
 def peak_matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 4096,
@@ -41,19 +43,11 @@ def peak_matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32,
     return 2 * n**3 / best / 1e9
 
 
-def flops_per_image(cfg, input_dim: int, num_classes: int) -> float:
-    """Matmul FLOPs of one training image: positive and negative forward and weight-gradient
-    passes through every layer (inputs are detached, so no input gradients), plus the
-    forward-only neutral pass and the readout when the model has one."""
-    sizes = [input_dim, *cfg.model.hidden]
-    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    flops = 2 * (2 * macs) * 2  # (forward + weight grad) x (positive + negative) x 2 FLOPs per MAC
-    if cfg.model.readout:
-        readout = sum(cfg.model.hidden[cfg.objective.predict_layers_from :]) * num_classes
-        flops += 3 * 2 * readout
-        if cfg.objective.negatives != "hybrid":  # unsupervised: the readout reads the positive pass
-            flops += 2 * macs
-    if cfg.optim.greedy_steps:  # every image takes greedy_steps steps per layer
+def flops_per_image(cfg, data_shape: tuple[int, ...], num_classes: int) -> float:
+    """Matmul FLOPs of one training image, as the model counts them (`matmul_flops_per_image`); the
+    greedy schedule gives every image `greedy_steps` steps per loss."""
+    flops = build_model(cfg, data_shape, num_classes).matmul_flops_per_image()
+    if cfg.optim.greedy_steps:
         flops *= cfg.optim.greedy_steps
     return flops
 
@@ -70,8 +64,6 @@ def main() -> None:
     if args.epochs:
         cfg = merge(cfg, {"optim": {"epochs": args.epochs}})
     cfg = merge(cfg, parse_overrides(args.set))
-    if cfg.model.local_kernel:
-        raise SystemExit("this benchmark counts dense-layer FLOPs; time local layers with benchmarks/local_layer.py")
     device = resolve_device(cfg.run.device)
     # the peak of the arithmetic the run uses: bf16 matmuls under run.precision = bf16
     dtype = torch.bfloat16 if cfg.run.precision == "bf16" else torch.float32
@@ -85,8 +77,8 @@ def main() -> None:
     peak, fp32_peak = peaks[dtype], peaks[torch.float32]
 
     images = summary["train_images"] * summary["epochs"]
-    input_dim = 784 if cfg.data.dataset != "cifar10" else 3072
-    achieved = flops_per_image(cfg, input_dim, 10) * images / summary["step_seconds"] / 1e9
+    flops = flops_per_image(cfg, IMAGE_SHAPES[cfg.data.dataset], NUM_CLASSES[cfg.data.dataset])
+    achieved = flops * images / summary["step_seconds"] / 1e9
     result = {
         "preset": args.preset,
         "epochs": summary["epochs"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from . import config as config_mod
@@ -77,8 +78,8 @@ def cmd_eval(args) -> None:
     if not len(split):
         raise FFError(f"{args.run_dir} was trained with data.val_size = 0: it has no validation images to score.")
     err = error_rate(model, split, how, cfg.run.eval_batch_size, device, weight)
-    weight = f", goodness weight {weight:g}" if how == "combined" else ""
-    print(f"{args.split} error {100 * err:.2f} % (predict by {how}{weight})")
+    shown = f", goodness weight {weight:g}" if how == "combined" else ""
+    print(f"{args.split} error {100 * err:.2f} % (predict by {how}{shown})")
 
 
 def cmd_plot(args) -> None:
@@ -222,7 +223,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"ff: note: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning  # a deprecation is a note for the user, not a source location
     args = parser().parse_args(argv)
     try:
         args.func(args)

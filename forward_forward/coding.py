@@ -76,8 +76,12 @@ class Pixels(LabelCoding):
 
 
 class Channels(LabelCoding):
-    """The label as C extra input channels, each constant over the image (one plane per class); on
-    data without a spatial shape, C extra features. Nothing of the image is overwritten."""
+    """The label as C extra input channels, each constant over the image (one plane per class), for
+    layers that see patches (local, convolutional): every patch sees the label. Nothing of the image
+    is overwritten. A dense layer on them sees H * W copies of the label: its input is (C0 + C) / C0
+    times longer, which scales the effective learning rate of RMS-normalised inputs by as much;
+    use `extra` for dense layers.
+    """
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -97,4 +101,20 @@ class Channels(LabelCoding):
         return self._planes(images, rows)
 
 
-LABEL_CODINGS: dict[str, type[LabelCoding]] = {"pixels": Pixels, "channels": Channels}
+class Extra(LabelCoding):
+    """The label as C extra inputs after the flattened image: nothing is overwritten and the input
+    grows by C values only (dense layers, tabular data)."""
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (math.prod(self.data_shape) + self.num_classes,)
+
+    def write(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.cat([images.flatten(1), self._hot(images, labels)], dim=1)
+
+    def neutral(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([images.flatten(1), images.new_full((images.shape[0], self.num_classes),
+                                                             self.neutral_value)], dim=1)
+
+
+LABEL_CODINGS: dict[str, type[LabelCoding]] = {"pixels": Pixels, "channels": Channels, "extra": Extra}

@@ -59,7 +59,7 @@ class ObjectiveConfig:
     temperature: float = 1.0  # p(positive) = sigmoid((goodness - theta) / temperature)
     loss: str = "logistic"  # logistic | symba | hinge (forward_forward.objectives.LOSSES)
     symba_alpha: float = 4.0  # the SymBa loss's sharpness alpha
-    label_coding: str = "pixels"  # how the label enters the input (coding.LABEL_CODINGS): pixels | channels
+    label_coding: str = "pixels"  # how the label enters the input (coding.LABEL_CODINGS): pixels | channels | extra
     label_value: str = "one"  # value of the hot label entry: one (1.0) | max (the image's max)
     neutral_value: float = 0.1  # every label pixel of the neutral ("no label") input
     # negative data (negatives.NEGATIVES): wrong labels random | hard (sampled from the readout) | all,
@@ -266,8 +266,8 @@ def _migrate(cfg: Config, overrides: dict) -> dict:
     if not isinstance(model, dict) or "layer" in model or cfg.model.layer != "dense":
         return overrides
     if model.get("local_kernel", 0) not in (0, [], None):
-        warnings.warn("model.local_kernel > 0 without model.layer is deprecated: add model.layer = \"local\".",
-                      FutureWarning, stacklevel=3)
+        warnings.warn("model.local_kernel > 0 without model.layer is read as model.layer = \"local\"; this "
+                      "reading is deprecated: add model.layer = \"local\".", FutureWarning, stacklevel=3)
         overrides = {**overrides, "model": {**model, "layer": "local"}}
     return overrides
 
