@@ -77,7 +77,8 @@ def test_load_splits_validation_from_the_end_of_training(fake_mnist):
     raw = data.read_idx(fake_mnist / "mnist" / "train-labels-idx1-ubyte.gz")
     assert (len(d.train), len(d.val), len(d.test)) == (1000, 200, 300)
     assert np.array_equal(d.val.labels.numpy(), raw[-200:])
-    assert d.train.images.shape == (1000, 1, 28, 28) and d.shape == (1, 28, 28) and d.num_classes == 10 and 0 <= d.train.images.min() and d.train.images.max() <= 1
+    assert d.train.images.shape == (1000, 1, 28, 28) and d.shape == (1, 28, 28) and d.num_classes == 10
+    assert 0 <= d.train.images.min() and d.train.images.max() <= 1
     limited = data.load(DataConfig(**{**cfg.__dict__, "train_limit": 300}))
     assert len(limited.train) == 300
 
