@@ -45,11 +45,11 @@ def peak_matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32,
 
 def flops_per_image(cfg, data_shape: tuple[int, ...], num_classes: int) -> float:
     """Matmul FLOPs of one training image, as the model counts them (`matmul_flops_per_image`); the
-    greedy schedule gives every image `greedy_steps` steps per loss."""
-    flops = build_model(cfg, data_shape, num_classes).matmul_flops_per_image()
-    if cfg.optim.greedy_steps:
-        flops *= cfg.optim.greedy_steps
-    return flops
+    greedy schedule gives every image `greedy_steps` steps of each loss alone."""
+    model = build_model(cfg, data_shape, num_classes)
+    if not cfg.optim.greedy_steps:
+        return model.matmul_flops_per_image()
+    return cfg.optim.greedy_steps * sum(model.matmul_flops_per_image(frozenset({name})) for name in model.loss_names)
 
 
 def main() -> None:

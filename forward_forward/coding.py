@@ -118,3 +118,12 @@ class Extra(LabelCoding):
 
 
 LABEL_CODINGS: dict[str, type[LabelCoding]] = {"pixels": Pixels, "channels": Channels, "extra": Extra}
+AUTO = "auto"  # objective.label_coding: pixels where the data leaves room for them, else extra
+
+
+def resolve(name: str, data_shape: tuple[int, ...], label_room: bool = True) -> str:
+    """The coding `name` stands for: "auto" writes over an image's first pixels only where they are
+    blank in every training image (MNIST's corner, as the paper does), and never over features."""
+    if name != AUTO:
+        return name
+    return "pixels" if len(data_shape) == 3 and label_room else "extra"

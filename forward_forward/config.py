@@ -20,7 +20,8 @@ from .errors import FFError
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist"  # mnist | fashion-mnist | cifar10
+    dataset: str = "mnist"  # mnist | fashion-mnist | cifar10 | file (data.path) | arrays (given in Python)
+    path: str | None = None  # dataset = file: a .npz or .pt file with x_train, y_train, x_test, y_test
     data_dir: str | None = None  # None: $FF_DATA_DIR, else ~/.cache/forward-forward
     download: bool = True  # fetch missing files from the official mirrors
     verify_checksums: bool = True  # compare every file with its published MD5
@@ -59,7 +60,9 @@ class ObjectiveConfig:
     temperature: float = 1.0  # p(positive) = sigmoid((goodness - theta) / temperature)
     loss: str = "logistic"  # logistic | symba | hinge (forward_forward.objectives.LOSSES)
     symba_alpha: float = 4.0  # the SymBa loss's sharpness alpha
-    label_coding: str = "pixels"  # how the label enters the input (coding.LABEL_CODINGS): pixels | channels | extra
+    # how the label enters the input (coding.LABEL_CODINGS): pixels | channels | extra, or auto: pixels
+    # where the data leaves room for them (MNIST's blank corner, the built-in datasets), else extra
+    label_coding: str = "auto"
     label_value: str = "one"  # value of the hot label entry: one (1.0) | max (the image's max)
     neutral_value: float = 0.1  # every label pixel of the neutral ("no label") input
     # negative data (negatives.NEGATIVES): wrong labels random | hard (sampled from the readout) | all,
@@ -88,6 +91,9 @@ class OptimConfig:
     phase_steps: int = 0  # >0: "sleep" phases, K steps on positive data only, then K on negative only
     greedy_steps: int = 0  # >0: the article's greedy schedule, N full-chunk steps per layer
     chunk_size: int = 20000  # images per chunk in the greedy schedule
+    # greedy: step draws fresh negatives (and jitter, noise) on every step | chunk draws them once per
+    # chunk and reuses them on each of its steps, as the article's notebook does
+    greedy_negatives: str = "step"
 
 
 @dataclass
@@ -124,13 +130,14 @@ class Config:
 MAX_UNITS = 100_000  # a layer wider than this is a typo, not a model: refuse it before allocating
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 CHOICES = {
-    "data.dataset": ("mnist", "fashion-mnist", "cifar10"),
+    "data.dataset": ("mnist", "fashion-mnist", "cifar10", "file", "arrays"),
     "model.norm": ("rms", "l2"),
     "model.init": ("hinton", "torch"),
     "objective.label_value": ("one", "max"),
     "objective.predict": ("softmax", "goodness", "combined", "best"),
     "optim.name": ("sgd", "adam"),
     "optim.schedule": ("hinton", "constant"),
+    "optim.greedy_negatives": ("step", "chunk"),
     "run.precision": ("fp32", "bf16"),
 }
 
@@ -209,7 +216,9 @@ def _validate(cfg: Config) -> Config:
     registries = {"model.kind": MODELS, "model.activation": ACTIVATIONS, "model.blackbox": BLACKBOXES,
                   "objective.goodness": GOODNESS, "objective.loss": LOSSES, "objective.negatives": NEGATIVES,
                   "objective.label_coding": LABEL_CODINGS}
-    for path, choices in {**CHOICES, **{k: tuple(v) for k, v in registries.items()}}.items():
+    choices_of = {**CHOICES, **{k: tuple(v) for k, v in registries.items()}}
+    choices_of["objective.label_coding"] += ("auto",)
+    for path, choices in choices_of.items():
         if _get(cfg, path) not in choices:
             raise FFError(f"{path} must be one of {', '.join(choices)}; got {_get(cfg, path)!r}.")
     for paths, check, demand in RANGES:
@@ -248,14 +257,19 @@ def per_layer(model: ModelConfig, name: str) -> list:
 
 
 def _check_layers(model: ModelConfig, layer_types: dict) -> None:
-    for name in PER_LAYER:
+    kinds = per_layer(model, "layer")
+    # local geometry only matters with local layers (dense configs of earlier versions may carry stale lists)
+    for name in PER_LAYER if "local" in kinds else ("layer",):
         values = per_layer(model, name)
         if len(values) != len(model.hidden):
             raise FFError(f"model.{name} lists {len(values)} values for {len(model.hidden)} hidden layers; "
                           "give one value, or one per layer.")
-    for index, kind in enumerate(per_layer(model, "layer")):
+    for index, kind in enumerate(kinds):
         if kind not in layer_types:
             raise FFError(f"model.layer must be one of {', '.join(layer_types)} for every layer; got {kind!r}.")
+        if kind == "local" and "dense" in kinds[:index]:
+            raise FFError(f"model.layer puts a local layer after a dense one ({kinds}); a local layer needs the "
+                          "map of the layer below: put local layers first.")
         layer_types[kind].check(model, index)
 
 
@@ -263,12 +277,14 @@ def _migrate(cfg: Config, overrides: dict) -> dict:
     """Configs written before `model.layer` chose local layers by a non-zero model.local_kernel: keep
     them working, with a one-line notice."""
     model = overrides.get("model")
-    if not isinstance(model, dict) or "layer" in model or cfg.model.layer != "dense":
+    if not isinstance(model, dict) or "layer" in model or "local_kernel" not in model:
         return overrides
-    if model.get("local_kernel", 0) not in (0, [], None):
-        warnings.warn("model.local_kernel > 0 without model.layer is read as model.layer = \"local\"; this "
-                      "reading is deprecated: add model.layer = \"local\".", FutureWarning, stacklevel=3)
-        overrides = {**overrides, "model": {**model, "layer": "local"}}
+    kernel = model["local_kernel"]
+    wanted = "dense" if kernel == 0 or kernel == [] else "local"
+    if wanted != cfg.model.layer:
+        warnings.warn(f"model.local_kernel = {kernel} without model.layer is read as model.layer = {wanted!r}; "
+                      f"this reading is deprecated: add model.layer = {wanted!r}.", FutureWarning, stacklevel=3)
+        overrides = {**overrides, "model": {**model, "layer": wanted}}
     return overrides
 
 

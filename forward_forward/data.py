@@ -80,9 +80,10 @@ class Datasets:
     train: Split
     val: Split
     test: Split
-    shape: tuple[int, ...]  # one sample: (channels, height, width) for images
+    shape: tuple[int, ...]  # one sample: (channels, height, width) for images, (features,) for tables
     num_classes: int
-    kind: str = "image"  # image | tokens
+    kind: str = "image"  # image | features
+    label_room: bool = True  # the first num_classes values of every training image are blank: room for the label
 
 
 # ---- readers ------------------------------------------------------------------------------
@@ -279,16 +280,117 @@ def load_arrays(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return train_x, train_y, test_x, test_y, (1, *train_x.shape[1:])
 
 
+def _split(train: Split, test: Split, shape: tuple[int, ...], num_classes: int, val_size: int,
+           train_limit: int, kind: str, label_room: bool) -> Datasets:
+    """Validation is the last `val_size` training samples; `train_limit` keeps the first N of the rest."""
+    n = len(train)
+    if val_size >= n:
+        raise FFError(f"data.val_size = {val_size} leaves no training samples out of {n}; lower it.")
+    val = Split(train.images[n - val_size :], train.labels[n - val_size :])
+    keep = n - val_size
+    if train_limit:
+        keep = min(keep, train_limit)
+    train = Split(train.images[:keep], train.labels[:keep])
+    return Datasets(train, val, test, tuple(shape), num_classes, kind, label_room)
+
+
 def load(cfg: DataConfig) -> Datasets:
-    """The train/validation/test splits; validation is the last `val_size` training images."""
+    """The train/validation/test splits of `data.dataset` (a built-in dataset, or `file` at `data.path`)."""
+    if cfg.dataset == "file":
+        if not cfg.path:
+            raise FFError("data.dataset = file reads data.path: set it to a .npz or .pt file.")
+        return from_arrays(*read_array_file(cfg.path), val_size=cfg.val_size, train_limit=cfg.train_limit)
+    if cfg.dataset == "arrays":
+        raise FFError("this run was trained on arrays given in Python: pass them again, "
+                      "`load_trained(run_dir, data=from_arrays(...))`.")
     train_x, train_y, test_x, test_y, shape = load_arrays(cfg)
     train, test = _to_split(train_x, train_y, shape), _to_split(test_x, test_y, shape)
-    n = len(train)
-    if cfg.val_size >= n:
-        raise FFError(f"data.val_size = {cfg.val_size} leaves no training images out of {n}; lower it.")
-    val = Split(train.images[n - cfg.val_size :], train.labels[n - cfg.val_size :])
-    keep = n - cfg.val_size
-    if cfg.train_limit:
-        keep = min(keep, cfg.train_limit)
-    train = Split(train.images[:keep], train.labels[:keep])
-    return Datasets(train, val, test, tuple(shape), NUM_CLASSES[cfg.dataset])
+    # the paper writes the label over MNIST's first pixels; the built-in datasets keep that default
+    return _split(train, test, shape, NUM_CLASSES[cfg.dataset], cfg.val_size, cfg.train_limit, "image", True)
+
+
+# ---- your own data ------------------------------------------------------------------------
+ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def read_array_file(path: str | Path) -> tuple:
+    """(x_train, y_train, x_test, y_test) from a .npz (numpy.savez) or .pt (torch.save of a dict) file."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FFError(f"data.path {path} is not a file; give a .npz or .pt file with {', '.join(ARRAY_KEYS)}.")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as f:  # no pickles: a data file cannot run code
+                arrays = {k: f[k] for k in f.files}
+        except (OSError, ValueError, zlib.error, EOFError) as e:
+            raise FFError(f"{path} is not a readable .npz file ({e}).") from None
+    elif path.suffix == ".pt":
+        from .runs import load_trusted_format
+
+        arrays = load_trusted_format(path, "dictionary of tensors")
+        if not isinstance(arrays, dict):
+            raise FFError(f"{path} does not hold a dictionary of tensors.")
+    else:
+        raise FFError(f"data.path {path} must end in .npz or .pt.")
+    missing = [k for k in ARRAY_KEYS if k not in arrays]
+    if missing:
+        raise FFError(f"{path} lacks {', '.join(missing)}; it needs {', '.join(ARRAY_KEYS)}.")
+    return tuple(arrays[k] for k in ARRAY_KEYS)
+
+
+def _as_samples(x, what: str) -> torch.Tensor:
+    """Any array -> float32 tensor (N, C, H, W) for images ((N, H, W) gains a channel) or (N, D) for features.
+
+    uint8 is read as 0..255 and scaled to [0, 1]; floats are kept as they are.
+    """
+    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x.detach().cpu()
+    if t.dtype == torch.bool or t.is_complex() or not (t.is_floating_point() or t.dtype == torch.uint8
+                                                       or t.dtype in (torch.int16, torch.int32, torch.int64)):
+        raise FFError(f"{what} must hold real numbers; got {t.dtype}.")
+    if t.ndim not in (2, 3, 4) or t.shape[0] == 0:
+        raise FFError(f"{what} must be (N, features), (N, H, W) or (N, C, H, W) with N > 0; "
+                      f"got shape {tuple(t.shape)}.")
+    t = t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+    if not torch.isfinite(t).all():
+        raise FFError(f"{what} holds NaN or infinite values; clean them first.")
+    return t.unsqueeze(1) if t.ndim == 3 else t.contiguous()
+
+
+def _as_labels(y, count: int, what: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(y)) if not isinstance(y, torch.Tensor) else y.detach().cpu()
+    if t.is_floating_point() and bool((t != t.round()).any()):
+        raise FFError(f"{what} must be whole class numbers 0, 1, ...; got fractions.")
+    t = t.long().reshape(-1) if t.ndim == 1 else t
+    if t.ndim != 1 or t.shape[0] != count:
+        raise FFError(f"{what} must be one label per sample: shape ({count},), got {tuple(t.shape)}.")
+    if count and int(t.min()) < 0:
+        raise FFError(f"{what} must be class numbers 0, 1, ...; got {int(t.min())}.")
+    return t
+
+
+def from_arrays(train_x, train_y, test_x, test_y, *, val_size: int = 0, train_limit: int = 0,
+                num_classes: int | None = None) -> Datasets:
+    """Datasets from your own arrays (NumPy or torch): images (N, H, W) or (N, C, H, W), or features (N, D).
+
+    The number of classes is the largest label + 1 unless given; validation is the last `val_size`
+    training samples. The label is written over the first pixels only where every training image
+    is blank there (MNIST's corner); otherwise `objective.label_coding = auto` gives it inputs of
+    its own.
+    """
+    train_images, test_images = _as_samples(train_x, "x_train"), _as_samples(test_x, "x_test")
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise FFError(f"x_train samples have shape {tuple(train_images.shape[1:])} and x_test samples "
+                      f"{tuple(test_images.shape[1:])}; they must match.")
+    train_labels = _as_labels(train_y, train_images.shape[0], "y_train")
+    test_labels = _as_labels(test_y, test_images.shape[0], "y_test")
+    largest = int(max(train_labels.max(), test_labels.max() if len(test_labels) else 0))
+    classes = largest + 1 if num_classes is None else num_classes
+    if classes < 2 or largest >= classes:
+        raise FFError(f"labels run up to {largest}, so num_classes must be at least {max(largest + 1, 2)}; "
+                      f"got {classes}.")
+    shape = tuple(train_images.shape[1:])
+    kind = "image" if len(shape) == 3 else "features"
+    flat = train_images.flatten(1)
+    label_room = kind == "image" and flat.shape[1] > classes and not bool(flat[:, :classes].any())
+    return _split(Split(train_images, train_labels), Split(test_images, test_labels), shape, classes,
+                  val_size, train_limit, kind, label_room)

@@ -149,18 +149,24 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
             axes[row][col].axis("off")
     save(fig, "activity")
 
-    # First-layer weights as images.
+    # First-layer weights: as images for image data, as a units x inputs matrix otherwise.
     w = model.layers[0].dense_weight().cpu()[:64]
-    c, h, wd = data.shape
-    fig, axes = plt.subplots(8, 8, figsize=(8, 8))
-    for ax, row in zip(axes.flat, w):
-        img = row.view(-1, h, wd)[:c].mean(0).numpy()  # the image's channels; label channels come after them
-        limit = float(np.percentile(np.abs(img), 99)) or 1.0  # the label pixels would swamp a max scale
-        ax.imshow(img, cmap="RdBu", vmin=-limit, vmax=limit)
-        ax.axis("off")
-    for ax in list(axes.flat)[len(w):]:
-        ax.axis("off")
-    fig.suptitle("first-layer weights (label pixels at the top left)")
+    if len(data.shape) == 3:
+        c, h, wd = data.shape
+        fig, axes = plt.subplots(8, 8, figsize=(8, 8))
+        for ax, row in zip(axes.flat, w):
+            img = row[: c * h * wd].view(c, h, wd).mean(0).numpy()  # the image; label channels or inputs follow it
+            limit = float(np.percentile(np.abs(img), 99)) or 1.0  # the label pixels would swamp a max scale
+            ax.imshow(img, cmap="RdBu", vmin=-limit, vmax=limit)
+            ax.axis("off")
+        for ax in list(axes.flat)[len(w):]:
+            ax.axis("off")
+        fig.suptitle("first-layer weights")
+    else:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        limit = float(np.percentile(np.abs(w.numpy()), 99)) or 1.0
+        ax.imshow(w.numpy(), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+        ax.set(xlabel="input (the label's inputs last)", ylabel="unit", title="first-layer weights")
     save(fig, "weights")
 
     # Confusion matrix of the configured prediction on the test set.

@@ -1,37 +1,8 @@
-"""Writing labels into images and drawing wrong labels for negative data (paper §3.3)."""
+"""Drawing wrong labels for negative data (paper §3.3); coding.py writes labels into inputs."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-
-
-def overlay(images: torch.Tensor, labels: torch.Tensor, num_classes: int, value: str = "one") -> torch.Tensor:
-    """(B, D) images -> copies whose first `num_classes` pixels hold the one-hot label.
-
-    value "one" writes 1.0 (MATLAB code); "max" writes each image's maximum (the article's notebook).
-    """
-    out = images.clone()
-    hot = F.one_hot(labels, num_classes).to(images.dtype)
-    if value == "max":
-        hot = hot * images.amax(dim=1, keepdim=True)
-    out[:, :num_classes] = hot
-    return out
-
-
-def neutral(images: torch.Tensor, num_classes: int, value: float = 0.1) -> torch.Tensor:
-    """(B, D) images with every label pixel set to `value`: the input that names no class."""
-    out = images.clone()
-    out[:, :num_classes] = value
-    return out
-
-
-def every_label(images: torch.Tensor, num_classes: int, value: str = "one") -> torch.Tensor:
-    """(B, D) -> (B*C, D): each image once with each label, image-major (rows b*C .. b*C+C-1)."""
-    batch = images.shape[0]
-    repeated = images.repeat_interleave(num_classes, dim=0)
-    labels = torch.arange(num_classes, device=images.device).repeat(batch)
-    return overlay(repeated, labels, num_classes, value)
 
 
 def random_wrong(labels: torch.Tensor, num_classes: int, generator: torch.Generator | None = None) -> torch.Tensor:

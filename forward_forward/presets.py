@@ -86,6 +86,7 @@ PRESETS: dict[str, dict] = {
             "epochs": 1,
             "greedy_steps": 1000,
             "chunk_size": 20000,
+            "greedy_negatives": "chunk",
         },
     },
     # Seconds on a CPU: for tests and for trying the tool.

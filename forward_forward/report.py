@@ -67,8 +67,8 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         parts.append(f"<h2>{html.escape(run_dir.name)}</h2><table>")
         parts += [f"<tr><th>{k}</th><td>{_fmt(k, summary.get(k, ''))}</td></tr>" for k in SUMMARY_KEYS]
         parts.append("</table>")
-        kind = summary.get("config", {}).get("model", {}).get("kind", "ff")
-        for name in FIGURES if kind == "ff" else ():  # a backprop baseline has no goodness to draw
+        # `ff plot` draws networks that predict by goodness; the summary lists every way a run predicts
+        for name in FIGURES if "test_error_goodness" in summary else ():
             png = run_dir / "figures" / f"{name}.png"
             if not png.exists():
                 raise FFError(f"{png} is missing: run `ff plot {run_dir}` first.")

@@ -50,7 +50,8 @@ def small_config(data_dir: Path | None = None, **sections) -> Config:
         "data": {"data_dir": str(data_dir) if data_dir else None, "verify_checksums": False,
                  "download": False, "val_size": 200},
         "model": {"hidden": [64, 64], "peer_lambda": 0.03},
-        "objective": {"negatives": "hard", "predict_layers_from": 0},
+        # pixels: the label in the first values even of the flat (100,) inputs that model tests build
+        "objective": {"negatives": "hard", "predict_layers_from": 0, "label_coding": "pixels"},
         "optim": {"lr": 0.01, "epochs": 2, "batch_size": 50},
         "run": {"progress": False, "device": "cpu", "eval_batch_size": 128},
     }

@@ -108,6 +108,23 @@ def test_greedy_jitters_the_images(fake_mnist, tmp_path, monkeypatch):
     assert calls == [(500, 1, 28, 28)]
 
 
+@pytest.mark.parametrize("draws", ["step", "chunk"])
+def test_greedy_negatives_fresh_every_step_or_once_per_chunk(fake_mnist, tmp_path, monkeypatch, draws):
+    from forward_forward.negatives import wrong_labels
+
+    loop = greedy_loop(fake_mnist, tmp_path, objective={"negatives": "random"},
+                       optim={"greedy_negatives": draws, "greedy_steps": 2})
+    drawn = []
+    original = wrong_labels.label_ops.random_wrong
+    monkeypatch.setattr(wrong_labels.label_ops, "random_wrong",
+                        lambda *a, **k: drawn.append(original(*a, **k)) or drawn[-1])
+    for step in (0, 1, 2, 6):  # layer0 twice, layer1, then layer0 on the second chunk
+        loop.train_step(1, step, None)
+    same_chunk = torch.equal(drawn[0], drawn[1]) and torch.equal(drawn[0], drawn[2])
+    assert same_chunk == (draws == "chunk")
+    assert not torch.equal(drawn[0], drawn[3])  # the next chunk's images get their own
+
+
 def test_greedy_run_with_every_feature_on_learns_and_resumes_mid_epoch(fake_mnist, tmp_path):
     cfg = small_config(fake_mnist, model={"blackbox": "quantize", "blackbox_strength": 4, "peer_lambda": 0.03},
                        objective={"negatives": "hard"}, data={"jitter": 1},

@@ -112,14 +112,23 @@ def test_local_layers_then_dense_ones_and_a_dense_one_cannot_feed_a_local_one(fa
                                 "local_stride": [2, 1]}).model
     local, dense = build_layers(mixed, (1, 28, 28))
     assert isinstance(local, FFLocal) and isinstance(dense, FFLinear) and dense.in_shape == (3 * 12 * 12,)
-    backwards = small_config(fake_mnist, model={"layer": ["dense", "local"], "hidden": [16, 3], "local_kernel": 3})
-    with pytest.raises(FFError, match="hidden layer 1 is local and needs a .* map below it"):
-        train(backwards, tmp_path / "run", "test")
+    with pytest.raises(FFError, match="puts a local layer after a dense one"):
+        small_config(model={"layer": ["dense", "local"], "hidden": [16, 3], "local_kernel": 3})
+    table = small_config(model={"layer": "local", "hidden": [3], "local_kernel": 3}).model
+    with pytest.raises(FFError, match="hidden layer 0 is local and needs a .* map below it"):
+        build_layers(table, (40,))
 
 
 def test_a_config_from_before_model_layer_still_means_local_layers():
-    """Runs saved when a non-zero local_kernel chose local layers load as they were, with a notice."""
-    with pytest.warns(FutureWarning, match="add model.layer"):
+    """Runs saved when a non-zero local_kernel chose local layers load as they were, with a notice;
+    a zero local_kernel on a local preset still means dense layers."""
+    with pytest.warns(FutureWarning, match="add model.layer = 'local'"):
         cfg = small_config(model={"hidden": [4, 4], "local_kernel": [5, 3]})
     assert cfg.model.layer == "local"
     assert small_config(model={"hidden": [4, 4]}).model.layer == "dense"
+    from forward_forward import presets
+    from forward_forward.config import merge
+
+    with pytest.warns(FutureWarning, match="add model.layer = 'dense'"):
+        dense = merge(presets.preset("hinton-local"), {"model": {"hidden": [2000, 2000, 2000], "local_kernel": 0}})
+    assert dense.model.layer == "dense"

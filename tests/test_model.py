@@ -81,22 +81,12 @@ def test_negatives_in_the_training_batch_never_carry_the_true_label():
         assert torch.equal(pos[:, 10:], images[:, 10:]) and torch.equal(neg[:, 10:], images[:, 10:])
 
 
-def test_overlay_values():
-    images = torch.rand(4, 100) * 0.5
-    labels = torch.tensor([0, 3, 9, 3])
-    one = label_ops.overlay(images, labels, 10, "one")
-    assert torch.equal(one[:, :10], F.one_hot(labels, 10).float())
-    peak = label_ops.overlay(images, labels, 10, "max")
-    assert torch.allclose(peak[:, :10].sum(1), images.amax(1))
-    assert torch.equal(label_ops.neutral(images, 10)[:, :10], torch.full((4, 10), 0.1))
-
-
 def test_batched_goodness_prediction_equals_a_loop_over_labels():
     model = make_model(objective={"predict_layers_from": 1})
     images, _ = batch(12)
     batched = model.label_goodness(images)  # (B, C, layers)
     for k in range(10):
-        x = label_ops.overlay(images, torch.full((12,), k), 10)
+        x = model.with_label(images, torch.full((12,), k))
         looped = torch.stack([model.goodness(a) for a in model.activities(x)], dim=1)
         assert torch.allclose(batched[:, k], looped, rtol=1e-5, atol=1e-4)
     expected = batched[:, :, 1:].sum(2).argmax(1)
@@ -213,3 +203,16 @@ def test_weights_saved_before_the_layer_stack_still_load():
     fresh = make_model()
     fresh.load_state_dict(legacy)
     assert torch.equal(fresh.predict(images, "combined"), model.predict(images, "combined"))
+
+
+def test_losses_under_eval_leave_every_buffer_unchanged():
+    model = trained_a_little(make_model(model={"peer_lambda": 0.03}))
+    images, labels = batch()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.eval()
+    with torch.no_grad():
+        losses, _ = model(images, labels)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    model.train()
+    model(images, labels)
+    assert not torch.equal(model.state_dict()["stack.layers.0.mean_activity"], before["stack.layers.0.mean_activity"])

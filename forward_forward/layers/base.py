@@ -83,10 +83,12 @@ class FFLayer(nn.Module):
         """Surrogate whose gradient on each pre-activation is lambda * (unit mean - layer mean) / B.
 
         It is applied to the pre-activation, not through the ReLU, as in the MATLAB code; the
-        running mean is updated here, from positive data only.
+        running mean is updated here, from positive data only, and only in training mode: a loss
+        computed for monitoring under `eval()` leaves the layer as it was.
         """
         with torch.no_grad():
-            self.mean_activity.mul_(self.peer_decay).add_(activity.mean(dim=0), alpha=1 - self.peer_decay)
+            if self.training:
+                self.mean_activity.mul_(self.peer_decay).add_(activity.mean(dim=0), alpha=1 - self.peer_decay)
             push = self.peer_lambda * (self.mean_activity - self.mean_activity.mean())
         return (pre_activation.mean(dim=0) * push).sum()
 

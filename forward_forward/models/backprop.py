@@ -59,8 +59,10 @@ class BackpropNetwork(nn.Module):
         return list(range(len(self.stack)))
 
     def param_groups(self, optim: OptimConfig) -> list[dict]:
-        """One learning rate and weight cost for the whole network: the output layer is one more layer."""
-        return decay_groups(self.named_parameters(), optim.lr, optim.weight_decay)
+        """One learning rate and weight cost for the whole network: the output layer is one more layer
+        (its own two groups, as checkpoints of earlier versions hold them)."""
+        return (decay_groups(self.stack.named_parameters(), optim.lr, optim.weight_decay)
+                + decay_groups(self.readout.named_parameters(), optim.lr, optim.weight_decay))
 
     def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, ...) images -> each hidden layer's activity, with the graph kept across layers."""

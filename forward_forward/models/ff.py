@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..blackbox import BLACKBOXES
-from ..coding import LABEL_CODINGS, NoLabel
+from ..coding import LABEL_CODINGS, NoLabel, resolve
 from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
 from ..errors import FFError
 from ..layers import build_layers
@@ -32,7 +32,8 @@ class FFNetwork(nn.Module):
         self.num_classes = num_classes
         self.objective = objective
         self.negatives = NEGATIVES[objective.negatives](objective, num_classes, data_shape)
-        coding = LABEL_CODINGS[objective.label_coding] if self.negatives.labelled else NoLabel
+        # auto is resolved against the data by train(); built directly, an image gets pixels
+        coding = LABEL_CODINGS[resolve(objective.label_coding, data_shape)] if self.negatives.labelled else NoLabel
         self.coding = coding(data_shape, num_classes, objective.label_value, objective.neutral_value)
         layers = build_layers(model, self.coding.input_shape)
         stages = [BLACKBOXES[model.blackbox](layer.out_features, model.blackbox_strength, seed=i)
@@ -188,6 +189,13 @@ class FFNetwork(nn.Module):
         stats["acc"] = sum(right) / len(right)
         return loss, stats
 
+    def _layers_to_run(self, active: frozenset[str]) -> tuple[list[int], int]:
+        """The layers whose losses are active, and how many layers the pass runs: up to the highest
+        active one, or all of them when the unsupervised readout (which reads this pass) is active."""
+        trained = [i for i in range(len(self.stack)) if f"layer{i}" in active]
+        unsupervised_readout = self.readout is not None and "readout" in active and not self.negatives.labelled
+        return trained, len(self.stack) if unsupervised_readout else max(trained, default=-1) + 1
+
     def forward(self, images: torch.Tensor, labels: torch.Tensor, active: frozenset[str] | None = None,
                 phase: str = "both") -> tuple[dict[str, torch.Tensor], dict]:
         """Named losses for one minibatch, one per active layer plus "readout", and detached statistics.
@@ -210,14 +218,15 @@ class FFNetwork(nn.Module):
                 readout_loss = F.cross_entropy(logits, labels)
                 readout_acc = (logits.detach().argmax(1) == labels).float().mean()
             probs = logits.detach().softmax(dim=1)
-        pos, neg = self.negatives.make(images, labels, self.coding, probs, self)
-        pos, neg = (pos, neg[:0]) if phase == "positive" else (pos[:0], neg) if phase == "negative" else (pos, neg)
-        trained = [i for i in range(len(self.stack)) if f"layer{i}" in active]
-        # the unsupervised readout reads the real images' activities of this pass: run every layer then
-        upto = len(self.stack) if wants_readout and not self.negatives.labelled else max(trained, default=-1) + 1
-        batch = pos.shape[0]
-        out = self.stack(torch.cat([pos, neg]), upto=upto,  # (P + N, ...): one matmul per layer for both
-                         frozen=frozenset(range(upto)) - set(trained))
+        trained, upto = self._layers_to_run(active)
+        if upto == 0:  # the readout alone (a greedy readout step): no layer, no negatives
+            out, batch = None, 0
+        else:
+            pos, neg = self.negatives.make(images, labels, self.coding, probs, self)
+            pos, neg = (pos, neg[:0]) if phase == "positive" else (pos[:0], neg) if phase == "negative" else (pos, neg)
+            batch = pos.shape[0]
+            out = self.stack(torch.cat([pos, neg]), upto=upto,  # (P + N, ...): one matmul per layer for both
+                             frozen=frozenset(range(upto)) - set(trained))
         for i in trained:
             z, y = out.pre[i], out.act[i]
             loss, stats[f"layer{i}"] = self.layer_loss(i, y[:batch], y[batch:])
@@ -236,14 +245,18 @@ class FFNetwork(nn.Module):
         """Every named loss of one minibatch: `forward` with all losses active."""
         return self(images, labels, phase=phase)
 
-    def matmul_flops_per_image(self) -> float:
-        """Matmul FLOPs of one training image: positive and negative forward and weight-gradient
-        passes through every layer (inputs are detached, so no input gradients), the forward-only
-        neutral pass and the readout."""
-        macs = sum(layer.macs for layer in self.stack.layers)
-        flops = 2 * 2 * macs * (1 + self.negatives.per_image)  # (forward + weight grad) x 2 FLOPs per MAC
-        if self.readout is not None:
-            flops += 3 * 2 * self.readout.weight.numel()
-            if self.negatives.labelled:  # the neutral pass; unsupervised, the readout reads the positive pass
-                flops += 2 * macs
+    def matmul_flops_per_image(self, active: frozenset[str] | None = None) -> float:
+        """Matmul FLOPs of one training image in a step with `active` losses (default all): positive and
+        negative forward and weight-gradient passes of the trained layers (inputs are detached, so no
+        input gradients), forward passes of the layers below them, the neutral pass and the readout."""
+        active = frozenset(self.loss_names) if active is None else active
+        trained, upto = self._layers_to_run(active)
+        macs = [layer.macs for layer in self.stack.layers]
+        samples = 1 + self.negatives.per_image if upto else 0
+        flops = sum(2 * (2 if i in trained else 1) * macs[i] * samples for i in range(upto))  # 2 FLOPs per MAC
+        wants_readout = self.readout is not None and "readout" in active
+        if self.negatives.labelled and (wants_readout or self.negatives.needs_probs):
+            flops += 2 * sum(macs) + 2 * self.readout.weight.numel()  # the neutral pass and its logits
+        if wants_readout:  # forward (unsupervised: here; supervised: in the neutral pass) and weight gradient
+            flops += (4 if self.negatives.labelled else 6) * self.readout.weight.numel()
         return flops

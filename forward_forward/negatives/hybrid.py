@@ -60,9 +60,9 @@ class Hybrid(Negatives):
         if o.predict in ("goodness", "combined") or not cfg.model.readout:
             raise FFError("objective.negatives = hybrid learns without labels, so classes come from the readout: "
                           "set model.readout = true and objective.predict = softmax (or best).")
-        if o.label_coding != "pixels":
+        if o.label_coding not in ("auto", "pixels"):  # pixels: what configs before label codings say
             raise FFError("objective.negatives = hybrid puts no label in the input, so objective.label_coding "
-                          "has nothing to code: leave it at pixels.")
+                          "has nothing to code: leave it at auto.")
 
     def __init__(self, objective, num_classes, data_shape):
         super().__init__(objective, num_classes, data_shape)

@@ -63,8 +63,11 @@ def score(cfg: Config, model: nn.Module, data: Datasets, device: torch.device) -
     return out
 
 
-def load_trained(run_dir: Path, data_dir: str | None = None, device: str | None = None):
-    """Rebuild a finished run: (config, model with its weights, datasets, device)."""
+def load_trained(run_dir: str | Path, data_dir: str | None = None, device: str | None = None,
+                 data: Datasets | None = None):
+    """Rebuild a finished run: (config, model with its weights, datasets, device). `data`: the
+    `Datasets` of a run trained on arrays given in Python."""
+    run_dir = Path(run_dir)
     cfg, _ = runs.load_config(run_dir)
     if data_dir:
         cfg = merge(cfg, {"data": {"data_dir": data_dir}})
@@ -73,7 +76,7 @@ def load_trained(run_dir: Path, data_dir: str | None = None, device: str | None 
         chosen = json.loads(summary.read_text()).get("predict", "softmax") if summary.exists() else "softmax"
         cfg = merge(cfg, {"objective": {"predict": chosen}})
     torch_device = resolve_device(device or cfg.run.device)
-    data = data_mod.load(cfg.data)
+    data = data_mod.load(cfg.data) if data is None else data
     model = build_model(cfg, data.shape, data.num_classes)
     try:
         model.load_state_dict(runs.load_weights(run_dir))

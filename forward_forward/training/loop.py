@@ -6,6 +6,7 @@ uses; the loop is the same for all of them, and so are checkpoints, resume and C
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -56,10 +57,13 @@ class Loop:
     def train_step(self, epoch: int, step: int, order: torch.Tensor | None) -> tuple[dict, dict]:
         index, active, phase = self.schedule.step(epoch, step, order)
         images, labels = self.train.images[index], self.train.labels[index]
-        if self.cfg.data.jitter:
-            images = augment.jitter(images, self.cfg.data.jitter, self.generator)
-        with autocast(self.cfg, self.device):
-            losses, stats = self.model(images, labels, active=active, phase=phase)
+        seed = self.schedule.seed(epoch, step)
+        with _drawing_from(seed, self.device):
+            generator = self.generator if seed is None else torch.Generator().manual_seed(seed)
+            if self.cfg.data.jitter:
+                images = augment.jitter(images, self.cfg.data.jitter, generator)
+            with autocast(self.cfg, self.device):
+                losses, stats = self.model(images, labels, active=active, phase=phase)
         self.optimizer.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
         self.optimizer.step()
@@ -82,6 +86,18 @@ class Loop:
             log_tensorboard(self.tensorboard, self.model, entry)
         if epoch % cfg.run.checkpoint_every == 0 or epoch == cfg.optim.epochs:
             self.save(epoch + 1, 0, None, step_seconds)
+
+
+@contextlib.contextmanager
+def _drawing_from(seed: int | None, device: torch.device):
+    """Random draws (negatives, noise) from `seed` inside, leaving the run's own streams as they were;
+    with no seed, nothing changes."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 def fit(cfg: Config, model: nn.Module, data: Datasets, device: torch.device, run_dir: Path,

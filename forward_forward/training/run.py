@@ -9,19 +9,36 @@ import torch
 
 from .. import checkpoint, runs
 from .. import data as data_mod
-from ..config import Config
+from ..coding import resolve
+from ..config import Config, merge
+from ..data import Datasets
 from ..errors import FFError
 from ..models import build_model
+from ..negatives import NEGATIVES
 from .device import device_name, resolve_device
 from .evaluate import score
 from .loop import fit
 
 
-def train(cfg: Config, run_dir: Path, preset: str = "custom", resume: bool = False) -> dict:
+def fit_to_data(cfg: Config, data: Datasets) -> Config:
+    """`cfg` with what depends on the data made concrete (objective.label_coding = auto), and checked
+    against it, so config.json records what the run really did."""
+    if cfg.data.jitter and data.kind != "image":
+        raise FFError(f"data.jitter shifts images, and this data is {data.kind} of shape {data.shape}: set it to 0.")
+    coding = resolve(cfg.objective.label_coding, data.shape, data.label_room)
+    if NEGATIVES[cfg.objective.negatives].labelled and coding != cfg.objective.label_coding:
+        cfg = merge(cfg, {"objective": {"label_coding": coding}})
+    return cfg
+
+
+def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool = False,
+          data: Datasets | None = None) -> dict:
     """Train a model as `cfg` says, write the run directory, and return the summary.
 
-    With `resume`, continue the run in `run_dir` from its last checkpoint (or from the start if it
-    was stopped before its first one); the result is the same as a run never interrupted.
+    data: your own `Datasets` (`data.from_arrays`) instead of `cfg.data`'s; the run then records
+    `data.dataset = arrays`. With `resume`, continue the run in `run_dir` from its last checkpoint
+    (or from the start if it was stopped before its first one); the result is the same as a run
+    never interrupted.
     """
     run_dir = Path(run_dir)
     if not resume and runs.holds_run(run_dir):
@@ -34,7 +51,11 @@ def train(cfg: Config, run_dir: Path, preset: str = "custom", resume: bool = Fal
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.run.seed)
     device = resolve_device(cfg.run.device)
-    data = data_mod.load(cfg.data)
+    if data is None:
+        data = data_mod.load(cfg.data)
+    elif cfg.data.dataset != "arrays":
+        cfg = merge(cfg, {"data": {"dataset": "arrays", "path": None}})
+    cfg = fit_to_data(cfg, data)
     state = checkpoint.load(run_dir) if resume else None
     if state is None:
         runs.start(run_dir, cfg, preset)

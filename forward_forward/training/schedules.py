@@ -29,6 +29,10 @@ class Minibatch:
     def order(self, generator: torch.Generator) -> torch.Tensor | None:
         return torch.randperm(self.train_size, generator=generator)
 
+    def seed(self, epoch: int, step: int) -> int | None:
+        """A seed for this step's random draws, or None: they continue the run's own streams."""
+        return None
+
     def step(self, epoch: int, step: int, order: torch.Tensor | None):
         """-> (indices or slice of the training images, the active losses (None: all), the phase)."""
         index = order[step * self.batch_size : (step + 1) * self.batch_size]
@@ -41,11 +45,12 @@ class Minibatch:
 
 class Greedy:
     """The article's schedule: per chunk of images, in order, each loss in turn (layer0, layer1, ...,
-    readout) takes optim.greedy_steps full-chunk steps. Fresh negatives are drawn on every step."""
+    readout) takes optim.greedy_steps full-chunk steps. Negatives, jitter and noise are drawn afresh
+    on every step, or with optim.greedy_negatives = chunk once per chunk (the article's notebook)."""
 
     def __init__(self, cfg: Config, loss_names: list[str], train_size: int):
         self.names, self.chunk, self.steps = list(loss_names), cfg.optim.chunk_size, cfg.optim.greedy_steps
-        self.train_size = train_size
+        self.train_size, self.per_chunk, self.run_seed = train_size, cfg.optim.greedy_negatives == "chunk", cfg.run.seed
         self.steps_per_epoch = math.ceil(train_size / self.chunk) * len(self.names) * self.steps
 
     def order(self, generator: torch.Generator) -> torch.Tensor | None:
@@ -56,6 +61,12 @@ class Greedy:
         start = (step // per_chunk) * self.chunk
         name = self.names[(step % per_chunk) // self.steps]
         return slice(start, min(start + self.chunk, self.train_size)), frozenset({name}), "both"
+
+    def seed(self, epoch: int, step: int) -> int | None:
+        if not self.per_chunk:
+            return None
+        chunk = step // (len(self.names) * self.steps)
+        return ((self.run_seed * 1_000_003 + epoch) * 1_000_003 + chunk) % 2**62
 
 
 def schedule_for(cfg: Config, loss_names: list[str], train_size: int) -> Minibatch | Greedy:
