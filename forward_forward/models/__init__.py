@@ -2,7 +2,8 @@
 
 A model kind is an `nn.Module` class with the interface the loop and the tools use:
 `forward(images, labels, active=None, phase="both") -> (losses, stats)`, `loss_names`,
-`param_groups(optim)`, `predictions(images, ways)`, `ways`, `features(images, layers)`, and a static
+`param_groups(optim)`, `predictions(images, ways)`, `predict`, `ways`, `validation_method`,
+`features(images, layers)`, `prediction_layers`, `layers`, `matmul_flops_per_image`, and a static
 `check(cfg)` with its own config checks. `build_model` is the one place a kind is looked up.
 """
 
