@@ -7,7 +7,10 @@ is one clear error that names the field instead of a crash deep inside training.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
+import os
+import sys
 import tomllib
 import types
 import typing
@@ -107,6 +110,10 @@ class RunConfig:
     checkpoint_every: int = 1  # write RUN_DIR/checkpoint.pt every N epochs (and after the last)
     deterministic: bool = False  # deterministic kernels: a resumed run then ends bit-identical
     precision: str = "fp32"  # fp32 | bf16: training matmuls in bfloat16 (autocast); goodness, losses, weights fp32
+    # modules imported before this config is checked, so the parts they register (goodness, losses,
+    # activations, negative strategies, layer types, model kinds) can be named in it: in ff train,
+    # sweeps, resumed runs and ff eval alike
+    plugins: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -273,6 +280,17 @@ def _check_layers(model: ModelConfig, layer_types: dict) -> None:
         layer_types[kind].check(model, index)
 
 
+def _import_plugins(modules: list[str]) -> None:
+    if modules and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # `ff` runs from its own bin folder; a plugin beside the user's files counts
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # a plugin's own error, whatever it is, is the user's to fix
+            raise FFError(f"run.plugins: importing {name!r} failed ({type(e).__name__}: {e}); it must be a module "
+                          "on the Python path (the current folder counts).") from None
+
+
 def _migrate(cfg: Config, overrides: dict) -> dict:
     """Configs written before `model.layer` chose local layers by a non-zero model.local_kernel: keep
     them working, with a one-line notice."""
@@ -307,6 +325,7 @@ def merge(cfg: Config, overrides: dict) -> Config:
                 )
             data[section][key] = _check_value(f"{section}.{key}", value, hints[key])
     built = Config(**{name: _section_class(name)(**data[name]) for name in SECTIONS})
+    _import_plugins(built.run.plugins)
     return _validate(built)
 
 

@@ -120,3 +120,16 @@ def test_val_size_zero_trains_on_every_image_and_reports_no_validation(fake_mnis
         small_config(fake_mnist, data={"val_size": 0}, objective={"predict": "best"})
     assert main(["eval", str(tmp_path / "run"), "--split", "val"]) == 2
     assert "no validation images" in capsys.readouterr().err
+
+
+def test_a_failed_start_leaves_nothing_and_the_corrected_command_runs(fake_mnist, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    base = ["train", "--preset", "tiny", "--data-dir", str(fake_mnist), "--set", "data.verify_checksums=false",
+            "--set", "data.val_size=200", "--set", "model.hidden=[32]", "--epochs", "1", "--no-progress"]
+    for bad, message in ((["--set", "optim.batch_size=100000"], "larger than the 1000 training images"),
+                         (["--set", "model.layer=local", "--set", "model.local_kernel=40"], "does not fit")):
+        assert main(base + bad + ["--run-dir", "x"]) == 2
+        assert message in capsys.readouterr().err
+        assert main(base + bad) == 2
+        assert not (tmp_path / "x").exists() and not (tmp_path / "runs").exists()
+    assert main(base + ["--run-dir", "x"]) == 0

@@ -18,6 +18,7 @@ from ..negatives import NEGATIVES
 from .device import device_name, resolve_device
 from .evaluate import score
 from .loop import fit
+from .schedules import schedule_for
 
 
 def fit_to_data(cfg: Config, data: Datasets) -> Config:
@@ -56,12 +57,14 @@ def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool
     elif cfg.data.dataset != "arrays":
         cfg = merge(cfg, {"data": {"dataset": "arrays", "path": None}})
     cfg = fit_to_data(cfg, data)
+    # everything that can fail on the config and the data fails here, before the run directory exists
+    model = build_model(cfg, data.shape, data.num_classes).to(device)
+    schedule_for(cfg, model.loss_names, len(data.train))
     state = checkpoint.load(run_dir) if resume else None
     if state is None:
         runs.start(run_dir, cfg, preset)
     else:
         runs.truncate_metrics(run_dir, before_epoch=state["epoch"])  # the epoch in progress is logged again
-    model = build_model(cfg, data.shape, data.num_classes).to(device)
     position = fit(cfg, model, data, device, run_dir, state)
     runs.save_weights(run_dir, model.state_dict())
     summary = {"preset": preset, "epochs": cfg.optim.epochs, "train_seconds": round(position.elapsed, 1),
