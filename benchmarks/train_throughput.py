@@ -25,6 +25,7 @@ from forward_forward.config import merge, parse_overrides
 from forward_forward.data import IMAGE_SHAPES, NUM_CLASSES
 from forward_forward.models import build_model
 from forward_forward.training import resolve_device, train
+from forward_forward.training.device import resolve_precision
 
 
 def peak_matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 4096,
@@ -65,8 +66,9 @@ def main() -> None:
         cfg = merge(cfg, {"optim": {"epochs": args.epochs}})
     cfg = merge(cfg, parse_overrides(args.set))
     device = resolve_device(cfg.run.device)
-    # the peak of the arithmetic the run uses: bf16 matmuls under run.precision = bf16
-    dtype = torch.bfloat16 if cfg.run.precision == "bf16" else torch.float32
+    precision, _ = resolve_precision(cfg.run.precision, device)
+    # the peak of the arithmetic the run uses: bf16 matmuls under run.precision = bf16 (or auto, where native)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     # the fp32 peak as well, so a bf16 run can be set against the same ceiling as an fp32 one;
     # each peak is the best of one measurement before training and one after
     dtypes = {dtype, torch.float32}
@@ -87,7 +89,7 @@ def main() -> None:
         "achieved_gflops": round(achieved, 1),
         "peak_gflops": round(peak, 1),
         "peak_fraction": round(achieved / peak, 3),
-        "precision": cfg.run.precision,
+        "precision": precision,
         "fp32_peak_gflops": round(fp32_peak, 1),
         "fp32_peak_fraction": round(achieved / fp32_peak, 3),
         "step_seconds": summary["step_seconds"],

@@ -109,7 +109,9 @@ class RunConfig:
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
     checkpoint_every: int = 1  # write RUN_DIR/checkpoint.pt every N epochs (and after the last)
     deterministic: bool = False  # deterministic kernels: a resumed run then ends bit-identical
-    precision: str = "fp32"  # fp32 | bf16: training matmuls in bfloat16 (autocast); goodness, losses, weights fp32
+    # fp32 | bf16: training matmuls in bfloat16 (autocast); goodness, losses, weights stay fp32 |
+    # auto: bf16 where the device computes it natively (CUDA 8.0+, CPUs with AVX512-BF16 or AMX), else fp32
+    precision: str = "fp32"
     # modules imported before this config is checked, so the parts they register (goodness, losses,
     # activations, negative strategies, layer types, model kinds) can be named in it: in ff train,
     # sweeps, resumed runs and ff eval alike
@@ -145,7 +147,7 @@ CHOICES = {
     "optim.name": ("sgd", "adam"),
     "optim.schedule": ("hinton", "constant"),
     "optim.greedy_negatives": ("step", "chunk"),
-    "run.precision": ("fp32", "bf16"),
+    "run.precision": ("fp32", "bf16", "auto"),
 }
 
 

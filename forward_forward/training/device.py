@@ -28,6 +28,27 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def native_bf16(device: torch.device) -> tuple[bool, str]:
+    """Whether `device` computes bfloat16 matmuls in hardware, and what says so. Detected, not guessed:
+    a CPU without AVX512-BF16 or AMX emulates bf16 and runs 3-4x slower than fp32."""
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return major >= 8, f"CUDA compute capability {major}.{minor}{'' if major >= 8 else ' (bf16 needs 8.0)'}"
+    if device.type == "cpu":
+        tests = (("AMX", "_is_amx_tile_supported"), ("AVX512-BF16", "_is_avx512_bf16_supported"))
+        found = [name for name, test in tests if getattr(torch.cpu, test, lambda: False)()]
+        return bool(found), f"this CPU has {' and '.join(found)}" if found else "this CPU has no AVX512-BF16 or AMX"
+    return False, f"no bf16 detection for {device.type}"
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
+    """run.precision made concrete: auto is bf16 where the device computes it natively, else fp32."""
+    if precision != "auto":
+        return precision, "as configured"
+    native, why = native_bf16(device)
+    return ("bf16" if native else "fp32"), f"auto: {why}"
+
+
 def autocast(cfg: Config, device: torch.device):
     """bfloat16 matmuls for `run.precision = bf16` (about 1.8x faster on a CPU with AVX512-BF16); the
     layers cast their output back to fp32, so goodness, losses and the optimiser's weights stay fp32."""

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from .. import checkpoint, runs
 from .. import data as data_mod
@@ -15,7 +16,7 @@ from ..data import Datasets
 from ..errors import FFError
 from ..models import build_model
 from ..negatives import NEGATIVES
-from .device import device_name, resolve_device
+from .device import device_name, resolve_device, resolve_precision
 from .evaluate import score
 from .loop import fit
 from .schedules import schedule_for
@@ -52,6 +53,10 @@ def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.run.seed)
     device = resolve_device(cfg.run.device)
+    precision, why = resolve_precision(cfg.run.precision, device)
+    if precision != cfg.run.precision:  # config.json records what the run does, so a resume does the same
+        cfg = merge(cfg, {"run": {"precision": precision}})
+        tqdm.write(f"precision {precision} ({why})")
     if data is None:
         data = data_mod.load(cfg.data)
     elif cfg.data.dataset != "arrays":
@@ -69,7 +74,8 @@ def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool
     runs.save_weights(run_dir, model.state_dict())
     summary = {"preset": preset, "epochs": cfg.optim.epochs, "train_seconds": round(position.elapsed, 1),
                "step_seconds": round(position.step_seconds, 1),
-               "train_images": len(data.train), "device": device_name(device)}
+               "train_images": len(data.train), "device": device_name(device), "precision": precision,
+               "precision_reason": why}
     summary.update(score(cfg, model, data, device))
     summary["config"] = cfg.to_dict()
     runs.write_json_atomic(run_dir / "summary.json", summary)
