@@ -16,7 +16,7 @@ from .errors import FFError
 def _build_config(args) -> config_mod.Config:
     cfg = presets.preset(args.preset)
     if args.config:
-        cfg = config_mod.merge(cfg, config_mod.load_toml(args.config))
+        cfg = config_mod.merge(cfg, config_mod.load_file(args.config))
     cfg = config_mod.merge(cfg, config_mod.parse_overrides(args.set or []))
     return _apply_flags(cfg, args)
 
@@ -35,10 +35,18 @@ def cmd_train(args) -> None:
     from .training import train
 
     if args.resume:
-        if args.config or args.set or args.epochs or args.run_dir:
-            raise FFError("--resume uses the run's own config.json: drop --config, --set, --epochs and --run-dir.")
+        if args.config or args.set or args.run_dir:
+            raise FFError("--resume uses the run's own config.json: drop --config, --set and --run-dir.")
         run_dir = Path(args.resume)
         cfg, preset = runs.load_config(run_dir)
+        if args.epochs is not None and args.epochs != cfg.optim.epochs:
+            if args.epochs < cfg.optim.epochs:
+                raise FFError(f"--epochs {args.epochs} is fewer than the run's {cfg.optim.epochs}: a run is extended, "
+                              "never shortened.")
+            # the learning-rate schedule is that of the longer run from here on (hinton: flat for its first half)
+            print(f"extending {run_dir} from {cfg.optim.epochs} to {args.epochs} epochs", flush=True)
+            cfg = _apply_flags(cfg, args)
+            runs.write_json_atomic(run_dir / runs.CONFIG, {"preset": preset, **cfg.to_dict()})
         cfg = _apply_flags(cfg, args)
         print(f"resuming {run_dir}", flush=True)
         summary = train(cfg, run_dir, preset, resume=True)
@@ -156,14 +164,15 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a network and write a run directory")
     t.add_argument("--preset", default=presets.DEFAULT_PRESET, help=f"named config (default {presets.DEFAULT_PRESET})")
-    t.add_argument("--config", help="TOML file of [section] key = value overrides")
+    t.add_argument("--config", help="TOML file of [section] key = value overrides, or a run's config.json")
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one field (repeatable)")
     t.add_argument("--run-dir", help="where to write the run (default runs/<preset>-<timestamp>)")
     t.add_argument("--data-dir", help="dataset folder (default $FF_DATA_DIR, else ~/.cache/forward-forward)")
     t.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    t.add_argument("--epochs", type=int, help="shortcut for --set optim.epochs=N")
+    t.add_argument("--epochs", type=int, help="shortcut for --set optim.epochs=N (with --resume: extend the run)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
+    t.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a stopped run from its last checkpoint; with --epochs N, extend a finished one")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="rebuild a trained network from its run directory and print its test error")
@@ -230,6 +239,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning  # a deprecation is a note for the user, not a source location
     args = parser().parse_args(argv)
+    runs.cli_command = ["ff", *(sys.argv[1:] if argv is None else argv)]
     try:
         args.func(args)
     except FFError as e:
@@ -238,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ff: interrupted", file=sys.stderr)
         return 130
+    finally:
+        runs.cli_command = None
     return 0
 
 

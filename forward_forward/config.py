@@ -7,6 +7,7 @@ is one clear error that names the field instead of a crash deep inside training.
 from __future__ import annotations
 
 import dataclasses
+import json
 import importlib
 import math
 import os
@@ -359,6 +360,23 @@ def parse_overrides(texts: list[str]) -> dict:
         for section, values in parse_override(text).items():
             out.setdefault(section, {}).update(values)
     return out
+
+
+def load_file(path: str | Path) -> dict:
+    """Overrides from a TOML file, or from a run's config.json (its "preset" entry is dropped)."""
+    path = Path(path)
+    if path.suffix != ".json":
+        return load_toml(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FFError(f"config file {path} does not exist.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FFError(f"config file {path} is not valid JSON ({e}).") from None
+    if not isinstance(data, dict):
+        raise FFError(f"config file {path} must hold a table of sections.")
+    data.pop("preset", None)
+    return data
 
 
 def load_toml(path: str | Path) -> dict:

@@ -62,8 +62,19 @@ def holds_run(run_dir: Path) -> bool:
 def start(run_dir: Path, cfg: Config, preset: str) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / CONFIG, {"preset": preset, **cfg.to_dict()})
-    (run_dir / "command.txt").write_text(shlex.join(["ff", *sys.argv[1:]]) + "\n")
+    (run_dir / "command.txt").write_text(_command())
     (run_dir / "metrics.jsonl").write_text("")
+
+
+cli_command: list[str] | None = None  # set by the `ff` command while it runs
+
+
+def _command() -> str:
+    """The command that started this run; a run started from Python says so (config.json rebuilds it)."""
+    if cli_command is not None:
+        return shlex.join(cli_command) + "\n"
+    return (f"# started from Python ({shlex.join(sys.argv) or 'interactive'}); the same config again:\n"
+            "ff train --config config.json --run-dir NEW_DIR\n")
 
 
 def append_metrics(run_dir: Path, record: dict) -> None:

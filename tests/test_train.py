@@ -151,3 +151,21 @@ def test_precision_auto_is_bf16_only_where_native_and_is_recorded(fake_mnist, tm
     assert saved["run"]["precision"] == expected  # a resume on another machine does what this run did
     assert device_mod.resolve_precision("fp32", torch.device("cpu")) == ("fp32", "as configured")
     assert presets.preset("hinton-mnist").run.precision == "auto"
+
+
+def test_rerunning_a_run_from_its_config_and_extending_it(fake_mnist, tmp_path, capsys):
+    first = tmp_path / "first"
+    summary = train(small_config(fake_mnist, optim={"epochs": 2}), first, "test")  # a run made from Python
+    assert (first / "command.txt").read_text().startswith("# started from Python")
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(first / "config.json"), "--run-dir", str(again)]) == 0
+    assert json.loads((again / "summary.json").read_text())["test_error"] == summary["test_error"]
+    assert (again / "command.txt").read_text().startswith("ff train --config")
+    assert main(["train", "--resume", str(first), "--epochs", "1"]) == 2
+    assert "never shortened" in capsys.readouterr().err
+    assert main(["train", "--resume", str(first), "--epochs", "4", "--no-progress"]) == 0
+    assert "extending" in capsys.readouterr().out
+    epochs = [json.loads(line)["epoch"] for line in (first / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]
+    assert json.loads((first / "config.json").read_text())["optim"]["epochs"] == 4
+    assert json.loads((first / "summary.json").read_text())["epochs"] == 4
