@@ -55,12 +55,11 @@ def cmd_train(args) -> None:
         run_dir = Path(args.run_dir) if args.run_dir else runs.new_run_dir(args.preset)
         print(f"training preset {args.preset!r} into {run_dir}", flush=True)
         summary = train(cfg, run_dir, args.preset)
-    val = "no validation" if summary["val_error"] is None else f"validation {100 * summary['val_error']:.2f} %"
-    print(
-        f"test error {100 * summary['test_error']:.2f} % (predict by {summary['predict']}; "
-        f"{val}) after {summary['epochs']} epochs in "
-        f"{summary['train_seconds']:.0f} s on {summary['device']}; run saved in {run_dir}"
-    )
+    by = summary["predict"]
+    val = ("no validation images; by " if summary["val_error"] is None
+           else f"validation {100 * summary['val_error']:.2f} %; both by ") + by
+    print(f"test error {100 * summary['test_error']:.2f} % ({val}) after {summary['epochs']} epochs in "
+          f"{summary['train_seconds']:.0f} s on {summary['device']}; run saved in {run_dir}")
 
 
 def _load_trained(args):

@@ -7,8 +7,8 @@ is one clear error that names the field instead of a crash deep inside training.
 from __future__ import annotations
 
 import dataclasses
-import json
 import importlib
+import json
 import math
 import os
 import sys

@@ -119,7 +119,9 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
     ax_loss.legend()
     with_val = [m for m in metrics if "val_error" in m]
     ax_err.plot([m["epoch"] for m in with_val], [100 * m["val_error"] for m in with_val], "o-")
-    ax_err.set(xlabel="epoch", ylabel="validation error (%)", title=f"validation error ({facts['predict']})")
+    during = sorted({m.get("val_predict", "") for m in with_val} - {""})  # the way each epoch was scored
+    ax_err.set(xlabel="epoch", ylabel="validation error (%)",
+               title=f"validation error (by {', '.join(during) or facts['predict']})")
     ax_err.grid(alpha=0.3)
     save(fig, "curves")
 

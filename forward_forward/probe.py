@@ -21,10 +21,11 @@ from .errors import FFError
 @torch.no_grad()
 def features(model: nn.Module, images: torch.Tensor, layers: list[int], batch_size: int = 1000) -> torch.Tensor:
     """(N, ...) images -> (N, sum of the chosen layers' units): normalised activities, side by side."""
+    was_training = model.training
     model.eval()
     out = [model.features(images[start : start + batch_size], layers)
            for start in range(0, images.shape[0], batch_size)]
-    model.train()
+    model.train(was_training)
     return torch.cat(out)
 
 
@@ -37,7 +38,7 @@ def fit_probe(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int, *,
     nn.init.zeros_(probe.weight)
     nn.init.zeros_(probe.bias)
     opt = torch.optim.Adam(probe.parameters(), lr=lr, weight_decay=weight_decay)
-    for _ in tqdm(range(epochs), desc="probe", disable=not progress, leave=False):
+    for _ in tqdm(range(epochs), desc="probe", disable=None if progress else True, leave=False):
         order = torch.randperm(train_x.shape[0], generator=gen).to(train_x.device)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]

@@ -158,7 +158,7 @@ def run_sweep(sweep: Sweep, out: Path, jobs: int = 1, progress: bool = True) -> 
             tasks.append((point, seed, cfg.to_dict(), str(out / "runs" / sweep.name(point, seed))))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     results: dict[str, dict] = {}
-    bar = tqdm(total=len(tasks), desc="sweep", disable=not progress)
+    bar = tqdm(total=len(tasks), desc="sweep", disable=None if progress else True)  # None: no bar when not a terminal
     try:
         _execute(tasks, results, sweep.preset, jobs, threads, bar)
     except (Interrupted, KeyboardInterrupt):

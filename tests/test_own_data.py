@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from forward_forward import load_trained, preset, train
+from forward_forward import preset
 from forward_forward.cli import main
 from forward_forward.config import merge
 from forward_forward.data import from_arrays
 from forward_forward.errors import FFError
 from forward_forward.models import build_model
+from forward_forward.training import load_trained, train
 from tests.conftest import small_config
 
 

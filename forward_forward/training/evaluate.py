@@ -24,6 +24,7 @@ def error_rates(model: nn.Module, split: Split, ways: tuple[str, ...], batch_siz
     one pass over the split."""
     if not len(split):
         raise FFError("cannot score an empty split.")
+    was_training = model.training
     model.eval()
     wrong = dict.fromkeys(ways, 0)
     for start in range(0, len(split), batch_size):
@@ -31,7 +32,7 @@ def error_rates(model: nn.Module, split: Split, ways: tuple[str, ...], batch_siz
         y = split.labels[start : start + batch_size].to(device, non_blocking=True)
         for how, predicted in model.predictions(x, ways, goodness_weight=goodness_weight).items():
             wrong[how] += (predicted != y).sum().item()
-    model.train()
+    model.train(was_training)
     return {how: n / len(split) for how, n in wrong.items()}
 
 
@@ -82,4 +83,4 @@ def load_trained(run_dir: str | Path, data_dir: str | None = None, device: str |
         model.load_state_dict(runs.load_weights(run_dir))
     except RuntimeError as e:
         raise FFError(f"the weights in {run_dir} do not fit its config.json ({str(e).splitlines()[0]}).") from None
-    return cfg, model.to(torch_device), data, torch_device
+    return cfg, model.to(torch_device).eval(), data, torch_device

@@ -76,9 +76,11 @@ class Loop:
         entry = {"epoch": epoch, "seconds": round(time.perf_counter() - self.started, 2),
                  "lr": self.scheduler.get_last_lr()[0], "layers": meter.means()}
         if len(self.data.val) and (epoch % cfg.run.eval_every == 0 or epoch == cfg.optim.epochs):
-            entry["val_error"] = error_rate(self.model, self.data.val, self.model.validation_method,
-                                            cfg.run.eval_batch_size, self.device)
-            tqdm.write(f"epoch {epoch}: validation error {100 * entry['val_error']:.2f} %  ({entry['seconds']:.0f} s)")
+            way = self.model.validation_method
+            entry["val_error"] = error_rate(self.model, self.data.val, way, cfg.run.eval_batch_size, self.device)
+            entry["val_predict"] = way
+            tqdm.write(f"epoch {epoch}: validation error {100 * entry['val_error']:.2f} % by {way}  "
+                       f"({entry['seconds']:.0f} s)")
         elif not len(self.data.val):
             tqdm.write(f"epoch {epoch} done ({entry['seconds']:.0f} s; data.val_size = 0, no validation)")
         runs.append_metrics(self.run_dir, entry)
@@ -118,7 +120,7 @@ def fit(cfg: Config, model: nn.Module, data: Datasets, device: torch.device, run
             meter = Meter(first)
             tick = time.perf_counter()
             bar = tqdm(range(first, loop.schedule.steps_per_epoch), desc=f"epoch {epoch}/{epochs}",
-                       disable=not cfg.run.progress, leave=False)
+                       disable=None if cfg.run.progress else True, leave=False)  # None: none when piped
             for step in bar:
                 if stop.requested:
                     loop.stop(epoch, step, order, step_seconds + time.perf_counter() - tick)
