@@ -169,3 +169,35 @@ def test_rerunning_a_run_from_its_config_and_extending_it(fake_mnist, tmp_path, 
     assert epochs == [1, 2, 3, 4]
     assert json.loads((first / "config.json").read_text())["optim"]["epochs"] == 4
     assert json.loads((first / "summary.json").read_text())["epochs"] == 4
+
+
+def test_your_own_loop_from_the_readme_matches_ff_train_exactly(fake_mnist, tmp_path):
+    import torch
+
+    from forward_forward import build_model
+    from forward_forward.data import load
+    from forward_forward.training import build_optimizer, error_rate
+
+    cfg = small_config(fake_mnist, optim={"epochs": 2}, run={"deterministic": True})
+    reference = train(cfg, tmp_path / "run", "test")
+
+    # the README's loop, line for line
+    torch.manual_seed(cfg.run.seed)
+    data = load(cfg.data)
+    model = build_model(cfg, data.shape, data.num_classes)
+    steps = len(data.train) // cfg.optim.batch_size
+    optimizer, schedule = build_optimizer(cfg, model, total_steps=cfg.optim.epochs * steps)
+    order_rng = torch.Generator().manual_seed(cfg.run.seed)
+    for epoch in range(cfg.optim.epochs):
+        order = torch.randperm(len(data.train), generator=order_rng)
+        for step in range(steps):
+            batch = order[step * cfg.optim.batch_size : (step + 1) * cfg.optim.batch_size]
+            losses, stats = model(data.train.images[batch], data.train.labels[batch])
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            optimizer.step()
+            schedule.step()
+    error = error_rate(model, data.test, reference["predict"], 1000, torch.device("cpu"))
+    assert error == reference["test_error"]
+    saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
