@@ -8,8 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from . import __version__, presets, runs
 from . import config as config_mod
-from . import presets, runs
 from .errors import FFError
 
 
@@ -52,6 +52,9 @@ def cmd_train(args) -> None:
         summary = train(cfg, run_dir, preset, resume=True)
     else:
         cfg = _build_config(args)
+        if args.print_config:
+            print(config_mod.to_toml(cfg), end="")
+            return
         run_dir = Path(args.run_dir) if args.run_dir else runs.new_run_dir(args.preset)
         print(f"training preset {args.preset!r} into {run_dir}", flush=True)
         summary = train(cfg, run_dir, args.preset)
@@ -92,6 +95,8 @@ def cmd_eval(args) -> None:
 def cmd_plot(args) -> None:
     from .figures import plot_run
 
+    if args.samples < 1:
+        raise FFError(f"--samples must be at least 1, got {args.samples}.")
     cfg, model, data, _ = _load_trained(args)
     if "goodness" not in model.ways:
         raise FFError(f"ff plot draws the label-goodness figures of supervised FF networks, and {args.run_dir} "
@@ -153,12 +158,29 @@ def cmd_probe(args) -> None:
 
 
 def cmd_presets(args) -> None:
+    width = max(map(len, presets.PRESETS))
     for name in presets.PRESETS:
-        print(name if not args.verbose else f"{name}: {json.dumps(presets.PRESETS[name])}")
+        print(f"{name:<{width}}  {presets.DESCRIPTIONS[name]}")
+        if args.verbose:
+            print(f"{'':<{width}}  {json.dumps(presets.PRESETS[name])}")
+
+
+DATA_DIR_HELP = "dataset folder (default: the run's, else $FF_DATA_DIR, else ~/.cache/forward-forward)"
+DEVICE_HELP = "auto, cpu, cuda or cuda:N (default: the run's)"
+
+
+def _torch_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ff", description="Forward-Forward training without backpropagation.")
+    p.add_argument("--version", action="version", version=f"ff {__version__} (torch {_torch_version()})")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a network and write a run directory")
@@ -170,44 +192,46 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     t.add_argument("--epochs", type=int, help="shortcut for --set optim.epochs=N (with --resume: extend the run)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--print-config", action="store_true",
+                   help="print the config this command would train, as TOML for --config, and stop")
     t.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a stopped run from its last checkpoint; with --epochs N, extend a finished one")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="rebuild a trained network from its run directory and print its test error")
-    e.add_argument("run_dir", type=Path)
+    e.add_argument("run_dir", type=Path, help="a run directory (holds config.json and model.pt)")
     e.add_argument("--predict", choices=["softmax", "goodness", "combined"],
                    help="default: the run's objective.predict")
     e.add_argument("--split", choices=["test", "val"], default="test",
                    help="score the test set (default) or the run's validation images")
     e.add_argument("--goodness-weight", type=float, help="objective.goodness_weight for --predict combined")
-    e.add_argument("--data-dir")
-    e.add_argument("--device")
+    e.add_argument("--data-dir", help=DATA_DIR_HELP)
+    e.add_argument("--device", help=DEVICE_HELP)
     e.set_defaults(func=cmd_eval)
 
     f = sub.add_parser("plot", help="write PNG figures of a trained run into RUN_DIR/figures")
-    f.add_argument("run_dir", type=Path)
+    f.add_argument("run_dir", type=Path, help="a run directory")
     f.add_argument("--out", type=Path, help="folder for the figures (default RUN_DIR/figures)")
     f.add_argument("--samples", type=int, default=1000, help="validation images for the goodness histograms")
-    f.add_argument("--data-dir")
-    f.add_argument("--device")
+    f.add_argument("--data-dir", help=DATA_DIR_HELP)
+    f.add_argument("--device", help=DEVICE_HELP)
     f.set_defaults(func=cmd_plot)
 
     r = sub.add_parser("report", help="one self-contained HTML page for one or several plotted runs")
-    r.add_argument("run_dirs", type=Path, nargs="+")
+    r.add_argument("run_dirs", type=Path, nargs="+", help="run directories, each plotted with ff plot")
     r.add_argument("--out", type=Path, help="default RUN_DIR/report.html for one run, ./report.html for several")
     r.set_defaults(func=cmd_report)
 
     b = sub.add_parser("probe", help="fit a linear softmax on a trained network's frozen features and score it")
-    b.add_argument("run_dir", type=Path)
+    b.add_argument("run_dir", type=Path, help="a run directory")
     b.add_argument("--layers", help="hidden layers (0-based, comma-separated); default: those its readout uses")
-    b.add_argument("--epochs", type=int, default=20)
+    b.add_argument("--epochs", type=int, default=20, help="passes of the probe over the training features")
     b.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    b.add_argument("--weight-decay", type=float, default=0.0)
-    b.add_argument("--batch-size", type=int, default=100)
-    b.add_argument("--no-progress", action="store_true")
-    b.add_argument("--data-dir")
-    b.add_argument("--device")
+    b.add_argument("--weight-decay", type=float, default=0.0, help="the probe's L2 weight cost")
+    b.add_argument("--batch-size", type=int, default=100, help="features per probe step")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--data-dir", help=DATA_DIR_HELP)
+    b.add_argument("--device", help=DEVICE_HELP)
     b.set_defaults(func=cmd_probe)
 
     w = sub.add_parser("sweep", help="train a grid of configs x seeds and tabulate mean +- std of the errors")
@@ -220,8 +244,8 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--config", help="TOML file: [section] overrides and a [sweep] table (preset, seeds, grid)")
     w.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one field in every run")
     w.add_argument("--epochs", type=int, help="shortcut for --set optim.epochs=N")
-    w.add_argument("--data-dir")
-    w.add_argument("--device")
+    w.add_argument("--data-dir", help=DATA_DIR_HELP)
+    w.add_argument("--device", help=DEVICE_HELP)
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
     w.set_defaults(func=cmd_sweep)
 

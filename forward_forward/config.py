@@ -362,6 +362,24 @@ def parse_overrides(texts: list[str]) -> dict:
     return out
 
 
+def to_toml(cfg: Config) -> str:
+    """`cfg` as a TOML file that `--config` reads back to the same config (fields that are None are left out)."""
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v) if isinstance(v, str) else repr(v)
+
+    parts = []
+    for section, values in cfg.to_dict().items():
+        parts.append(f"[{section}]")
+        parts += [f"{key} = {value(v)}" for key, v in values.items() if v is not None]
+        parts.append("")
+    return "\n".join(parts)
+
+
 def load_file(path: str | Path) -> dict:
     """Overrides from a TOML file, or from a run's config.json (its "preset" entry is dropped)."""
     path = Path(path)

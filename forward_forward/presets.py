@@ -100,6 +100,16 @@ PRESETS: dict[str, dict] = {
 }
 
 DEFAULT_PRESET = "quick"
+DESCRIPTIONS = {  # one line each, for `ff presets`
+    "hinton-mnist": "the paper's supervised net: 4 x 2000 ReLU, 60 epochs, MATLAB recipe, hard negatives",
+    "hinton-jitter": "hinton-mnist on images jittered by up to 2 pixels, 500 epochs (a GPU job)",
+    "hinton-unsup": "unsupervised FF on real vs hybrid images, 4 x 2000, 100 epochs, softmax readout",
+    "hinton-local": "unsupervised FF with local receptive fields (no weight sharing), 60 epochs",
+    "sleep": "separate positive and negative phases of 1000 steps, 3 x 1000",
+    "quick": "the default: the MATLAB recipe on 3 x 1000 units, about 6 minutes on a 2-core CPU",
+    "article": "the article's notebook: greedy layer-by-layer Adam training, 784-512-512",
+    "tiny": "two 500-unit layers on 10,000 images, 5 epochs: seconds, for trying the tool",
+}
 
 
 def preset(name: str) -> Config:

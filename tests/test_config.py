@@ -87,3 +87,17 @@ def test_hinton_preset_is_the_matlab_recipe():
     assert cfg.objective.negatives == "hard" and cfg.objective.predict_layers_from == 1
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.schedule) == ("sgd", 0.01, 0.9, "hinton")
     assert cfg.optim.epochs == 60 and cfg.optim.batch_size == 100
+
+
+def test_every_preset_has_a_description_and_prints_as_toml_that_reads_back(tmp_path, capsys):
+    from forward_forward.cli import main
+
+    assert set(presets.DESCRIPTIONS) == set(presets.PRESETS)
+    for name in presets.PRESETS:
+        assert main(["train", "--preset", name, "--print-config"]) == 0
+        path = tmp_path / f"{name}.toml"
+        path.write_text(capsys.readouterr().out)
+        assert merge(Config(), load_toml(path)) == presets.preset(name)
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("ff 0.1.0 (torch ")
