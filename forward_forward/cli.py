@@ -260,6 +260,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main(argv: list[str] | None = None) -> int:
+    previous_format = warnings.formatwarning
     warnings.formatwarning = _one_line_warning  # a deprecation is a note for the user, not a source location
     args = parser().parse_args(argv)
     runs.cli_command = ["ff", *(sys.argv[1:] if argv is None else argv)]
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ff: interrupted", file=sys.stderr)
         return 130
     finally:
-        runs.cli_command = None
+        runs.cli_command, warnings.formatwarning = None, previous_format
     return 0
 
 

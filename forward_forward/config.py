@@ -106,6 +106,9 @@ class RunConfig:
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     eval_every: int = 1  # validation error every N epochs (and always after the last)
     eval_batch_size: int = 1000  # images per prediction batch (x10 inputs when predicting by goodness)
+    # the ways the end of a run scores validation and test by (softmax, goodness, combined); empty: every
+    # way the network has. Goodness costs one pass per class, so a large net may want only the configured one.
+    score_ways: list[str] = field(default_factory=list)
     progress: bool = True  # tqdm progress bar
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
     checkpoint_every: int = 1  # write RUN_DIR/checkpoint.pt every N epochs (and after the last)
@@ -247,6 +250,13 @@ def _validate(cfg: Config) -> Config:
     _check_layers(cfg.model, LAYERS)
     BLACKBOXES[cfg.model.blackbox].check(cfg.model.blackbox_strength)
     MODELS[cfg.model.kind].check(cfg)
+    _warn_if_unreachable(cfg)
+    ways = ("softmax", "goodness", "combined")
+    if any(w not in ways for w in cfg.run.score_ways):
+        raise FFError(f"run.score_ways may list {', '.join(ways)}; got {cfg.run.score_ways!r}.")
+    if cfg.run.score_ways and cfg.objective.predict not in (*cfg.run.score_ways, "best"):
+        raise FFError(f"objective.predict = {cfg.objective.predict} must be among run.score_ways "
+                      f"{cfg.run.score_ways}: add it.")
     if cfg.objective.predict == "best" and cfg.data.val_size == 0:
         raise FFError("objective.predict = best chooses on validation images, and data.val_size = 0 leaves none: "
                       "choose softmax, goodness or combined.")
@@ -255,6 +265,17 @@ def _validate(cfg: Config) -> Config:
     if cfg.optim.phase_steps and cfg.optim.greedy_steps:
         raise FFError("optim.phase_steps and optim.greedy_steps are two different schedules: set one to 0.")
     return cfg
+
+
+def _warn_if_unreachable(cfg: Config) -> None:
+    """A bounded activation cannot reach the default threshold of a thresholded loss: it trains to chance."""
+    o = cfg.objective
+    if (cfg.model.activation in ("tanh", "sigmoid") and o.threshold is None and o.loss in ("logistic", "hinge")
+            and o.goodness in ("sum_squares", "mean_squares", "sum_abs", "mean_abs")):
+        warnings.warn(f"model.activation = {cfg.model.activation} keeps every unit below 1, so goodness "
+                      f"{o.goodness} never reaches its default threshold and objective.loss = {o.loss} trains to "
+                      "chance: set objective.threshold lower (e.g. a quarter of the units) or use loss symba.",
+                      UserWarning, stacklevel=4)
 
 
 PER_LAYER = ("layer", "local_kernel", "local_stride", "local_padding")  # model fields with one value per layer

@@ -368,6 +368,18 @@ def _as_labels(y, count: int, what: str) -> torch.Tensor:
     return t
 
 
+def from_dataset(train, test, *, val_size: int = 0, train_limit: int = 0, num_classes: int | None = None) -> Datasets:
+    """Datasets from two `torch.utils.data.Dataset`s of (sample, label) pairs, read once into memory."""
+    def stack(dataset, what: str):
+        pairs = [dataset[i] for i in range(len(dataset))]
+        if not pairs or not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in pairs):
+            raise FFError(f"the {what} dataset must yield (sample, label) pairs, and at least one.")
+        return torch.stack([torch.as_tensor(x) for x, _ in pairs]), torch.as_tensor([int(y) for _, y in pairs])
+
+    return from_arrays(*stack(train, "training"), *stack(test, "test"), val_size=val_size, train_limit=train_limit,
+                       num_classes=num_classes)
+
+
 def from_arrays(train_x, train_y, test_x, test_y, *, val_size: int = 0, train_limit: int = 0,
                 num_classes: int | None = None) -> Datasets:
     """Datasets from your own arrays (NumPy or torch): images (N, H, W) or (N, C, H, W), or features (N, D).

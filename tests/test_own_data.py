@@ -9,7 +9,7 @@ import torch
 from forward_forward import preset
 from forward_forward.cli import main
 from forward_forward.config import merge
-from forward_forward.data import from_arrays
+from forward_forward.data import from_arrays, from_dataset
 from forward_forward.errors import FFError
 from forward_forward.models import build_model
 from forward_forward.training import load_trained, train
@@ -112,3 +112,51 @@ def test_readme_example_on_scikit_learn_digits(tmp_path):
     summary = train(cfg, tmp_path / "digits", data=data)
     assert summary["config"]["objective"]["label_coding"] == "extra"  # digits have no blank corner
     assert summary["test_error"] < 0.2, summary
+
+
+def test_a_torch_dataset_works_like_its_arrays():
+    x, y = table(60)
+    pairs = torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y))
+    data = from_dataset(torch.utils.data.Subset(pairs, range(50)), torch.utils.data.Subset(pairs, range(50, 60)))
+    same = from_arrays(x[:50], y[:50], x[50:], y[50:])
+    assert torch.equal(data.train.images, same.train.images) and torch.equal(data.test.labels, same.test.labels)
+
+
+def test_a_batch_the_network_cannot_take_gets_one_clear_error():
+    model = build_model(small(), (1, 28, 28), 10)
+    good = torch.rand(4, 1, 28, 28)
+    for images, message in ((good.view(4, 784), "do not fit this network, which takes \\(B, 1, 28, 28\\)"),
+                            ((good * 255).to(torch.uint8), "must be floating point"),
+                            (good.double(), "images are torch.float64 on cpu and the network is torch.float32"),
+                            (good.numpy(), "must be a torch.Tensor")):
+        with pytest.raises(FFError, match=message):
+            model.predict(images, "goodness")
+        with pytest.raises(FFError, match=message):
+            model(images, torch.zeros(4, dtype=torch.long))
+    model.double()
+    assert model.predict(good.double(), "goodness").shape == (4,)
+
+
+def test_sparsity_is_logged_per_layer_and_run_files_are_readable(fake_mnist, tmp_path):
+    import os
+    import stat
+
+    train(small_config(fake_mnist, optim={"epochs": 1}), tmp_path / "run", "t")
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"hoyer", "dead"} <= set(record["layers"]["layer0"])
+    assert 0 <= record["layers"]["layer0"]["hoyer"] <= 1 and 0 <= record["layers"]["layer0"]["dead"] <= 1
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.json", "model.pt", "summary.json", "checkpoint.pt"):
+        assert stat.S_IMODE((tmp_path / "run" / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_a_bounded_activation_with_an_unreachable_threshold_is_warned_about():
+    with pytest.warns(UserWarning, match="never reaches its default threshold"):
+        small_config(model={"activation": "sigmoid"})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small_config(model={"activation": "sigmoid"}, objective={"loss": "symba"})
+        small_config(model={"activation": "sigmoid"}, objective={"threshold": 16.0})

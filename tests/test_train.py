@@ -188,7 +188,7 @@ def test_your_own_loop_from_the_readme_matches_ff_train_exactly(fake_mnist, tmp_
     steps = len(data.train) // cfg.optim.batch_size
     optimizer, schedule = build_optimizer(cfg, model, total_steps=cfg.optim.epochs * steps)
     order_rng = torch.Generator().manual_seed(cfg.run.seed)
-    for epoch in range(cfg.optim.epochs):
+    for _epoch in range(cfg.optim.epochs):
         order = torch.randperm(len(data.train), generator=order_rng)
         for step in range(steps):
             batch = order[step * cfg.optim.batch_size : (step + 1) * cfg.optim.batch_size]
@@ -201,3 +201,16 @@ def test_your_own_loop_from_the_readme_matches_ff_train_exactly(fake_mnist, tmp_
     assert error == reference["test_error"]
     saved = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+
+
+def test_score_ways_limits_the_end_of_run_scoring(fake_mnist, tmp_path, capsys):
+    summary = train(small_config(fake_mnist, optim={"epochs": 1}, objective={"predict": "softmax"},
+                                 run={"score_ways": ["softmax"]}), tmp_path / "one", "t")
+    assert "test_error_softmax" in summary and "test_error_goodness" not in summary
+    with pytest.raises(FFError, match="must be among run.score_ways"):
+        small_config(objective={"predict": "goodness"}, run={"score_ways": ["softmax"]})
+    unsup = small_config(fake_mnist, objective={"negatives": "hybrid", "predict": "best"},
+                         run={"score_ways": ["goodness"]})
+    with pytest.raises(FFError, match="does not predict by"):
+        train(unsup, tmp_path / "two", "t")
+    assert not (tmp_path / "two").exists()

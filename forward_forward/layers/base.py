@@ -74,10 +74,10 @@ class FFLayer(nn.Module):
 
     def pre_activation(self, x: torch.Tensor, detach: bool = True) -> torch.Tensor:
         """(B, *in_shape) or (B, in_features) -> (B, out_features). `detach=False` only for the backprop twin."""
-        x = x.flatten(1)  # a map's normalisation and the weighted map both see one vector per sample
-        # float(): under bf16 autocast the matmul is bfloat16, but a goodness near theta = 2000 needs
-        # fp32 (bfloat16 resolves 2000 only to steps of 16); a no-op in fp32.
-        return self.transform(normalize(x.detach() if detach else x, self.norm, self.norm_eps)).float()
+        x = normalize(x.flatten(1).detach() if detach else x.flatten(1), self.norm, self.norm_eps)
+        # back to the input's dtype: under bf16 autocast the matmul is bfloat16, but a goodness near
+        # theta = 2000 needs fp32 (bfloat16 resolves 2000 only to steps of 16); a no-op otherwise.
+        return self.transform(x).to(x.dtype)
 
     def peer_loss(self, pre_activation: torch.Tensor, activity: torch.Tensor) -> torch.Tensor:
         """Surrogate whose gradient on each pre-activation is lambda * (unit mean - layer mean) / B.

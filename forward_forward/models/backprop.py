@@ -21,7 +21,7 @@ from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
 from ..errors import FFError
 from ..layers import build_layers, normalize
 from ..stack import LayerStack
-from .base import accept_legacy_keys, decay_groups, readout_features
+from .base import accept_legacy_keys, check_batch, decay_groups, readout_features
 
 
 class BackpropNetwork(nn.Module):
@@ -32,7 +32,7 @@ class BackpropNetwork(nn.Module):
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
         super().__init__()
-        self.num_classes = num_classes
+        self.num_classes, self.data_shape = num_classes, tuple(data_shape)
         self.objective = objective
         layers = build_layers(model, data_shape, peer_lambda=0.0)
         stages = [BLACKBOXES[model.blackbox](layer.out_features, model.blackbox_strength, seed=i)
@@ -83,6 +83,7 @@ class BackpropNetwork(nn.Module):
     def predict(self, images: torch.Tensor, how: str = "softmax") -> torch.Tensor:
         if how != "softmax":
             raise FFError(f"a backprop network predicts by its output layer (softmax) only, not by {how}.")
+        check_batch(images, self.data_shape, self.readout.weight)
         return self.logits(images).argmax(dim=1)
 
     def predictions(self, images: torch.Tensor, ways: tuple[str, ...],
@@ -93,6 +94,7 @@ class BackpropNetwork(nn.Module):
                 phase: str = "both"):
         """One loss for the whole stack: cross-entropy at the output, backpropagated through every layer."""
         assert phase == "both", "a backprop network has no separate positive and negative phases"
+        check_batch(images, self.data_shape, self.readout.weight)
         logits = self.logits(images)
         acc = (logits.detach().argmax(1) == labels).float().mean()
         return {"output": F.cross_entropy(logits, labels)}, {"output": {"acc": acc}}

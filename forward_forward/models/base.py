@@ -7,7 +7,22 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from ..errors import FFError
 from ..layers import normalize
+
+
+def check_batch(images: torch.Tensor, data_shape: tuple[int, ...], like: torch.Tensor) -> None:
+    """A clear error for a batch this network cannot take: wrong type, shape, dtype or device."""
+    if not isinstance(images, torch.Tensor):
+        raise FFError(f"images must be a torch.Tensor, got {type(images).__name__}.")
+    if tuple(images.shape[1:]) != tuple(data_shape):
+        raise FFError(f"images of shape {tuple(images.shape)} do not fit this network, which takes (B, "
+                      f"{', '.join(map(str, data_shape))}); reshape them (data.from_arrays gives the right shape).")
+    if not images.is_floating_point():
+        raise FFError(f"images must be floating point in [0, 1], got {images.dtype}: divide uint8 images by 255.")
+    if images.dtype != like.dtype or images.device != like.device:
+        raise FFError(f"images are {images.dtype} on {images.device} and the network is {like.dtype} on "
+                      f"{like.device}: move one to the other (images.to(...) or model.to(...)).")
 
 
 def decay_groups(named: Iterable[tuple[str, nn.Parameter]], lr: float, weight_decay: float) -> list[dict]:
@@ -30,6 +45,16 @@ def accept_legacy_keys(module: nn.Module) -> None:
             state_dict[prefix + "stack." + key[len(prefix):]] = state_dict.pop(key)
 
     module._register_load_state_dict_pre_hook(hook)
+
+
+def sparsity(acts: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Of a batch of activities (B, units): Hoyer sparsity per sample, averaged ((sqrt(n) - L1/L2) /
+    (sqrt(n) - 1): 0 when every unit is equally active, 1 when one unit is), and the fraction of
+    dead units, silent for every sample of the batch."""
+    n = acts.shape[1]
+    ratio = acts.abs().sum(1) / acts.norm(dim=1).clamp_min(1e-12)
+    hoyer = ((n**0.5 - ratio) / max(n**0.5 - 1, 1e-12)).mean() if n > 1 else acts.new_zeros(())
+    return {"hoyer": hoyer, "dead": (acts <= 0).all(0).float().mean()}
 
 
 def readout_features(acts: list[torch.Tensor], norm: str, eps: float) -> torch.Tensor:

@@ -20,7 +20,7 @@ from ..layers import build_layers
 from ..negatives import NEGATIVES
 from ..objectives import GOODNESS, LOSSES
 from ..stack import LayerStack
-from .base import accept_legacy_keys, decay_groups, readout_features
+from .base import accept_legacy_keys, check_batch, decay_groups, readout_features, sparsity
 
 PREDICTORS = ("softmax", "goodness", "combined")
 
@@ -29,7 +29,7 @@ class FFNetwork(nn.Module):
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
         super().__init__()
-        self.num_classes = num_classes
+        self.num_classes, self.data_shape = num_classes, tuple(data_shape)
         self.objective = objective
         self.negatives = NEGATIVES[objective.negatives](objective, num_classes, data_shape)
         # auto is resolved against the data by train(); built directly, an image gets pixels
@@ -156,6 +156,7 @@ class FFNetwork(nn.Module):
         or both ("combined"). Each pass is made once, however many ways need it."""
         if not set(ways) <= set(self.ways):
             raise FFError(f"this network predicts by {' or '.join(self.ways)}, not by {', '.join(ways)}.")
+        check_batch(images, self.data_shape, self.stack.layers[0].mean_activity)
         scores = {}
         if {"softmax", "combined"} & set(ways):
             scores["softmax"] = self.readout_logits(images)
@@ -204,6 +205,7 @@ class FFNetwork(nn.Module):
         asks for one. Layers below an active one run without a graph; layers above it do not run.
         phase "positive" or "negative" trains the layers on that kind of data alone (paper §3.5).
         """
+        check_batch(images, self.data_shape, self.stack.layers[0].mean_activity)
         active = frozenset(self.loss_names) if active is None else active
         wants_readout = self.readout is not None and "readout" in active
         losses, stats = {}, {}
@@ -230,6 +232,8 @@ class FFNetwork(nn.Module):
         for i in trained:
             z, y = out.pre[i], out.act[i]
             loss, stats[f"layer{i}"] = self.layer_loss(i, y[:batch], y[batch:])
+            if batch:
+                stats[f"layer{i}"].update(sparsity(y[:batch].detach()))
             if self.stack.layers[i].peer_lambda > 0 and batch:
                 loss = loss + self.stack.layers[i].peer_loss(z[:batch], y[:batch])
             losses[f"layer{i}"] = loss

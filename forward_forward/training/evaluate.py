@@ -42,13 +42,23 @@ def error_rate(model: nn.Module, split: Split, how: str, batch_size: int, device
     return error_rates(model, split, (how,), batch_size, device, goodness_weight)[how]
 
 
+def scored_ways(cfg: Config, model: nn.Module) -> tuple[str, ...]:
+    """The ways the end of a run scores: run.score_ways, or every way the model has."""
+    asked = cfg.run.score_ways or model.ways
+    ways = tuple(w for w in model.ways if w in asked)
+    if set(asked) - set(model.ways) or not ways:
+        raise FFError(f"run.score_ways {list(asked)} asks for ways this network does not predict by; it predicts by "
+                      f"{', '.join(model.ways)}.")
+    return ways
+
+
 def score(cfg: Config, model: nn.Module, data: Datasets, device: torch.device) -> dict:
     """Validation and test error by every prediction the model supports; `test_error` is the configured
     one, or with "best" the one with the lower validation error.
 
     The test set is only scored here, once training is over; nothing is selected on it.
     """
-    ways = model.ways
+    ways = scored_ways(cfg, model)
     # with data.val_size = 0 there is nothing to validate on: val_error_* are None
     val = error_rates(model, data.val, ways, cfg.run.eval_batch_size, device) if len(data.val) else {}
     test = error_rates(model, data.test, ways, cfg.run.eval_batch_size, device)

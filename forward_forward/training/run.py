@@ -17,7 +17,7 @@ from ..errors import FFError
 from ..models import build_model
 from ..negatives import NEGATIVES
 from .device import device_name, resolve_device, resolve_precision
-from .evaluate import score
+from .evaluate import score, scored_ways
 from .loop import fit
 from .schedules import schedule_for
 
@@ -65,6 +65,7 @@ def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool
     # everything that can fail on the config and the data fails here, before the run directory exists
     model = build_model(cfg, data.shape, data.num_classes).to(device)
     schedule_for(cfg, model.loss_names, len(data.train))
+    scored_ways(cfg, model)
     state = checkpoint.load(run_dir) if resume else None
     if state is None:
         runs.start(run_dir, cfg, preset)
