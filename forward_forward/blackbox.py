@@ -57,6 +57,9 @@ class Noise(Stage):
 class RandomNonlinearity(Stage):
     """A fixed random per-unit wiggle y + strength * sin(f y + phi), f and phi drawn once from the seed."""
 
+    frequency: torch.Tensor  # registered buffers
+    phase: torch.Tensor
+
     def __init__(self, units: int, strength: float, seed: int = 0):
         super().__init__(units, strength, seed)
         gen = torch.Generator().manual_seed(seed)

@@ -107,8 +107,14 @@ def cmd_plot(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from .report import write_report
+    from .figures import plot_run
+    from .report import load_summary, needs_figures, write_report
 
+    for run_dir in args.run_dirs:  # plot what has not been plotted yet
+        if needs_figures(load_summary(run_dir)) and not (run_dir / "figures" / "curves.png").exists():
+            print(f"plotting {run_dir} first", flush=True)
+            cfg, model, data, _ = _load_trained(argparse.Namespace(run_dir=run_dir, data_dir=None, device=None))
+            plot_run(run_dir, model.cpu(), data, cfg.objective.predict)
     out = args.out or (args.run_dirs[0] / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
     print(write_report(args.run_dirs, out))
 
@@ -155,6 +161,32 @@ def cmd_probe(args) -> None:
     val = "no validation" if result["val_error"] is None else f"validation {100 * result['val_error']:.2f} %"
     print(f"linear probe on layers {result['layers']}: test error {100 * result['test_error']:.2f} % ({val}, "
           f"train {100 * result['train_error']:.2f} %); saved in {args.run_dir / 'probe.json'}")
+
+
+def cmd_metrics(args) -> None:
+    import csv
+
+    from .figures import metrics_table, read_metrics
+
+    columns, rows = metrics_table(read_metrics(args.run_dir))
+    if args.csv:
+        runs.write_atomic(args.csv, lambda f: f.write(_csv_text(csv, columns, rows).encode()))
+        print(f"{len(rows)} epochs x {len(columns)} columns written to {args.csv}")
+        return
+    shown = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in shown)) for i, c in enumerate(columns)]
+    for line in [columns, *shown]:
+        print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
+
+
+def _csv_text(csv, columns: list[str], rows: list[list]) -> str:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def cmd_presets(args) -> None:
@@ -249,13 +281,19 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
     w.set_defaults(func=cmd_sweep)
 
+    m = sub.add_parser("metrics", help="a run's metrics.jsonl as a table: one row per epoch")
+    m.add_argument("run_dir", type=Path, help="a run directory")
+    m.add_argument("--csv", type=Path, help="write the table to this CSV file instead of printing it")
+    m.set_defaults(func=cmd_metrics)
+
     s = sub.add_parser("presets", help="list the named configs")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_presets)
     return p
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
     return f"ff: note: {message}\n"
 
 

@@ -226,9 +226,10 @@ def _validate(cfg: Config) -> Config:
     from .negatives import NEGATIVES
     from .objectives import GOODNESS, LOSSES
 
-    registries = {"model.kind": MODELS, "model.activation": ACTIVATIONS, "model.blackbox": BLACKBOXES,
-                  "objective.goodness": GOODNESS, "objective.loss": LOSSES, "objective.negatives": NEGATIVES,
-                  "objective.label_coding": LABEL_CODINGS}
+    registries: dict[str, typing.Mapping[str, object]] = {
+        "model.kind": MODELS, "model.activation": ACTIVATIONS, "model.blackbox": BLACKBOXES,
+        "objective.goodness": GOODNESS, "objective.loss": LOSSES, "objective.negatives": NEGATIVES,
+        "objective.label_coding": LABEL_CODINGS}
     choices_of = {**CHOICES, **{k: tuple(v) for k, v in registries.items()}}
     choices_of["objective.label_coding"] += ("auto",)
     for path, choices in choices_of.items():

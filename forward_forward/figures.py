@@ -84,6 +84,15 @@ def analyse(model, data, predict: str, samples: int, seed: int = 0) -> dict:
     return out
 
 
+def metrics_table(records: list[dict]) -> tuple[list[str], list[list]]:
+    """metrics.jsonl as a table: one row per epoch, one column per value (`layer0.loss`, `readout.acc`, ...)."""
+    rows = [{**{k: v for k, v in r.items() if k != "layers"},
+             **{f"{name}.{key}": v for name, values in r.get("layers", {}).items() for key, v in values.items()}}
+            for r in records]
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return columns, [[row.get(c, "") for c in columns] for row in rows]
+
+
 def _grid(vector: np.ndarray) -> np.ndarray:
     """Lay a vector out as a near-square image, padding the end with NaN (drawn blank)."""
     cols = math.ceil(math.sqrt(len(vector)))
@@ -113,9 +122,10 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
     # Training curves: loss per layer, and validation error.
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(11, 4))
     epochs = [m["epoch"] for m in metrics]
+    style = "o-" if len(metrics) < 8 else "-"  # markers, so a run of one or two epochs still shows its points
     for name in metrics[0]["layers"] if metrics else []:
-        ax_loss.plot(epochs, [m["layers"][name]["loss"] for m in metrics], label=name)
-    ax_loss.set(xlabel="epoch", ylabel="loss", yscale="log", title="training loss per layer")
+        ax_loss.plot(epochs, [m["layers"][name]["loss"] for m in metrics], style, label=name)
+    ax_loss.set(xlabel="epoch", ylabel="loss", yscale="symlog", title="training loss per layer")
     ax_loss.legend()
     with_val = [m for m in metrics if "val_error" in m]
     ax_err.plot([m["epoch"] for m in with_val], [100 * m["val_error"] for m in with_val], "o-")
@@ -123,12 +133,14 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
     ax_err.set(xlabel="epoch", ylabel="validation error (%)",
                title=f"validation error (by {', '.join(during) or facts['predict']})")
     ax_err.grid(alpha=0.3)
+    for ax in (ax_loss, ax_err):
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole
     save(fig, "curves")
 
     # Goodness histograms, positive vs negative, with the threshold.
-    layers = list(facts["goodness"])
-    fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], layers):
+    names = list(facts["goodness"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
         g = facts["goodness"][name]
         bins = np.histogram_bin_edges(g["pos"] + g["neg"], bins=40)
         ax.hist(g["pos"], bins=bins, alpha=0.6, label="positive (true label)")
@@ -141,13 +153,21 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
     # Hidden activity for one image with its true and a wrong label.
     act = facts["activity"]
     layers = len(act["with_label"])
-    fig, axes = plt.subplots(2, layers, figsize=(3 * layers, 6), squeeze=False)
+    fig, axes = plt.subplots(2, layers + 1, figsize=(3 * (layers + 1), 6), squeeze=False)
+    image = data.test.images[0]
+    for row in range(2):  # the input, beside the activities it causes
+        axes[row][0].imshow(image.mean(0).numpy() if image.ndim == 3 else _grid(image.numpy()), cmap="gray")
+        axes[row][0].set_title("test image" if row == 0 else "", fontsize=8)
+        axes[row][0].axis("off")
     for row, (kind, lab) in enumerate((("with_label", act["label"]), ("with_wrong_label", act["wrong_label"]))):
-        for col, vector in enumerate(act[kind]):
+        for col, vector in enumerate(act[kind], start=1):
             v = np.asarray(vector)
-            top = max(max(act["with_label"][col]), max(act["with_wrong_label"][col])) or 1.0  # one scale per layer
-            axes[row][col].imshow(_grid(v), cmap="viridis", vmin=0, vmax=top)
-            axes[row][col].set_title(f"label {lab}, layer{col}\ngoodness {float((v ** 2).sum()):.0f}", fontsize=8)
+            top = max(max(act["with_label"][col - 1]), max(act["with_wrong_label"][col - 1])) or 1.0  # per layer
+            shown = axes[row][col].imshow(_grid(v), cmap="viridis", vmin=0, vmax=top)
+            if row == 1:
+                fig.colorbar(shown, ax=axes[:, col].tolist(), shrink=0.6, label="activity")
+            axes[row][col].set_title(f"label {lab}, layer{col - 1}\ngoodness {float((v ** 2).sum()):.0f}",
+                                     fontsize=8)
             axes[row][col].axis("off")
     save(fig, "activity")
 
@@ -174,9 +194,14 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
     # Confusion matrix of the configured prediction on the test set.
     confusion = np.asarray(facts["confusion"])
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.imshow(np.log1p(confusion), cmap="Blues")
-    for (i, j), n in np.ndenumerate(confusion):
-        ax.text(j, i, str(n), ha="center", va="center", fontsize=6)
+    shown = ax.imshow(np.log1p(confusion), cmap="Blues")
+    dark = np.log1p(confusion) > 0.6 * np.log1p(confusion).max()
+    for (i, j), n in np.ndenumerate(confusion):  # white on the dark cells, so the diagonal stays readable
+        ax.text(j, i, str(n), ha="center", va="center", fontsize=6, color="white" if dark[i, j] else "black")
+    bar = fig.colorbar(shown, ax=ax, shrink=0.8)
+    bar.set_label("images (log scale)")
+    ticks = [t for t in (1, 10, 100, 1000, 10000) if t <= max(confusion.max(), 1)]
+    bar.set_ticks(np.log1p(ticks), labels=[str(t) for t in ticks])
     ax.set(xlabel="predicted", ylabel="true", title=f"test confusion ({facts['predict']})",
            xticks=range(len(confusion)), yticks=range(len(confusion)))
     save(fig, "confusion")

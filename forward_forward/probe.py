@@ -9,6 +9,8 @@ The probe is chosen on nothing but its own training loss; validation and test ar
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,9 +19,12 @@ from tqdm import tqdm
 from .data import Split
 from .errors import FFError
 
+if TYPE_CHECKING:
+    from .models import Network
+
 
 @torch.no_grad()
-def features(model: nn.Module, images: torch.Tensor, layers: list[int], batch_size: int = 1000) -> torch.Tensor:
+def features(model: Network, images: torch.Tensor, layers: list[int], batch_size: int = 1000) -> torch.Tensor:
     """(N, ...) images -> (N, sum of the chosen layers' units): normalised activities, side by side."""
     was_training = model.training
     model.eval()
@@ -54,7 +59,7 @@ def error(probe: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> float:
     return (probe(x).argmax(1) != y).float().mean().item() if len(y) else float("nan")
 
 
-def run_probe(model: nn.Module, train: Split, val: Split, test: Split, num_classes: int, layers: list[int] | None,
+def run_probe(model: Network, train: Split, val: Split, test: Split, num_classes: int, layers: list[int] | None,
               device: torch.device, progress: bool = False, **fit) -> dict:
     """Features of the chosen layers (default: those the network's own readout uses), a probe, its errors."""
     count = len(model.layers)

@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+from . import runs
 from .errors import FFError
 from .figures import FIGURES, pyplot, read_metrics
 
@@ -28,7 +29,7 @@ def _fmt(key: str, value) -> str:
     return html.escape(str(value))
 
 
-def _load_summary(run_dir: Path) -> dict:
+def load_summary(run_dir: Path) -> dict:
     path = run_dir / "summary.json"
     if not path.exists():
         raise FFError(f"{run_dir} has no summary.json: the run has not finished (or is not a run directory).")
@@ -50,10 +51,29 @@ def _comparison_figure(run_dirs: list[Path]) -> bytes:
     return buf.getvalue()
 
 
+def _flat(config: dict) -> dict[str, object]:
+    return {f"{section}.{key}": value for section, values in config.items() if isinstance(values, dict)
+            for key, value in values.items()}
+
+
+def config_differences(summaries: list[dict]) -> dict[str, list]:
+    """The config fields whose values differ between runs: field -> one value per run."""
+    flats = [_flat(s.get("config", {})) for s in summaries]
+    fields = sorted(set().union(*flats)) if flats else []
+    quiet = {"run.progress", "data.data_dir"}  # how a run was watched or where its files were, not what it did
+    return {f: [flat.get(f, "") for flat in flats] for f in fields
+            if f not in quiet and len({json.dumps(flat.get(f), sort_keys=True) for flat in flats}) > 1}
+
+
+def needs_figures(summary: dict) -> bool:
+    """`ff plot` draws networks that predict by goodness; the summary lists every way a run was scored by."""
+    return "test_error_goodness" in summary
+
+
 def write_report(run_dirs: list[Path], out: Path) -> Path:
-    """Write the HTML page to `out`. Each run's figures must exist (made by `ff plot`)."""
+    """Write the HTML page to `out`. Each run's figures must exist (`ff plot`; `ff report` makes missing ones)."""
     run_dirs = [Path(r) for r in run_dirs]
-    summaries = [_load_summary(r) for r in run_dirs]
+    summaries = [load_summary(r) for r in run_dirs]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>forward-forward report</title>"
              f"<style>{STYLE}</style></head><body><h1>forward-forward report</h1>"]
     if len(run_dirs) > 1:
@@ -62,13 +82,21 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         for run_dir, summary in zip(run_dirs, summaries):
             cells = "".join(f"<td>{_fmt(k, summary.get(k, ''))}</td>" for k in SUMMARY_KEYS)
             parts.append(f"<tr><td>{html.escape(run_dir.name)}</td>{cells}</tr>")
-        parts.append("</table>" + _img(_comparison_figure(run_dirs), "validation error of every run"))
+        parts.append("</table>")
+        differences = config_differences(summaries)
+        if differences:
+            parts.append("<h3>config fields that differ</h3><table><tr><th>field</th>")
+            parts += [f"<th>{html.escape(r.name)}</th>" for r in run_dirs] + ["</tr>"]
+            for field, values in differences.items():
+                cells = "".join(f"<td>{html.escape(json.dumps(v))}</td>" for v in values)
+                parts.append(f"<tr><td>{html.escape(field)}</td>{cells}</tr>")
+            parts.append("</table>")
+        parts.append(_img(_comparison_figure(run_dirs), "validation error of every run"))
     for run_dir, summary in zip(run_dirs, summaries):
         parts.append(f"<h2>{html.escape(run_dir.name)}</h2><table>")
         parts += [f"<tr><th>{k}</th><td>{_fmt(k, summary.get(k, ''))}</td></tr>" for k in SUMMARY_KEYS]
         parts.append("</table>")
-        # `ff plot` draws networks that predict by goodness; the summary lists every way a run predicts
-        for name in FIGURES if "test_error_goodness" in summary else ():
+        for name in FIGURES if needs_figures(summary) else ():
             png = run_dir / "figures" / f"{name}.png"
             if not png.exists():
                 raise FFError(f"{png} is missing: run `ff plot {run_dir}` first.")
@@ -76,6 +104,5 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         parts.append(f"<h3>config</h3><pre>{html.escape(json.dumps(summary.get('config', {}), indent=2))}</pre>")
     parts.append("</body></html>")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(parts))
+    runs.write_atomic(out, lambda f: f.write("".join(parts).encode()))  # a failed write keeps the old report
     return out

@@ -8,7 +8,7 @@ runs the same path and asks for fewer losses; it never runs the layers its own w
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Iterator, NamedTuple, Sequence, cast, overload
 
 import torch
 from torch import nn
@@ -21,11 +21,27 @@ class Pass(NamedTuple):
     act: list[torch.Tensor]  # each run layer's activity (B, units)
 
 
+if TYPE_CHECKING:
+
+    class LayerList(nn.ModuleList):
+        """What mypy sees of `LayerStack.layers`: the nn.ModuleList it is, holding FFLayers."""
+
+        @overload
+        def __getitem__(self, idx: slice) -> nn.ModuleList: ...
+        @overload
+        def __getitem__(self, idx: int) -> FFLayer: ...
+        def __getitem__(self, idx: int | slice) -> FFLayer | nn.ModuleList: ...
+        def __iter__(self) -> Iterator[FFLayer]: ...
+
+
 class LayerStack(nn.Module):
-    def __init__(self, layers: list[FFLayer], stages: list[nn.Module]):
+    layers: LayerList
+    stages: nn.ModuleList
+
+    def __init__(self, layers: list[FFLayer], stages: Sequence[nn.Module]):
         super().__init__()
         assert len(stages) == len(layers) - 1, "one stage between each pair of layers"
-        self.layers = nn.ModuleList(layers)
+        self.layers = cast("LayerList", nn.ModuleList(layers))
         self.stages = nn.ModuleList(stages)  # stage i sits between hidden layer i and layer i + 1
 
     def __len__(self) -> int:

@@ -126,7 +126,7 @@ def _record(out: Path, sweep: Sweep) -> None:
     runs.write_json_atomic(path, spec)
 
 
-def _run_one(cfg_dict: dict, run_dir: str, preset: str, threads: int) -> dict:
+def _run_one(cfg_dict: dict, run_dir: str | Path, preset: str, threads: int) -> dict:
     """One grid point and seed (in a worker process when jobs > 1): train, or resume, or skip."""
     from .config import from_dict
     from .train import train

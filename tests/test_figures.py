@@ -61,11 +61,15 @@ def test_report_embeds_everything_and_compares_runs(two_runs, tmp_path):
         assert f"<td>{run.name}</td>" in page
 
 
-def test_report_without_figures_says_what_to_run(tmp_path, two_runs, capsys):
+def test_write_report_without_figures_says_what_to_run(tmp_path, two_runs):
+    from forward_forward.errors import FFError
+    from forward_forward.report import write_report
+
     bare = tmp_path / "bare"
     shutil.copytree(two_runs[1], bare, ignore=shutil.ignore_patterns("figures"))
-    assert main(["report", str(bare)]) == 2
-    assert "run `ff plot" in capsys.readouterr().err
+    with pytest.raises(FFError, match="run `ff plot"):  # the library call; `ff report` plots it first
+        write_report([bare], tmp_path / "page.html")
+    assert not (tmp_path / "page.html").exists()
 
 
 @pytest.mark.skipif(not shutil.which("chromium"), reason="Chromium is not installed")
@@ -97,3 +101,25 @@ def test_tensorboard_logs_scalars_and_histograms(tmp_path):
     assert {"val_error", "layer0/loss", "layer1/g_pos", "readout/acc"} <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("val_error")] == [1, 2]
     assert {"layer0/weight", "layer1/bias"} <= set(tags["histograms"])
+
+
+def test_report_plots_what_is_missing_and_shows_what_differs(fake_mnist, tmp_path):
+    for name, lr in (("a", 0.01), ("b", 0.02)):
+        train(small_config(fake_mnist, optim={"epochs": 1, "lr": lr}), tmp_path / name, "test")
+    out = tmp_path / "both.html"
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert (tmp_path / "a" / "figures" / "curves.png").exists()
+    assert "config fields that differ" in page and "optim.lr" in page and "model.hidden" not in page
+
+
+def test_metrics_print_as_a_table_and_write_as_csv(two_runs, tmp_path, capsys):
+    import csv
+
+    assert main(["metrics", str(two_runs[0])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["epoch", "seconds", "lr", "val_error"] and "layer0.hoyer" in lines[0]
+    assert main(["metrics", str(two_runs[0]), "--csv", str(tmp_path / "m.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "m.csv").open()))
+    records = [json.loads(line) for line in (two_runs[0] / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == len(records) and float(rows[-1]["layer1.loss"]) == records[-1]["layers"]["layer1"]["loss"]

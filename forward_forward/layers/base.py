@@ -45,6 +45,7 @@ class FFLayer(nn.Module):
 
     in_shape: tuple[int, ...]  # one sample's input: (features,) or a (C, H, W) map
     out_shape: tuple[int, ...]  # one sample's activity as the next layer sees it; it is flat (B, out_features)
+    mean_activity: torch.Tensor  # a registered buffer
 
     def __init__(self, out_features: int, *, activation: str, norm: str, norm_eps: float, peer_lambda: float,
                  peer_decay: float):

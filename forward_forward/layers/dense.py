@@ -24,11 +24,11 @@ class FFLinear(FFLayer):
             nn.init.zeros_(self.linear.bias)
 
     @property
-    def weight(self) -> nn.Parameter:
+    def weight(self) -> torch.Tensor:
         return self.linear.weight
 
     @property
-    def bias(self) -> nn.Parameter:
+    def bias(self) -> torch.Tensor:
         return self.linear.bias
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:

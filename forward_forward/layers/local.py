@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -61,4 +62,4 @@ class FFLocal(FFLayer):
 
 def local_grid(size: tuple[int, int], kernel: int, stride: int, padding: int) -> tuple[int, int]:
     """Rows and columns of the locations of k x k fields, `stride` apart, on a map zero padded by `padding`."""
-    return tuple((n + 2 * padding - kernel) // stride + 1 for n in size)
+    return cast("tuple[int, int]", tuple((n + 2 * padding - kernel) // stride + 1 for n in size))

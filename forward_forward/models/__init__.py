@@ -9,22 +9,21 @@ A model kind is an `nn.Module` class with the interface the loop and the tools u
 
 from __future__ import annotations
 
-from torch import nn
-
 from ..config import Config
 from .backprop import BackpropNetwork
+from .base import ModelKind, Network
 from .ff import FFNetwork
 
-MODELS: dict[str, type[nn.Module]] = {
+MODELS: dict[str, ModelKind] = {
     "ff": FFNetwork,
     "backprop": BackpropNetwork,
 }
 
 
-def build_model(cfg: Config, data_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+def build_model(cfg: Config, data_shape: tuple[int, ...], num_classes: int) -> Network:
     """The network `cfg` describes, for samples of `data_shape` in `num_classes` classes."""
     return MODELS[cfg.model.kind](data_shape=tuple(data_shape), num_classes=num_classes, model=cfg.model,
                                   objective=cfg.objective)
 
 
-__all__ = ["MODELS", "BackpropNetwork", "FFNetwork", "build_model"]
+__all__ = ["MODELS", "BackpropNetwork", "FFNetwork", "ModelKind", "Network", "build_model"]

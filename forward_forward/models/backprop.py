@@ -91,7 +91,7 @@ class BackpropNetwork(nn.Module):
         return {how: self.predict(images, how) for how in ways}
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, active: frozenset[str] | None = None,
-                phase: str = "both"):
+                phase: str = "both") -> tuple[dict[str, torch.Tensor], dict]:
         """One loss for the whole stack: cross-entropy at the output, backpropagated through every layer."""
         assert phase == "both", "a backprop network has no separate positive and negative phases"
         check_batch(images, self.data_shape, self.readout.weight)

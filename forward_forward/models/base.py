@@ -2,13 +2,62 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable, Iterator, Mapping, Protocol, Self
 
 import torch
 from torch import nn
 
+from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
 from ..errors import FFError
 from ..layers import normalize
+
+
+class Network(Protocol):
+    """What the training loop and the tools use of a model kind (an `nn.Module`; see `models`)."""
+
+    num_classes: int
+    data_shape: tuple[int, ...]
+    training: bool
+
+    @property
+    def loss_names(self) -> list[str]: ...
+    @property
+    def ways(self) -> tuple[str, ...]: ...
+    @property
+    def validation_method(self) -> str: ...
+    @property
+    def layers(self) -> nn.ModuleList: ...
+    @property
+    def prediction_layers(self) -> list[int]: ...
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, active: frozenset[str] | None = None,
+                 phase: str = "both") -> tuple[dict[str, torch.Tensor], dict]: ...
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, active: frozenset[str] | None = None,
+                phase: str = "both") -> tuple[dict[str, torch.Tensor], dict]: ...
+    def param_groups(self, optim: OptimConfig) -> list[dict]: ...
+    def features(self, images: torch.Tensor, layers: list[int]) -> torch.Tensor: ...
+    def predictions(self, images: torch.Tensor, ways: tuple[str, ...],
+                    goodness_weight: float | None = None) -> dict[str, torch.Tensor]: ...
+    def predict(self, images: torch.Tensor, how: str = "softmax") -> torch.Tensor: ...
+    def matmul_flops_per_image(self) -> float: ...
+
+    # what nn.Module gives every model
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator[tuple[str, nn.Parameter]]: ...
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any: ...
+    def train(self, mode: bool = True) -> Self: ...
+    def eval(self) -> Self: ...
+    def to(self, *args: Any, **kwargs: Any) -> Self: ...
+
+
+class ModelKind(Protocol):
+    """A model class, as `MODELS` holds it: built from the config, with its own config checks."""
+
+    def __call__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
+                 objective: ObjectiveConfig) -> Network: ...
+    def check(self, cfg: Config) -> None: ...
 
 
 def check_batch(images: torch.Tensor, data_shape: tuple[int, ...], like: torch.Tensor) -> None:
@@ -30,6 +79,8 @@ def decay_groups(named: Iterable[tuple[str, nn.Parameter]], lr: float, weight_de
 
     Every parameter lands in one of them, so a new parameter of a layer is trained by default.
     """
+    weights: list[nn.Parameter]
+    biases: list[nn.Parameter]
     weights, biases = [], []
     for name, param in named:
         (biases if name.rsplit(".", 1)[-1] == "bias" else weights).append(param)

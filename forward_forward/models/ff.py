@@ -8,6 +8,8 @@ linear softmax readout).
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,7 +21,7 @@ from ..errors import FFError
 from ..layers import build_layers
 from ..negatives import NEGATIVES
 from ..objectives import GOODNESS, LOSSES
-from ..stack import LayerStack
+from ..stack import LayerStack, Pass
 from .base import accept_legacy_keys, check_batch, decay_groups, readout_features, sparsity
 
 PREDICTORS = ("softmax", "goodness", "combined")
@@ -180,6 +182,8 @@ class FFNetwork(nn.Module):
         g_pos, g_neg = self.goodness(pos), self.goodness(neg)
         theta = self.thresholds[index]
         loss = self.loss_fn(g_pos, g_neg, theta, self.objective.temperature, **self.loss_options)
+        stats: dict[str, torch.Tensor | float]
+        right: list[torch.Tensor]
         stats, right = {}, []  # right: fraction of samples on the right side of the threshold
         if g_pos.numel():
             stats["g_pos"] = g_pos.detach().mean()
@@ -215,7 +219,8 @@ class FFNetwork(nn.Module):
             with torch.no_grad():
                 features = self.readout_features(self.activities(self.unlabelled(images)))
             with torch.set_grad_enabled(torch.is_grad_enabled() and wants_readout):
-                logits = self.readout(features).float()  # hard negatives are sampled from fp32 probabilities
+                # hard negatives are sampled from fp32 probabilities
+                logits = cast(nn.Linear, self.readout)(features).float()
             if wants_readout:
                 readout_loss = F.cross_entropy(logits, labels)
                 readout_acc = (logits.detach().argmax(1) == labels).float().mean()
@@ -230,7 +235,7 @@ class FFNetwork(nn.Module):
             out = self.stack(torch.cat([pos, neg]), upto=upto,  # (P + N, ...): one matmul per layer for both
                              frozen=frozenset(range(upto)) - set(trained))
         for i in trained:
-            z, y = out.pre[i], out.act[i]
+            z, y = cast(Pass, out).pre[i], cast(Pass, out).act[i]  # a trained layer ran: upto > 0
             loss, stats[f"layer{i}"] = self.layer_loss(i, y[:batch], y[batch:])
             if batch:
                 stats[f"layer{i}"].update(sparsity(y[:batch].detach()))
@@ -238,7 +243,8 @@ class FFNetwork(nn.Module):
                 loss = loss + self.stack.layers[i].peer_loss(z[:batch], y[:batch])
             losses[f"layer{i}"] = loss
         if wants_readout and not self.negatives.labelled and batch:
-            logits = self.readout(self.readout_features([y[:batch] for y in out.act])).float()
+            logits = cast(nn.Linear, self.readout)(  # wants_readout and batch > 0: the readout and the pass are there
+                self.readout_features([y[:batch] for y in cast(Pass, out).act])).float()
             readout_loss = F.cross_entropy(logits, labels)
             readout_acc = (logits.detach().argmax(1) == labels).float().mean()
         if readout_loss is not None:  # after the layers: a divergence is reported at its source first
@@ -260,7 +266,7 @@ class FFNetwork(nn.Module):
         flops = sum(2 * (2 if i in trained else 1) * macs[i] * samples for i in range(upto))  # 2 FLOPs per MAC
         wants_readout = self.readout is not None and "readout" in active
         if self.negatives.labelled and (wants_readout or self.negatives.needs_probs):
-            flops += 2 * sum(macs) + 2 * self.readout.weight.numel()  # the neutral pass and its logits
+            flops += 2 * sum(macs) + 2 * cast(nn.Linear, self.readout).weight.numel()  # the neutral pass and its logits
         if wants_readout:  # forward (unsupervised: here; supervised: in the neutral pass) and weight gradient
-            flops += (4 if self.negatives.labelled else 6) * self.readout.weight.numel()
+            flops += (4 if self.negatives.labelled else 6) * cast(nn.Linear, self.readout).weight.numel()
         return flops

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from .. import data as data_mod
 from .. import runs
@@ -16,9 +16,12 @@ from ..errors import FFError
 from ..models import build_model
 from .device import resolve_device
 
+if TYPE_CHECKING:
+    from ..models import Network
+
 
 @torch.no_grad()
-def error_rates(model: nn.Module, split: Split, ways: tuple[str, ...], batch_size: int, device: torch.device,
+def error_rates(model: Network, split: Split, ways: tuple[str, ...], batch_size: int, device: torch.device,
                 goodness_weight: float | None = None) -> dict[str, float]:
     """Fraction of `split` misclassified by each of `ways` ("softmax", "goodness", "combined"), from
     one pass over the split."""
@@ -26,7 +29,7 @@ def error_rates(model: nn.Module, split: Split, ways: tuple[str, ...], batch_siz
         raise FFError("cannot score an empty split.")
     was_training = model.training
     model.eval()
-    wrong = dict.fromkeys(ways, 0)
+    wrong: dict[str, int | float] = dict.fromkeys(ways, 0)
     for start in range(0, len(split), batch_size):
         x = split.images[start : start + batch_size].to(device, non_blocking=True)
         y = split.labels[start : start + batch_size].to(device, non_blocking=True)
@@ -36,13 +39,13 @@ def error_rates(model: nn.Module, split: Split, ways: tuple[str, ...], batch_siz
     return {how: n / len(split) for how, n in wrong.items()}
 
 
-def error_rate(model: nn.Module, split: Split, how: str, batch_size: int, device: torch.device,
+def error_rate(model: Network, split: Split, how: str, batch_size: int, device: torch.device,
                goodness_weight: float | None = None) -> float:
     """Fraction of `split` misclassified, predicting by `how`."""
     return error_rates(model, split, (how,), batch_size, device, goodness_weight)[how]
 
 
-def scored_ways(cfg: Config, model: nn.Module) -> tuple[str, ...]:
+def scored_ways(cfg: Config, model: Network) -> tuple[str, ...]:
     """The ways the end of a run scores: run.score_ways, or every way the model has."""
     asked = cfg.run.score_ways or model.ways
     ways = tuple(w for w in model.ways if w in asked)
@@ -52,7 +55,7 @@ def scored_ways(cfg: Config, model: nn.Module) -> tuple[str, ...]:
     return ways
 
 
-def score(cfg: Config, model: nn.Module, data: Datasets, device: torch.device) -> dict:
+def score(cfg: Config, model: Network, data: Datasets, device: torch.device) -> dict:
     """Validation and test error by every prediction the model supports; `test_error` is the configured
     one, or with "best" the one with the lower validation error.
 
@@ -62,7 +65,7 @@ def score(cfg: Config, model: nn.Module, data: Datasets, device: torch.device) -
     # with data.val_size = 0 there is nothing to validate on: val_error_* are None
     val = error_rates(model, data.val, ways, cfg.run.eval_batch_size, device) if len(data.val) else {}
     test = error_rates(model, data.test, ways, cfg.run.eval_batch_size, device)
-    out = {}
+    out: dict[str, Any] = {}
     for how in ways:
         out[f"val_error_{how}"], out[f"test_error_{how}"] = val.get(how), test[how]
     chosen = cfg.objective.predict

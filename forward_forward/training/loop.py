@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from .. import augment, checkpoint, runs
@@ -24,11 +24,14 @@ from .metrics import Meter, log_tensorboard, tensorboard_writer
 from .optim import build_optimizer
 from .schedules import schedule_for
 
+if TYPE_CHECKING:
+    from ..models import Network
+
 
 class Loop:
     """State of one run's training: optimiser, schedule, data-order RNG, checkpoints, metrics."""
 
-    def __init__(self, cfg: Config, model: nn.Module, data: Datasets, device: torch.device, run_dir: Path,
+    def __init__(self, cfg: Config, model: Network, data: Datasets, device: torch.device, run_dir: Path,
                  resume_state: dict | None):
         self.cfg, self.model, self.data, self.device, self.run_dir = cfg, model, data, device, run_dir
         self.train = data.train.to(device)
@@ -65,7 +68,7 @@ class Loop:
             with autocast(self.cfg, self.device):
                 losses, stats = self.model(images, labels, active=active, phase=phase)
         self.optimizer.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
+        cast(torch.Tensor, sum(losses.values())).backward()  # a sum of tensors
         self.optimizer.step()
         self.scheduler.step()
         return losses, stats
@@ -102,7 +105,7 @@ def _drawing_from(seed: int | None, device: torch.device):
         yield
 
 
-def fit(cfg: Config, model: nn.Module, data: Datasets, device: torch.device, run_dir: Path,
+def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_dir: Path,
         resume_state: dict | None = None) -> checkpoint.Position:
     """Train `model` for cfg.optim.epochs under its schedule, from `resume_state` if given.
 

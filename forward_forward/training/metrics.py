@@ -18,7 +18,7 @@ class Meter:
     """
 
     def __init__(self, first_step: int = 0):
-        self.sums: dict[tuple[str, str], torch.Tensor] = defaultdict(lambda: 0.0)
+        self.sums: dict[tuple[str, str], torch.Tensor | float] = defaultdict(lambda: 0.0)
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
         self.first_step = first_step
         self.loss_rows: list[tuple[list[str], torch.Tensor]] = []

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING, Callable
 
 import torch
-from torch import nn
 
 from ..config import Config
 
+if TYPE_CHECKING:
+    from ..models import Network
 
-def build_optimizer(cfg: Config, model: nn.Module, total_steps: int):
+
+def build_optimizer(cfg: Config, model: Network, total_steps: int):
     """SGD or Adam over `model.param_groups(cfg.optim)`, and a LambdaLR of `optim.schedule`.
 
     Every parameter of the model must be in exactly one group: one left out would silently never train.
@@ -22,6 +25,7 @@ def build_optimizer(cfg: Config, model: nn.Module, total_steps: int):
     assert not missing and len(grouped) == len(set(grouped)), (
         f"{type(model).__name__}.param_groups leaves out {missing} or lists a parameter twice"
     )
+    make: Callable[..., torch.optim.Optimizer]
     if o.name == "sgd":
         make = functools.partial(torch.optim.SGD, groups, lr=o.lr, momentum=o.momentum, dampening=o.dampening)
     else:

@@ -8,6 +8,7 @@ readout, hard negatives, jitter) it honours under every schedule.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 
@@ -35,7 +36,7 @@ class Minibatch:
 
     def step(self, epoch: int, step: int, order: torch.Tensor | None):
         """-> (indices or slice of the training images, the active losses (None: all), the phase)."""
-        index = order[step * self.batch_size : (step + 1) * self.batch_size]
+        index = cast(torch.Tensor, order)[step * self.batch_size : (step + 1) * self.batch_size]  # order() gave it
         global_step = (epoch - 1) * self.steps_per_epoch + step
         phase = "both"
         if self.phase_steps:
