@@ -87,6 +87,7 @@ class OptimConfig:
     momentum: float = 0.9  # sgd only
     dampening: float = 0.9  # sgd only; 0.9 = exponentially smoothed gradient, as in the MATLAB code
     weight_decay: float = 0.001  # L2 weight cost of the FF weights (biases are not decayed)
+    layer_lr: list[float] = field(default_factory=list)  # one factor on optim.lr per hidden layer; empty: all 1
     readout_lr: float = 0.1  # learning rate of the softmax readout
     readout_weight_decay: float = 0.003
     schedule: str = "hinton"  # hinton: constant for the first half, then linear to 0 | constant
@@ -252,6 +253,10 @@ def _validate(cfg: Config) -> Config:
     BLACKBOXES[cfg.model.blackbox].check(cfg.model.blackbox_strength)
     MODELS[cfg.model.kind].check(cfg)
     _warn_if_unreachable(cfg)
+    if cfg.optim.layer_lr and (len(cfg.optim.layer_lr) != len(cfg.model.hidden)
+                               or not all(0 < f < math.inf for f in cfg.optim.layer_lr)):
+        raise FFError(f"optim.layer_lr must give one positive factor per hidden layer ({len(cfg.model.hidden)}); "
+                      f"got {cfg.optim.layer_lr!r}.")
     ways = ("softmax", "goodness", "combined")
     if any(w not in ways for w in cfg.run.score_ways):
         raise FFError(f"run.score_ways may list {', '.join(ways)}; got {cfg.run.score_ways!r}.")

@@ -8,12 +8,26 @@ runs the same path and asks for fewer losses; it never runs the layers its own w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, NamedTuple, Sequence, cast, overload
+from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple, Sequence, cast, overload
 
 import torch
 from torch import nn
 
 from .layers import FFLayer
+
+
+def decay_groups(named: Iterable[tuple[str, nn.Parameter]], lr: float, weight_decay: float) -> list[dict]:
+    """Two optimiser groups at one learning rate: weights with `weight_decay`, biases without.
+
+    Every parameter lands in one of them, so a new parameter of a layer is trained by default.
+    """
+    weights: list[nn.Parameter]
+    biases: list[nn.Parameter]
+    weights, biases = [], []
+    for name, param in named:
+        (biases if name.rsplit(".", 1)[-1] == "bias" else weights).append(param)
+    return [{"params": weights, "lr": lr, "weight_decay": weight_decay},
+            {"params": biases, "lr": lr, "weight_decay": 0.0}]
 
 
 class Pass(NamedTuple):
@@ -71,6 +85,15 @@ class LayerStack(nn.Module):
             if i + 1 < count:  # the stage feeds the next layer; after the last one run, nothing needs it
                 x = self.stages[i](y)
         return Pass(pre, act)
+
+    def param_groups(self, lr: float, weight_decay: float, layer_lr: list[float]) -> list[dict]:
+        """Weights (decayed) and biases (not) at `lr`; with `layer_lr`, two groups per layer at
+        lr times its factor (a layer's own learning rate, where a model wants one)."""
+        if not layer_lr:
+            return decay_groups(self.named_parameters(), lr, weight_decay)
+        assert len(layer_lr) == len(self.layers), "one learning-rate factor per layer"
+        return [group for layer, factor in zip(self.layers, layer_lr)
+                for group in decay_groups(layer.named_parameters(), lr * factor, weight_decay)]
 
     def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, *input_shape) -> each hidden layer's activity (B, units); inputs detached per layer."""

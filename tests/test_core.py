@@ -164,6 +164,18 @@ def test_every_parameter_a_model_has_is_optimised_even_a_new_one(kind):
     assert not torch.equal(model.layers[0].gain, torch.ones(64))
 
 
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_each_layer_may_have_its_own_learning_rate(kind):
+    cfg = small_config(model={"kind": kind}, objective={"predict": "softmax"}, optim={"layer_lr": [1.0, 0.25]})
+    model = build_model(cfg, (1, 8, 8), 10)
+    optimizer, _ = build_optimizer(cfg, model, total_steps=10)
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert lr_of[id(model.layers[0].weight)] == lr_of[id(model.layers[0].bias)] == pytest.approx(0.01)
+    assert lr_of[id(model.layers[1].weight)] == lr_of[id(model.layers[1].bias)] == pytest.approx(0.0025)
+    with pytest.raises(FFError, match="one positive factor per hidden layer"):
+        small_config(optim={"layer_lr": [1.0]})
+
+
 def test_a_model_whose_groups_leave_a_parameter_out_is_refused():
     cfg = small_config()
     model = build_model(cfg, (100,), 10)

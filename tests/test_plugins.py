@@ -71,3 +71,17 @@ def test_a_plugin_that_fails_to_import_is_one_line(tmp_path, monkeypatch, capsys
     assert main(["train", "--set", 'run.plugins=["broken_parts"]']) == 2
     assert "importing 'broken_parts' failed (RuntimeError: oops)" in capsys.readouterr().err
     sys.modules.pop("broken_parts", None)
+
+
+def test_a_plugin_part_in_a_sweep_reaches_its_worker_processes(plugin, fake_mnist, tmp_path):
+    from forward_forward.sweep import Sweep, run_sweep
+
+    overrides = {"data": {"data_dir": str(fake_mnist), "verify_checksums": False, "download": False, "val_size": 200},
+                 "model": {"hidden": [32, 32]}, "optim": {"epochs": 1, "batch_size": 50},
+                 "run": {"device": "cpu", "plugins": [plugin]}}
+    sweep = Sweep(preset="tiny", grid={"objective.goodness": ["sum_cubes", "sum_squares"]}, seeds=[0],
+                  overrides=overrides)
+    run_sweep(sweep, tmp_path / "sweep", jobs=2, progress=False)  # spawned workers import the plugin themselves
+    results = json.loads((tmp_path / "sweep" / "results.json").read_text())
+    assert len(results["rows"]) == 2
+    assert not (tmp_path / "sweep" / "failed.txt").exists()

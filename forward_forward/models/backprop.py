@@ -20,8 +20,8 @@ from ..blackbox import BLACKBOXES
 from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
 from ..errors import FFError
 from ..layers import build_layers, normalize
-from ..stack import LayerStack
-from .base import accept_legacy_keys, check_batch, decay_groups, readout_features
+from ..stack import LayerStack, decay_groups
+from .base import accept_legacy_keys, check_batch, readout_features
 
 
 class BackpropNetwork(nn.Module):
@@ -61,7 +61,7 @@ class BackpropNetwork(nn.Module):
     def param_groups(self, optim: OptimConfig) -> list[dict]:
         """One learning rate and weight cost for the whole network: the output layer is one more layer
         (its own two groups, as checkpoints of earlier versions hold them)."""
-        return (decay_groups(self.stack.named_parameters(), optim.lr, optim.weight_decay)
+        return (self.stack.param_groups(optim.lr, optim.weight_decay, optim.layer_lr)
                 + decay_groups(self.readout.named_parameters(), optim.lr, optim.weight_decay))
 
     def activities(self, x: torch.Tensor) -> list[torch.Tensor]:

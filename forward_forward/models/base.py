@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Mapping, Protocol, Self
+from typing import Any, Iterator, Mapping, Protocol, Self
 
 import torch
 from torch import nn
@@ -72,20 +72,6 @@ def check_batch(images: torch.Tensor, data_shape: tuple[int, ...], like: torch.T
     if images.dtype != like.dtype or images.device != like.device:
         raise FFError(f"images are {images.dtype} on {images.device} and the network is {like.dtype} on "
                       f"{like.device}: move one to the other (images.to(...) or model.to(...)).")
-
-
-def decay_groups(named: Iterable[tuple[str, nn.Parameter]], lr: float, weight_decay: float) -> list[dict]:
-    """Two optimiser groups at one learning rate: weights with `weight_decay`, biases without.
-
-    Every parameter lands in one of them, so a new parameter of a layer is trained by default.
-    """
-    weights: list[nn.Parameter]
-    biases: list[nn.Parameter]
-    weights, biases = [], []
-    for name, param in named:
-        (biases if name.rsplit(".", 1)[-1] == "bias" else weights).append(param)
-    return [{"params": weights, "lr": lr, "weight_decay": weight_decay},
-            {"params": biases, "lr": lr, "weight_decay": 0.0}]
 
 
 def accept_legacy_keys(module: nn.Module) -> None:

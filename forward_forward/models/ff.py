@@ -21,8 +21,8 @@ from ..errors import FFError
 from ..layers import build_layers
 from ..negatives import NEGATIVES
 from ..objectives import GOODNESS, LOSSES
-from ..stack import LayerStack, Pass
-from .base import accept_legacy_keys, check_batch, decay_groups, readout_features, sparsity
+from ..stack import LayerStack, Pass, decay_groups
+from .base import accept_legacy_keys, check_batch, readout_features, sparsity
 
 PREDICTORS = ("softmax", "goodness", "combined")
 
@@ -96,8 +96,9 @@ class FFNetwork(nn.Module):
         return "softmax" if self.readout is not None else "goodness"
 
     def param_groups(self, optim: OptimConfig) -> list[dict]:
-        """The layers at optim.lr and the readout at optim.readout_lr; weights decayed, biases not."""
-        groups = decay_groups(self.stack.named_parameters(), optim.lr, optim.weight_decay)
+        """The layers at optim.lr (times optim.layer_lr's factors) and the readout at optim.readout_lr;
+        weights decayed, biases not."""
+        groups = self.stack.param_groups(optim.lr, optim.weight_decay, optim.layer_lr)
         if self.readout is not None:
             groups += decay_groups(self.readout.named_parameters(), optim.readout_lr, optim.readout_weight_decay)
         return groups
