@@ -73,6 +73,7 @@ def _load_trained(args):
 
 def cmd_eval(args) -> None:
     from .training import error_rate
+    from .training.evaluate import layer_error_rates
 
     cfg, model, data, device = _load_trained(args)
     how = args.predict or cfg.objective.predict
@@ -90,6 +91,11 @@ def cmd_eval(args) -> None:
     err = error_rate(model, split, how, cfg.run.eval_batch_size, device, weight)
     shown = f", goodness weight {weight:g}" if how == "combined" else ""
     print(f"{args.split} error {100 * err:.2f} % (predict by {how}{shown})")
+    if args.per_layer:
+        if "goodness" not in model.ways:
+            raise FFError(f"--per-layer scores each layer's goodness, and {args.run_dir} does not predict by goodness.")
+        for layer, layer_err in enumerate(layer_error_rates(model, split, cfg.run.eval_batch_size, device)):
+            print(f"  layer{layer} alone, by goodness: {args.split} error {100 * layer_err:.2f} %")
 
 
 def cmd_plot(args) -> None:
@@ -237,6 +243,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=["test", "val"], default="test",
                    help="score the test set (default) or the run's validation images")
     e.add_argument("--goodness-weight", type=float, help="objective.goodness_weight for --predict combined")
+    e.add_argument("--per-layer", action="store_true", help="also the error of each layer alone, by its goodness")
     e.add_argument("--data-dir", help=DATA_DIR_HELP)
     e.add_argument("--device", help=DEVICE_HELP)
     e.set_defaults(func=cmd_eval)

@@ -214,3 +214,17 @@ def test_score_ways_limits_the_end_of_run_scoring(fake_mnist, tmp_path, capsys):
     with pytest.raises(FFError, match="does not predict by"):
         train(unsup, tmp_path / "two", "t")
     assert not (tmp_path / "two").exists()
+
+
+def test_eval_per_layer_scores_each_layer_by_its_goodness(fake_mnist, tmp_path, capsys):
+    train(small_config(fake_mnist, optim={"epochs": 1}), tmp_path / "run", "test")
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run"), "--per-layer"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("  layer0 alone, by goodness: test error") and lines[2].startswith("  layer1 alone")
+    figures = pytest.importorskip("forward_forward.figures")
+    from forward_forward.training import load_trained
+
+    cfg, model, data, _ = load_trained(tmp_path / "run")
+    expected = figures.analyse(model, data, "softmax", 50)["layer_error"]["layer1"]
+    assert f"{100 * expected:.2f} %" in lines[2]

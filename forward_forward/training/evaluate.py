@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -17,7 +17,7 @@ from ..models import build_model
 from .device import resolve_device
 
 if TYPE_CHECKING:
-    from ..models import Network
+    from ..models import FFNetwork, Network
 
 
 @torch.no_grad()
@@ -37,6 +37,22 @@ def error_rates(model: Network, split: Split, ways: tuple[str, ...], batch_size:
             wrong[how] += (predicted != y).sum().item()
     model.train(was_training)
     return {how: n / len(split) for how, n in wrong.items()}
+
+
+@torch.no_grad()
+def layer_error_rates(model: Network, split: Split, batch_size: int, device: torch.device) -> list[float]:
+    """Fraction of `split` misclassified by each hidden layer's goodness alone (one batched pass per batch)."""
+    was_training = model.training
+    model.eval()
+    wrong = None
+    for start in range(0, len(split), batch_size):
+        x = split.images[start : start + batch_size].to(device, non_blocking=True)
+        y = split.labels[start : start + batch_size].to(device, non_blocking=True)
+        goodness = cast("FFNetwork", model).label_goodness(x)  # (B, C, layers): only FF networks have it
+        missed = (goodness.argmax(1) != y[:, None]).sum(0)  # (layers,)
+        wrong = missed if wrong is None else wrong + missed
+    model.train(was_training)
+    return [] if wrong is None else (wrong.float() / len(split)).tolist()
 
 
 def error_rate(model: Network, split: Split, how: str, batch_size: int, device: torch.device,
