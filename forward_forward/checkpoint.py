@@ -56,14 +56,27 @@ def save(run_dir: Path, *, model, optimizer, scheduler, generator: torch.Generat
         ) from None
 
 
+EXPECTED: dict[str, type | tuple[type, ...]] = {
+    "model": dict, "optimizer": dict, "scheduler": dict, "generator": torch.Tensor, "torch_rng": torch.Tensor,
+    "cuda_rng": list, "epoch": int, "step": int, "order": (torch.Tensor, type(None)), "elapsed": (int, float),
+    "step_seconds": (int, float),
+}
+
+
 def load(run_dir: Path) -> dict | None:
     """The run's checkpoint, or None when it has none yet (killed before its first checkpoint)."""
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         return None
     state = runs.load_trusted_format(path, "checkpoint")
-    if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "epoch", "step"} <= set(state):
-        raise FFError(f"{path} is not a complete checkpoint; it was refused.")
+    if not isinstance(state, dict):
+        raise FFError(f"{path} is not a checkpoint (no table inside); it was refused.")
+    for key, kinds in EXPECTED.items():  # every field, of its type, before anything is restored
+        if key not in state or not isinstance(state[key], kinds) or isinstance(state[key], bool):
+            raise FFError(f"{path} is not a complete checkpoint ({key!r} is missing or of the wrong type); it was "
+                          "refused. Train the run again, or resume from a copy of an intact checkpoint.")
+    if state["epoch"] < 1 or state["step"] < 0:
+        raise FFError(f"{path} holds an impossible position (epoch {state['epoch']}, step {state['step']}); refused.")
     return state
 
 
@@ -73,11 +86,15 @@ def restore(state: dict, *, model, optimizer, scheduler, generator: torch.Genera
         optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as e:
         raise FFError(f"the checkpoint does not fit this run's config.json ({str(e).splitlines()[0]}).") from None
-    scheduler.load_state_dict(state["scheduler"])
-    generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    try:
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise FFError(f"the checkpoint's schedule or random state is damaged ({str(e).splitlines()[0][:120]}); "
+                      "it was refused.") from None
     return Position(state["epoch"], state["step"], state["order"], state["elapsed"], state["step_seconds"])
 
 

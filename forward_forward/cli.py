@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
 
 from . import __version__, presets, runs
 from . import config as config_mod
-from .errors import FFError
+from .errors import FFError, os_error_message
 
 
 def _build_config(args) -> config_mod.Config:
@@ -158,8 +159,9 @@ def cmd_probe(args) -> None:
             layers = [int(i) for i in args.layers.split(",")]
         except ValueError:
             raise FFError(f"--layers takes hidden-layer indices like 1,2,3; got {args.layers!r}.") from None
-    if args.epochs < 1 or not args.lr > 0 or args.batch_size < 1:
-        raise FFError("--epochs and --batch-size must be at least 1 and --lr positive.")
+    if args.epochs < 1 or not 0 < args.lr < math.inf or args.batch_size < 1 or not 0 <= args.weight_decay < math.inf:
+        raise FFError("--epochs and --batch-size must be at least 1, --lr positive and finite, and --weight-decay "
+                      "finite and not negative.")
     result = run_probe(model, data.train, data.val, data.test, data.num_classes, layers, device,
                        progress=not args.no_progress, epochs=args.epochs, lr=args.lr,
                        weight_decay=args.weight_decay, batch_size=args.batch_size)
@@ -313,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except FFError as e:
         print(f"ff: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a missing folder, a file where a folder should be: one line, not a trace
+        print(f"ff: error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ff: interrupted", file=sys.stderr)

@@ -207,13 +207,24 @@ RANGES = [
     (("optim.batch_size", "optim.epochs", "optim.chunk_size", "optim.lr", "objective.temperature",
       "model.norm_eps", "run.eval_every", "run.checkpoint_every", "run.eval_batch_size"),
      lambda v: v > 0, "positive"),
-    (("data.val_size", "data.train_limit", "data.jitter", "model.peer_lambda", "model.blackbox_strength",
+    (("run.seed", "data.val_size", "data.train_limit", "data.jitter", "model.peer_lambda", "model.blackbox_strength",
       "optim.weight_decay", "optim.readout_lr", "optim.readout_weight_decay", "optim.greedy_steps",
       "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes", "objective.goodness_weight"),
      lambda v: v >= 0, "not negative"),
     (("optim.momentum", "optim.dampening", "model.peer_decay"), lambda v: 0 <= v < 1, "in [0, 1)"),
-    (("objective.threshold", "optim.lr", "objective.temperature", "optim.readout_lr", "objective.goodness_weight"),
+    (("objective.threshold", "optim.lr", "objective.temperature", "optim.readout_lr", "objective.goodness_weight",
+      "model.norm_eps", "model.peer_lambda", "model.blackbox_strength", "optim.weight_decay",
+      "optim.readout_weight_decay", "objective.symba_alpha"),
      lambda v: v is None or math.isfinite(v), "a finite number"),
+    # sizes that would overflow a C integer, allocate without bound or run without end: refused up front
+    (("run.seed",), lambda v: v < 2**63, "below 2**63"),
+    (("run.threads",), lambda v: v <= 4096, "at most 4096"),
+    (("data.jitter",), lambda v: v <= 256, "at most 256 pixels"),
+    (("objective.hybrid_blur_passes",), lambda v: v <= 1000, "at most 1000"),
+    (("optim.epochs", "optim.greedy_steps", "run.eval_every", "run.checkpoint_every"),
+     lambda v: v <= 10**7, "at most 10,000,000"),
+    (("optim.batch_size", "optim.chunk_size", "run.eval_batch_size", "optim.phase_steps"),
+     lambda v: v <= 10**8, "at most 100,000,000"),
 ]
 
 

@@ -5,7 +5,6 @@ Every figure's numbers are also written to figures.json, so they can be checked 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -32,9 +31,9 @@ def pyplot():
 
 def read_metrics(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
+    if not path.is_file():
         raise FFError(f"{run_dir} has no metrics.jsonl: is it a run directory?")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return runs.read_jsonl(path)
 
 
 @torch.no_grad()
@@ -115,7 +114,7 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
 
     def save(fig, name):
         path = out_dir / f"{name}.png"
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        runs.write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
         plt.close(fig)
         written.append(path)
 

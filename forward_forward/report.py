@@ -33,7 +33,7 @@ def load_summary(run_dir: Path) -> dict:
     path = run_dir / "summary.json"
     if not path.exists():
         raise FFError(f"{run_dir} has no summary.json: the run has not finished (or is not a run directory).")
-    return json.loads(path.read_text())
+    return runs.read_json(path, "run summary")
 
 
 def _comparison_figure(run_dirs: list[Path]) -> bytes:

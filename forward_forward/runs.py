@@ -6,6 +6,9 @@ rename and read back with `weights_only=True`, so a file from elsewhere cannot r
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import pickle
@@ -46,10 +49,17 @@ def write_atomic(path: Path, write) -> None:
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a run's files are as readable as any other file
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            try:
+                write(f)
+            except RuntimeError as e:  # torch.save's zip writer reports a full disk as a RuntimeError
+                raise OSError(errno.ENOSPC, f"could not write {path.name} ({str(e).splitlines()[0][:120]})",
+                              str(path)) from None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        for stale in path.parent.glob(f".{path.name}.*"):  # temporary files an earlier kill left behind
+            if stale.name != Path(tmp).name:
+                stale.unlink(missing_ok=True)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -61,15 +71,44 @@ def _umask() -> int:
     return mask
 
 
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def lock(run_dir: Path):
+    """Hold `run_dir` for this process: an OS lock on RUN_DIR/.lock, released when the block ends or the
+    process dies (a kill leaves no stale lock). A second writer gets one clear error."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            owner = f.read().strip() or "another process"
+            raise FFError(f"{run_dir} is being written by {owner}: wait for it to finish, or give another "
+                          "--run-dir.") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"ff process {os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def holds_run(run_dir: Path) -> bool:
     """Whether a run was started in `run_dir` (its config is the first file a run writes)."""
     return (Path(run_dir) / CONFIG).exists()
 
 
-def start(run_dir: Path, cfg: Config, preset: str) -> None:
+def start(run_dir: Path, cfg: Config, preset: str, keep_command: bool = False) -> None:
+    """Write a new run's first files. keep_command: a run resumed before its first checkpoint keeps the
+    command that started it."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / CONFIG, {"preset": preset, **cfg.to_dict()})
-    (run_dir / "command.txt").write_text(_command())
+    if not (keep_command and (run_dir / "command.txt").exists()):
+        write_atomic(run_dir / "command.txt", lambda f: f.write(_command().encode()))
     (run_dir / "metrics.jsonl").write_text("")
 
 
@@ -92,8 +131,7 @@ def append_metrics(run_dir: Path, record: dict) -> None:
 def truncate_metrics(run_dir: Path, before_epoch: int) -> None:
     """Drop metric lines of epoch `before_epoch` and later: a resumed run writes them again."""
     path = run_dir / "metrics.jsonl"
-    lines = path.read_text().splitlines() if path.exists() else []
-    kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] < before_epoch]
+    kept = [json.dumps(record) for record in read_jsonl(path) if record["epoch"] < before_epoch]
     write_atomic(path, lambda f: f.write("".join(line + "\n" for line in kept).encode()))
 
 
@@ -123,13 +161,43 @@ def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def read_json(path: Path, what: str) -> dict:
+    """A run's JSON file as a dict, or one clear error: missing, not UTF-8, not JSON, not a table."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FFError(f"{path} does not exist: is {Path(path).parent} a finished run directory?") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FFError(f"{path} is not a valid {what} ({type(e).__name__}: {str(e)[:120]}); it was not read.") from None
+    if not isinstance(data, dict):
+        raise FFError(f"{path} is not a valid {what}: it holds a {type(data).__name__}, not a table.")
+    return data
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """metrics.jsonl's records; a torn last line (what a kill in mid-write leaves) is skipped."""
+    try:
+        lines = [line for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
+    records = []
+    for index, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if index == len(lines) - 1:
+                break  # torn by a kill: the epoch is logged again when the run resumes
+            raise FFError(f"{path} line {index + 1} is not JSON; the file was edited or damaged.") from None
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            raise FFError(f"{path} line {index + 1} is not an epoch's record; the file was edited or damaged.")
+        records.append(record)
+    return records
+
+
 def load_config(run_dir: Path) -> tuple[Config, str]:
     path = Path(run_dir) / CONFIG
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FFError(f"{run_dir} is not a run directory: it has no config.json.") from None
-    except json.JSONDecodeError as e:
-        raise FFError(f"{path} is not valid JSON ({e}).") from None
+    if not path.is_file():
+        raise FFError(f"{run_dir} is not a run directory: it has no config.json file.")
+    data = read_json(path, "run config")
     preset = data.pop("preset", "custom")
-    return from_dict(data), preset
+    return from_dict(data), str(preset)

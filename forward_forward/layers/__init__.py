@@ -24,10 +24,20 @@ class LayerType:
     check: Callable[[ModelConfig, int], None] = lambda model, index: None
 
 
+MAX_WEIGHTS = 2**29  # 2 GiB of fp32 weights in one layer: a typo, not a model; refused before allocating
+
+
+def _check_size(index: int, weights: int) -> None:
+    if weights > MAX_WEIGHTS:
+        raise FFError(f"hidden layer {index} would hold {weights:,} weights ({4 * weights / 2**30:.0f} GiB), more "
+                      f"than {MAX_WEIGHTS:,}: lower model.hidden (or the local geometry).")
+
+
 def _build_dense(model: ModelConfig, index: int, in_shape: tuple[int, ...], options: dict) -> FFLayer:
     in_features = 1
     for n in in_shape:
         in_features *= n
+    _check_size(index, in_features * model.hidden[index])
     return FFLinear(in_features, model.hidden[index], **options)
 
 
@@ -39,6 +49,8 @@ def _build_local(model: ModelConfig, index: int, in_shape: tuple[int, ...], opti
     if min(local_grid(in_shape[1:], kernel, stride, padding)) < 1:
         raise FFError(f"hidden layer {index}: a {kernel} x {kernel} field with padding {padding} does not fit "
                       f"its {in_shape[1]} x {in_shape[2]} input map; lower model.local_kernel or add padding.")
+    grid = local_grid(in_shape[1:], kernel, stride, padding)
+    _check_size(index, grid[0] * grid[1] * in_shape[0] * kernel * kernel * model.hidden[index])
     return FFLocal(in_shape, model.hidden[index], kernel, stride=stride, padding=padding, **options)
 
 
@@ -47,6 +59,9 @@ def _check_local(model: ModelConfig, index: int) -> None:
         if per_layer(model, name)[index] < smallest:
             raise FFError(f"model.{name} must be at least {smallest} for every local layer; got "
                           f"{getattr(model, name)!r} (for fully connected layers set model.layer = dense).")
+    if per_layer(model, "local_padding")[index] > per_layer(model, "local_kernel")[index]:
+        raise FFError(f"model.local_padding must be at most the kernel ({per_layer(model, 'local_kernel')[index]}) "
+                      f"for layer {index}: wider padding only adds fields that see zeros.")
 
 
 LAYERS: dict[str, LayerType] = {

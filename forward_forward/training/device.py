@@ -17,6 +17,8 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise FFError(f"run.device {name!r} is not a device name; use auto, cpu, cuda or cuda:N.") from None
+    if device.type not in ("cpu", "cuda"):
+        raise FFError(f"run.device {name!r} is not one this tool trains on; use auto, cpu, cuda or cuda:N.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FFError(f"run.device is {name!r} but no CUDA device is available; use cpu or auto.")
     return device

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -103,7 +102,9 @@ def load_trained(run_dir: str | Path, data_dir: str | None = None, device: str |
         cfg = merge(cfg, {"data": {"data_dir": data_dir}})
     if cfg.objective.predict == "best":  # the way chosen on validation when the run ended
         summary = Path(run_dir) / "summary.json"
-        chosen = json.loads(summary.read_text()).get("predict", "softmax") if summary.exists() else "softmax"
+        chosen = runs.read_json(summary, "run summary").get("predict", "softmax") if summary.exists() else "softmax"
+        if chosen not in ("softmax", "goodness", "combined"):
+            raise FFError(f"{summary} names no way to predict by (predict = {chosen!r}); it was edited or damaged.")
         cfg = merge(cfg, {"objective": {"predict": chosen}})
     torch_device = resolve_device(device or cfg.run.device)
     data = data_mod.load(cfg.data) if data is None else data

@@ -120,7 +120,7 @@ def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_d
             first = position.step if resuming else 0
             order = position.order if resuming else loop.schedule.order(loop.generator)
             order = order.to(device) if order is not None else None
-            meter = Meter(first)
+            meter = Meter(first, run_dir)
             tick = time.perf_counter()
             bar = tqdm(range(first, loop.schedule.steps_per_epoch), desc=f"epoch {epoch}/{epochs}",
                        disable=None if cfg.run.progress else True, leave=False)  # None: none when piped

@@ -17,7 +17,8 @@ class Meter:
     It also keeps every step's losses, so a divergence can be traced to its layer and step.
     """
 
-    def __init__(self, first_step: int = 0):
+    def __init__(self, first_step: int = 0, run_dir: Path | None = None):
+        self.run_dir = run_dir  # where to look for the checkpoint a divergence message mentions
         self.sums: dict[tuple[str, str], torch.Tensor | float] = defaultdict(lambda: 0.0)
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
         self.first_step = first_step
@@ -40,9 +41,11 @@ class Meter:
         for index, (names, row) in enumerate(self.loss_rows):
             bad = [n for n, v in zip(names, row.tolist()) if not math.isfinite(v)]
             if bad:
+                saved = self.run_dir is not None and (self.run_dir / "checkpoint.pt").exists()
+                kept = "the last good checkpoint is kept" if saved else "no checkpoint was written before it"
                 raise Diverged(
                     f"training diverged: the loss of {bad[0]} became {row[names.index(bad[0])].item()} at epoch "
-                    f"{epoch}, step {self.first_step + index + 1}; the last good checkpoint is kept. Lower "
+                    f"{epoch}, step {self.first_step + index + 1}; {kept}. Lower "
                     "optim.lr (or raise the threshold) and train again."
                 )
 

@@ -66,18 +66,22 @@ def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool
     model = build_model(cfg, data.shape, data.num_classes).to(device)
     schedule_for(cfg, model.loss_names, len(data.train))
     scored_ways(cfg, model)
-    state = checkpoint.load(run_dir) if resume else None
-    if state is None:
-        runs.start(run_dir, cfg, preset)
-    else:
-        runs.truncate_metrics(run_dir, before_epoch=state["epoch"])  # the epoch in progress is logged again
-    position = fit(cfg, model, data, device, run_dir, state)
-    runs.save_weights(run_dir, model.state_dict())
-    summary = {"preset": preset, "epochs": cfg.optim.epochs, "train_seconds": round(position.elapsed, 1),
-               "step_seconds": round(position.step_seconds, 1),
-               "train_images": len(data.train), "device": device_name(device), "precision": precision,
-               "precision_reason": why}
-    summary.update(score(cfg, model, data, device))
-    summary["config"] = cfg.to_dict()
-    runs.write_json_atomic(run_dir / "summary.json", summary)
+    with runs.lock(run_dir):  # one writer at a time; a second `ff train` into the same folder is refused
+        if not resume and runs.holds_run(run_dir):  # again, now that no one else can start it
+            raise FFError(f"{run_dir} already holds a run, which training would overwrite: continue it with "
+                          f"`ff train --resume {run_dir}`, or give another --run-dir.")
+        state = checkpoint.load(run_dir) if resume else None
+        if state is None:
+            runs.start(run_dir, cfg, preset, keep_command=resume)
+        else:
+            runs.truncate_metrics(run_dir, before_epoch=state["epoch"])  # the epoch in progress is logged again
+        position = fit(cfg, model, data, device, run_dir, state)
+        runs.save_weights(run_dir, model.state_dict())
+        summary = {"preset": preset, "epochs": cfg.optim.epochs, "train_seconds": round(position.elapsed, 1),
+                   "step_seconds": round(position.step_seconds, 1),
+                   "train_images": len(data.train), "device": device_name(device), "precision": precision,
+                   "precision_reason": why}
+        summary.update(score(cfg, model, data, device))
+        summary["config"] = cfg.to_dict()
+        runs.write_json_atomic(run_dir / "summary.json", summary)
     return summary

@@ -1,0 +1,149 @@
+"""Real faults end in one `ff: error:` line and lose nothing: a full disk, two writers, bad paths,
+unreadable run files, absurd sizes, damaged checkpoints."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from forward_forward import checkpoint, runs
+from forward_forward.cli import main
+from forward_forward.training import train
+from tests.conftest import small_config
+
+
+def ff_args(fake_mnist, run_dir, *extra):
+    return ["train", "--preset", "tiny", "--data-dir", str(fake_mnist), "--set", "data.verify_checksums=false",
+            "--set", "data.val_size=200", "--set", "model.hidden=[64, 64]", "--no-progress", "--run-dir",
+            str(run_dir), *extra]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("ff: error: ") and "Traceback" not in err and err.count("\n") == 1, err
+    return err
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 700 KB tmpfs: room for the first checkpoint of a 64 x 64 net, not for the second beside it."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here ({made.stderr.decode().strip() or 'not root'})")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_real_full_disk_is_one_line_and_keeps_the_last_checkpoint(fake_mnist, small_disk, capsys):
+    run = small_disk / "run"
+    assert main(ff_args(fake_mnist, run, "--epochs", "3")) == 2
+    assert "disk is full" in one_line_error(capsys)
+    state = checkpoint.load(run)  # the checkpoint of epoch 1 is whole
+    assert state is not None and state["epoch"] == 2
+    assert not [p for p in run.iterdir() if p.name.startswith(".checkpoint.pt.")]  # no temporary file left
+
+
+def test_a_full_disk_in_torch_save_is_one_line(fake_mnist, tmp_path, monkeypatch, capsys):
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4416 vs 4310")
+
+    monkeypatch.setattr(torch, "save", full)
+    assert main(ff_args(fake_mnist, tmp_path / "run", "--epochs", "1")) == 2
+    assert "disk is full" in one_line_error(capsys)
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_run(fake_mnist, tmp_path, capsys):
+    run = tmp_path / "run"
+    with runs.lock(run):
+        assert main(ff_args(fake_mnist, run, "--epochs", "1")) == 2
+        assert f"is being written by ff process {os.getpid()}" in one_line_error(capsys)
+    assert main(ff_args(fake_mnist, run, "--epochs", "1")) == 0  # released: the run goes ahead
+
+
+def test_bad_paths_are_one_line(fake_mnist, tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    cases = [
+        (["train", "--config", str(tmp_path)], "Is a directory"),
+        (ff_args(fake_mnist, a_file / "run", "--epochs", "1"), "a file stands where a folder is expected"),
+        (["eval", str(a_file)], "is not a run directory"),
+        (["plot", str(tmp_path / "nowhere")], "is not a run directory"),
+        (["train", "--data-dir", str(a_file), "--set", "data.download=false"], "missing"),
+    ]
+    for args, message in cases:
+        assert main(args) == 2, args
+        assert message in one_line_error(capsys), args
+
+
+def test_unreadable_run_files_are_one_line_and_a_torn_metrics_line_is_skipped(fake_mnist, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(small_config(fake_mnist, optim={"epochs": 2}), run, "test")
+    good = (run / "config.json").read_bytes()
+    for content, message in ((b"\xff\xfe not utf-8", "UnicodeDecodeError"), (b"[1, 2]", "holds a list"),
+                             (b"{nope", "JSONDecodeError")):
+        (run / "config.json").write_bytes(content)
+        assert main(["eval", str(run)]) == 2
+        assert message in one_line_error(capsys)
+    (run / "config.json").write_bytes(good)
+    (run / "summary.json").write_text("[]")
+    assert main(["report", str(run)]) == 2
+    assert "holds a list" in one_line_error(capsys)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 3, "secon')  # what a kill in mid-write leaves
+    assert [r["epoch"] for r in runs.read_jsonl(run / "metrics.jsonl")] == [1, 2]
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("run.seed=99999999999999999999", "run.seed must be below 2\\*\\*63"),
+    ("run.threads=1000000000000", "run.threads must be at most 4096"),
+    ("data.jitter=5000", "data.jitter must be at most 256"),
+    ("objective.hybrid_blur_passes=100000000", "at most 1000"),
+    ("model.norm_eps=inf", "model.norm_eps must be a finite number"),
+    ("run.device='meta'", "not one this tool trains on"),
+])
+def test_absurd_values_are_refused_before_any_work(fake_mnist, tmp_path, capsys, setting, message):
+    assert main(ff_args(fake_mnist, tmp_path / "run", "--set", setting)) == 2
+    assert pytest.importorskip("re").search(message, one_line_error(capsys))
+    assert not (tmp_path / "run").exists()
+
+
+def test_huge_layers_are_refused_before_they_are_allocated(fake_mnist, tmp_path, capsys):
+    for extra, message in ((["--set", "model.hidden=[100000, 100000]"], "would hold 10,000,000,000 weights"),
+                           (["--set", "model.layer=local", "--set", "model.local_kernel=3",
+                             "--set", "model.local_padding=1000"], "local_padding must be at most the kernel")):
+        assert main(ff_args(fake_mnist, tmp_path / "run", *extra)) == 2
+        assert message in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s: s.pop("optimizer"), "'optimizer' is missing or of the wrong type"),
+    (lambda s: s.update(epoch="2"), "'epoch' is missing or of the wrong type"),
+    (lambda s: s.update(generator=torch.zeros(3, dtype=torch.uint8)), "random state is damaged"),
+    (lambda s: s.update(step=-4), "impossible position"),
+])
+def test_a_damaged_checkpoint_is_refused_on_resume(fake_mnist, tmp_path, capsys, damage, message):
+    run = tmp_path / "run"
+    train(small_config(fake_mnist, optim={"epochs": 1}), run, "test")
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    damage(state)
+    torch.save(state, run / "checkpoint.pt")
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    assert message in one_line_error(capsys)
+
+
+def test_probe_arguments_and_stale_temporary_files(fake_mnist, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(small_config(fake_mnist, optim={"epochs": 1}), run, "test")
+    for args in (["--weight-decay", "-1"], ["--weight-decay", "nan"], ["--lr", "inf"]):
+        assert main(["probe", str(run), *args]) == 2
+        one_line_error(capsys)
+    stale = run / ".summary.json.abc123"  # what a kill during a write leaves
+    stale.write_text("partial")
+    runs.write_json_atomic(run / "summary.json", {"ok": True})
+    assert not stale.exists() and json.loads((run / "summary.json").read_text()) == {"ok": True}
+    shutil.rmtree(run)
