@@ -9,15 +9,20 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import __version__, presets, runs
+from . import __version__, checkpoint, presets, runs
 from . import config as config_mod
 from .errors import FFError, os_error_message
 
 
 def _build_config(args) -> config_mod.Config:
+    overrides = config_mod.load_file(args.config) if args.config else {}
+    if args.preset is None:  # a run's config.json names the preset it was made from
+        recorded = overrides.pop("preset", None) if isinstance(overrides, dict) else None
+        args.preset = recorded if recorded in presets.PRESETS else presets.DEFAULT_PRESET
+    overrides.pop("preset", None)
     cfg = presets.preset(args.preset)
     if args.config:
-        cfg = config_mod.merge(cfg, config_mod.load_file(args.config))
+        cfg = config_mod.merge(cfg, overrides)
     cfg = config_mod.merge(cfg, config_mod.parse_overrides(args.set or []))
     return _apply_flags(cfg, args)
 
@@ -44,10 +49,11 @@ def cmd_train(args) -> None:
             if args.epochs < cfg.optim.epochs:
                 raise FFError(f"--epochs {args.epochs} is fewer than the run's {cfg.optim.epochs}: a run is extended, "
                               "never shortened.")
+            checkpoint.load(run_dir)  # a damaged checkpoint is refused before the config changes
             # the learning-rate schedule is that of the longer run from here on (hinton: flat for its first half)
             print(f"extending {run_dir} from {cfg.optim.epochs} to {args.epochs} epochs", flush=True)
-            cfg = _apply_flags(cfg, args)
-            runs.write_json_atomic(run_dir / runs.CONFIG, {"preset": preset, **cfg.to_dict()})
+            longer = config_mod.merge(cfg, {"optim": {"epochs": args.epochs}})  # only the epochs change on disk
+            runs.write_json_atomic(run_dir / runs.CONFIG, {"preset": preset, **longer.to_dict()})
         cfg = _apply_flags(cfg, args)
         print(f"resuming {run_dir}", flush=True)
         summary = train(cfg, run_dir, preset, resume=True)
@@ -89,14 +95,15 @@ def cmd_eval(args) -> None:
     split = data.val if args.split == "val" else data.test
     if not len(split):
         raise FFError(f"{args.run_dir} was trained with data.val_size = 0: it has no validation images to score.")
+    if args.per_layer and "goodness" not in model.ways:
+        raise FFError(f"--per-layer scores each layer's goodness, and {args.run_dir} does not predict by goodness.")
     err = error_rate(model, split, how, cfg.run.eval_batch_size, device, weight)
     shown = f", goodness weight {weight:g}" if how == "combined" else ""
     print(f"{args.split} error {100 * err:.2f} % (predict by {how}{shown})")
     if args.per_layer:
-        if "goodness" not in model.ways:
-            raise FFError(f"--per-layer scores each layer's goodness, and {args.run_dir} does not predict by goodness.")
         for layer, layer_err in enumerate(layer_error_rates(model, split, cfg.run.eval_batch_size, device)):
             print(f"  layer{layer} alone, by goodness: {args.split} error {100 * layer_err:.2f} %")
+
 
 
 def cmd_plot(args) -> None:
@@ -224,7 +231,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a network and write a run directory")
-    t.add_argument("--preset", default=presets.DEFAULT_PRESET, help=f"named config (default {presets.DEFAULT_PRESET})")
+    t.add_argument("--preset", help=f"named config (default {presets.DEFAULT_PRESET}, or the one a --config "
+                                    "config.json was made from)")
     t.add_argument("--config", help="TOML file of [section] key = value overrides, or a run's config.json")
     t.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one field (repeatable)")
     t.add_argument("--run-dir", help="where to write the run (default runs/<preset>-<timestamp>)")

@@ -121,9 +121,13 @@ LABEL_CODINGS: dict[str, type[LabelCoding]] = {"pixels": Pixels, "channels": Cha
 AUTO = "auto"  # objective.label_coding: pixels where the data leaves room for them, else extra
 
 
-def resolve(name: str, data_shape: tuple[int, ...], label_room: bool = True) -> str:
+def resolve(name: str, data_shape: tuple[int, ...], label_room: bool = True, first_layer: str = "dense") -> str:
     """The coding `name` stands for: "auto" writes over an image's first pixels only where they are
-    blank in every training image (MNIST's corner, as the paper does), and never over features."""
+    blank in every training image (MNIST's corner, as the paper does), and never over features;
+    otherwise the label gets inputs of its own: channels for a local first layer, which needs a map,
+    extra inputs for a dense one."""
     if name != AUTO:
         return name
-    return "pixels" if len(data_shape) == 3 and label_room else "extra"
+    if len(data_shape) != 3:
+        return "extra"
+    return "pixels" if label_room else ("extra" if first_layer == "dense" else "channels")

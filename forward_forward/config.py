@@ -338,6 +338,8 @@ def _migrate(cfg: Config, overrides: dict) -> dict:
     model = overrides.get("model")
     if not isinstance(model, dict) or "layer" in model or "local_kernel" not in model:
         return overrides
+    if not isinstance(cfg.model.layer, str):  # a per-layer list was written after model.layer existed
+        return overrides
     kernel = model["local_kernel"]
     wanted = "dense" if kernel == 0 or kernel == [] else "local"
     if wanted != cfg.model.layer:
@@ -431,8 +433,7 @@ def load_file(path: str | Path) -> dict:
         raise FFError(f"config file {path} is not valid JSON ({e}).") from None
     if not isinstance(data, dict):
         raise FFError(f"config file {path} must hold a table of sections.")
-    data.pop("preset", None)
-    return data
+    return data  # with its "preset" entry, which ff train reads
 
 
 def load_toml(path: str | Path) -> dict:

@@ -67,7 +67,7 @@ def config_differences(summaries: list[dict]) -> dict[str, list]:
 
 def needs_figures(summary: dict) -> bool:
     """`ff plot` draws networks that predict by goodness; the summary lists every way a run was scored by."""
-    return "test_error_goodness" in summary
+    return "goodness" in summary.get("ways", ["goodness"] if "test_error_goodness" in summary else [])
 
 
 def write_report(run_dirs: list[Path], out: Path) -> Path:

@@ -58,6 +58,27 @@ def test_bad_arrays_get_one_clear_error(bad, message):
         from_arrays(args.pop("train_x"), args.pop("train_y"), args.pop("test_x"), args.pop("test_y"), **args)
 
 
+def test_auto_gives_the_label_channels_when_a_local_layer_reads_images_without_room(tmp_path):
+    from forward_forward.training.run import fit_to_data
+
+    lit = np.ones((6, 1, 8, 8), np.float32)
+    data = from_arrays(lit, [0, 1, 2, 0, 1, 2], lit[:2], [0, 1])
+    local = merge(small(), {"model": {"layer": "local", "hidden": [3], "local_kernel": 3}})
+    assert fit_to_data(local, data).objective.label_coding == "channels"
+    assert fit_to_data(small(), data).objective.label_coding == "extra"
+    blank = from_arrays(np.pad(lit, ((0, 0), (0, 0), (1, 0), (0, 0)))[:, :, :8], [0, 1, 2, 0, 1, 2], lit[:2], [0, 1])
+    assert fit_to_data(local, blank).objective.label_coding == "pixels"
+
+
+def test_sparsity_has_its_known_values():
+    from forward_forward.models.base import sparsity
+
+    rows = torch.tensor([[0.0, 0.0, 0.0, 5.0], [1.0, 1.0, 1.0, 1.0]])
+    assert torch.allclose(sparsity(rows[:1])["hoyer"], torch.tensor(1.0))
+    assert torch.allclose(sparsity(rows[1:])["hoyer"], torch.tensor(0.0), atol=1e-6)
+    assert sparsity(rows)["dead"] == 0.0 and sparsity(rows[:1])["dead"] == 0.75
+
+
 def test_the_label_is_never_written_over_features():
     x, y = table(20)
     data = from_arrays(x[:10], y[:10], x[10:], y[10:])
@@ -76,8 +97,14 @@ def test_a_run_on_arrays_learns_records_its_choices_and_reloads(tmp_path, capsys
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["data"]["dataset"] == "arrays" and saved["objective"]["label_coding"] == "extra"
     cfg, model, again, _ = load_trained(tmp_path / "run", data=data)
-    assert torch.equal(model.predict(data.test.images, summary["predict"]),
-                       model.predict(again.test.images, summary["predict"]))
+    from forward_forward.training import error_rate
+
+    assert error_rate(model, again.test, summary["predict"], 1000, torch.device("cpu")) == summary["test_error"]
+    assert saved["data"]["val_size"] == 400  # the config records the split it was given
+    unsplit = from_arrays(x[:2000], y[:2000], x[2000:], y[2000:])
+    with pytest.raises(FFError, match="objective.predict = best chooses on validation images"):
+        train(merge(small(), {"objective": {"predict": "best"}}), tmp_path / "no-val", data=unsplit)
+    assert not (tmp_path / "no-val").exists()
     assert main(["eval", str(tmp_path / "run")]) == 2
     assert "trained on arrays given in Python" in capsys.readouterr().err
 

@@ -139,7 +139,7 @@ def test_a_full_disk_leaves_the_previous_checkpoint_intact(fake_mnist, tmp_path,
         train(cfg, run, "test")
     state = checkpoint.load(run)
     assert (state["epoch"], state["step"]) == (2, 0)
-    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []  # no temporary file left behind
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == [runs.LOCK]  # no temporary file left
 
 
 def test_a_tampered_checkpoint_is_refused(fake_mnist, tmp_path):

@@ -228,3 +228,24 @@ def test_eval_per_layer_scores_each_layer_by_its_goodness(fake_mnist, tmp_path, 
     cfg, model, data, _ = load_trained(tmp_path / "run")
     expected = figures.analyse(model, data, "softmax", 50)["layer_error"]["layer1"]
     assert f"{100 * expected:.2f} %" in lines[2]
+
+
+def test_a_start_that_fails_after_its_files_were_written_leaves_nothing(fake_mnist, tmp_path, monkeypatch):
+    from forward_forward.models import FFNetwork
+
+    def broken(self, *args, **kwargs):
+        raise FFError("a part of this network failed on its first step")
+
+    monkeypatch.setattr(FFNetwork, "forward", broken)
+    with pytest.raises(FFError, match="failed on its first step"):
+        train(small_config(fake_mnist, optim={"epochs": 1}), tmp_path / "run", "test")
+    assert not (tmp_path / "run").exists()
+
+
+def test_extending_with_a_damaged_checkpoint_leaves_the_config_as_it_was(fake_mnist, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(small_config(fake_mnist, optim={"epochs": 1}), run, "test")
+    before = (run / "config.json").read_text()
+    (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--device", "cpu"]) == 2
+    assert (run / "config.json").read_text() == before

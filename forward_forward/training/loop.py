@@ -111,6 +111,7 @@ def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_d
 
     Returns the final position, whose `step_seconds` is the time in training steps alone.
     """
+    model.train()  # a model handed over from load_trained is in eval mode; training moves its running means
     loop = Loop(cfg, model, data, device, run_dir, resume_state)
     position, epochs = loop.position, cfg.optim.epochs
     step_seconds = position.step_seconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -13,7 +14,7 @@ from .. import data as data_mod
 from ..coding import resolve
 from ..config import Config, merge
 from ..data import Datasets
-from ..errors import FFError
+from ..errors import Diverged, FFError
 from ..models import build_model
 from ..negatives import NEGATIVES
 from .device import device_name, resolve_device, resolve_precision
@@ -22,15 +23,22 @@ from .loop import fit
 from .schedules import schedule_for
 
 
-def fit_to_data(cfg: Config, data: Datasets) -> Config:
-    """`cfg` with what depends on the data made concrete (objective.label_coding = auto), and checked
-    against it, so config.json records what the run really did."""
+def fit_to_data(cfg: Config, data: Datasets, given: bool = False) -> Config:
+    """`cfg` with what depends on the data made concrete and checked against it, so config.json records
+    what the run really did: objective.label_coding = auto resolved, the splits of `given` data (yours,
+    from `from_arrays`) as they are, a data file's path made absolute. Call it in your own loop too."""
+    changes: dict[str, dict] = {}
+    if given:  # your Datasets are already split: the config says so instead of holding values it ignored
+        changes["data"] = {"val_size": len(data.val), "train_limit": 0}
+    elif cfg.data.dataset == "file" and cfg.data.path:
+        changes["data"] = {"path": str(Path(cfg.data.path).expanduser().resolve())}
     if cfg.data.jitter and data.kind != "image":
         raise FFError(f"data.jitter shifts images, and this data is {data.kind} of shape {data.shape}: set it to 0.")
-    coding = resolve(cfg.objective.label_coding, data.shape, data.label_room)
+    first_layer = cfg.model.layer if isinstance(cfg.model.layer, str) else cfg.model.layer[0]
+    coding = resolve(cfg.objective.label_coding, data.shape, data.label_room, first_layer)
     if NEGATIVES[cfg.objective.negatives].labelled and coding != cfg.objective.label_coding:
-        cfg = merge(cfg, {"objective": {"label_coding": coding}})
-    return cfg
+        changes["objective"] = {"label_coding": coding}
+    return merge(cfg, changes) if changes else cfg
 
 
 def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool = False,
@@ -61,27 +69,35 @@ def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool
         data = data_mod.load(cfg.data)
     elif cfg.data.dataset != "arrays":
         cfg = merge(cfg, {"data": {"dataset": "arrays", "path": None}})
-    cfg = fit_to_data(cfg, data)
+    cfg = fit_to_data(cfg, data, given=cfg.data.dataset == "arrays")
     # everything that can fail on the config and the data fails here, before the run directory exists
     model = build_model(cfg, data.shape, data.num_classes).to(device)
     schedule_for(cfg, model.loss_names, len(data.train))
     scored_ways(cfg, model)
-    with runs.lock(run_dir):  # one writer at a time; a second `ff train` into the same folder is refused
-        if not resume and runs.holds_run(run_dir):  # again, now that no one else can start it
-            raise FFError(f"{run_dir} already holds a run, which training would overwrite: continue it with "
-                          f"`ff train --resume {run_dir}`, or give another --run-dir.")
-        state = checkpoint.load(run_dir) if resume else None
-        if state is None:
-            runs.start(run_dir, cfg, preset, keep_command=resume)
-        else:
-            runs.truncate_metrics(run_dir, before_epoch=state["epoch"])  # the epoch in progress is logged again
-        position = fit(cfg, model, data, device, run_dir, state)
-        runs.save_weights(run_dir, model.state_dict())
-        summary = {"preset": preset, "epochs": cfg.optim.epochs, "train_seconds": round(position.elapsed, 1),
-                   "step_seconds": round(position.step_seconds, 1),
-                   "train_images": len(data.train), "device": device_name(device), "precision": precision,
-                   "precision_reason": why}
-        summary.update(score(cfg, model, data, device))
-        summary["config"] = cfg.to_dict()
-        runs.write_json_atomic(run_dir / "summary.json", summary)
+    created = not run_dir.exists()
+    try:
+        with runs.lock(run_dir):  # one writer at a time; a second `ff train` into the same folder is refused
+            if not resume and runs.holds_run(run_dir):  # again, now that no one else can start it
+                raise FFError(f"{run_dir} already holds a run, which training would overwrite: continue it with "
+                              f"`ff train --resume {run_dir}`, or give another --run-dir.")
+            state = checkpoint.load(run_dir) if resume else None
+            if state is None:
+                runs.start(run_dir, cfg, preset, keep_command=resume)
+            else:
+                runs.truncate_metrics(run_dir, before_epoch=state["epoch"])  # the epoch in progress is logged again
+            position = fit(cfg, model, data, device, run_dir, state)
+            runs.save_weights(run_dir, model.state_dict())
+            summary = {"preset": preset, "epochs": cfg.optim.epochs, "train_seconds": round(position.elapsed, 1),
+                       "step_seconds": round(position.step_seconds, 1),
+                       "train_images": len(data.train), "device": device_name(device), "precision": precision,
+                       "precision_reason": why, "ways": list(model.ways)}  # the ways it predicts by, scored or not
+            summary.update(score(cfg, model, data, device))
+            summary["config"] = cfg.to_dict()
+            runs.write_json_atomic(run_dir / "summary.json", summary)
+    except BaseException as e:
+        # a start that fails before its first checkpoint leaves nothing, so the corrected command can run;
+        # a divergence is a result, which the run directory keeps (a sweep records it there)
+        if created and not isinstance(e, Diverged) and not (run_dir / checkpoint.CHECKPOINT).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return summary
