@@ -142,6 +142,8 @@ def cmd_sweep(args) -> None:
     flags = {"data": {"data_dir": args.data_dir}, "run": {"device": args.device}, "optim": {"epochs": args.epochs}}
     for section, values in flags.items():
         overrides.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    if not isinstance(table.get("grid", {}), dict):
+        raise FFError(f"[sweep] grid must be a table of section.key = [values], got {table['grid']!r}.")
     grid = dict(table.get("grid", {}))
     grid.update(parse_grid(text) for text in args.grid or [])
     seeds = list(range(args.seeds)) if args.seeds is not None else table.get("seeds", [0])

@@ -12,7 +12,10 @@ import itertools
 import json
 import math
 import os
+import signal
 import statistics
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -103,12 +106,25 @@ def check(sweep: Sweep) -> None:
     """Build every config before any run starts, so a bad grid value fails now and names itself."""
     if not sweep.grid:
         raise FFError("a sweep needs at least one --grid section.key=value1,value2 (or a [sweep.grid] table).")
-    if not sweep.seeds:
-        raise FFError("a sweep needs at least one seed.")
+    if not isinstance(sweep.grid, dict):
+        raise FFError(f"the sweep's grid must be a table of section.key = [values], got {sweep.grid!r}.")
+    if not isinstance(sweep.seeds, list) or not sweep.seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in sweep.seeds):
+        raise FFError(f"a sweep's seeds must be a count or a list of whole numbers from 0; got {sweep.seeds!r}.")
     for path, values in sweep.grid.items():
+        if not isinstance(path, str) or len(path.split(".")) != 2 or not all(path.split(".")):
+            raise FFError(f"grid field {path!r} must be section.key, e.g. optim.lr.")
         if not isinstance(values, list) or not values:
             raise FFError(f"grid field {path} needs a non-empty list of values, got {values!r}.")
+    names: dict[str, dict] = {}
     for point in sweep.points():
+        name = sweep.name(point, sweep.seeds[0])
+        if name in names:  # 0.01 and 1e-2: one run folder, counted twice
+            raise FFError(f"grid points {names[name]} and {point} name the same run: drop the duplicate value.")
+        if len(name.encode()) > 200:
+            raise FFError(f"grid point {point} makes a run folder name of {len(name.encode())} bytes; shorten the "
+                          "values or sweep fewer fields at once.")
+        names[name] = point
         for seed in sweep.seeds:
             sweep.config(point, seed)
 
@@ -126,12 +142,29 @@ def _record(out: Path, sweep: Sweep) -> None:
     runs.write_json_atomic(path, spec)
 
 
+STOP = ".stop"  # in the sweep folder: written on Ctrl-C or an error, so no queued run starts after it
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: when the sweep's process dies (even by SIGKILL), checkpoint and leave, not train on."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)  # the training loop checkpoints at its next step and stops
+        time.sleep(10)  # then leave, even if the result has nowhere to go
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _run_one(cfg_dict: dict, run_dir: str | Path, preset: str, threads: int) -> dict:
     """One grid point and seed (in a worker process when jobs > 1): train, or resume, or skip."""
     from .config import from_dict
     from .train import train
 
     run_dir = Path(run_dir)
+    if (run_dir.parent.parent / STOP).exists():
+        return {"stopped": True}
     if (run_dir / "summary.json").exists():
         return json.loads((run_dir / "summary.json").read_text())
     if (run_dir / FAILED).exists():
@@ -151,6 +184,7 @@ def run_sweep(sweep: Sweep, out: Path, jobs: int = 1, progress: bool = True) -> 
     check(sweep)
     out.mkdir(parents=True, exist_ok=True)
     _record(out, sweep)
+    (out / STOP).unlink(missing_ok=True)  # the same command again resumes the sweep
     tasks = []
     for point in sweep.points():
         for seed in sweep.seeds:
@@ -161,7 +195,10 @@ def run_sweep(sweep: Sweep, out: Path, jobs: int = 1, progress: bool = True) -> 
     bar = tqdm(total=len(tasks), desc="sweep", disable=None if progress else True)  # None: no bar when not a terminal
     try:
         _execute(tasks, results, sweep.preset, jobs, threads, bar)
-    except (Interrupted, KeyboardInterrupt):
+    except BaseException as e:
+        (out / STOP).touch()  # queued runs already handed to a worker see it and do not start
+        if not isinstance(e, (Interrupted, KeyboardInterrupt)):
+            raise
         raise FFError("sweep interrupted; finished runs are kept and interrupted ones checkpointed: "
                       "run the same command again to resume it.") from None
     finally:
@@ -178,7 +215,8 @@ def _execute(tasks: list, results: dict, preset: str, jobs: int, threads: int, b
             bar.update()
         return
     # spawn, not fork: each worker starts a clean interpreter with its own torch thread pool
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_watch_parent,
+                             initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(_run_one, cfg_dict, run_dir, preset, threads): run_dir
                    for _, _, cfg_dict, run_dir in tasks}
         try:

@@ -100,3 +100,55 @@ def test_an_error_that_is_not_the_grid_points_fault_stops_the_sweep_and_is_not_r
     with pytest.raises(FFError, match="nowhere"):
         run_sweep(sweep, tmp_path / "s", progress=False)
     assert not list((tmp_path / "s").rglob("failed.txt"))  # fixing the data and rerunning trains it
+
+
+def test_duplicate_and_malformed_grids_fail_before_any_run(fake_mnist, tmp_path, capsys):
+    with pytest.raises(FFError, match="name the same run: drop the duplicate"):
+        run_sweep(_sweep(fake_mnist, {"optim.lr": [0.01, 1e-2]}), tmp_path / "dup", progress=False)
+    for table, message in (("seeds = 1.5\ngrid = { \"optim.lr\" = [0.01] }", "seeds must be a count"),
+                           ("grid = 5", "grid must be a table"),
+                           ("grid = { lr = [0.01, 0.02] }", "must be section.key")):
+        (tmp_path / "bad.toml").write_text(f"[sweep]\n{table}\n")
+        assert main(["sweep", "--config", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+
+
+@pytest.mark.slow
+def test_killing_the_sweep_parent_stops_its_workers(fake_mnist, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "forward_forward.cli", "sweep", "--out", str(tmp_path / "s"), "--jobs", "2",
+            "--grid", "optim.lr=0.01,0.02,0.03,0.04", "--preset", "tiny", "--data-dir", str(fake_mnist),
+            "--set", "data.verify_checksums=false", "--set", "data.val_size=200", "--epochs", "200", "--no-progress"]
+    parent = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children() -> list[int]:
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                ppid = int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1]) if entry.isdigit() else 0
+            except OSError:
+                continue
+            if ppid == parent.pid:
+                found.append(int(entry))
+        return found
+
+    deadline = time.time() + 60
+    while not list((tmp_path / "s").glob("runs/*/checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.5)  # both workers are training
+    workers = children()
+    assert workers, "no worker processes were found"
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 30
+    while any(os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
+              for pid in workers) and time.time() < deadline:
+        time.sleep(0.5)
+    alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}")
+             and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert not alive, f"workers {alive} went on after their sweep was killed"
