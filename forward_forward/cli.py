@@ -8,8 +8,9 @@ import math
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
-from . import __version__, checkpoint, presets, runs
+from . import __version__, presets
 from . import config as config_mod
 from .errors import FFError, os_error_message
 
@@ -38,6 +39,7 @@ def _apply_flags(cfg: config_mod.Config, args) -> config_mod.Config:
 
 
 def cmd_train(args) -> None:
+    from . import checkpoint, runs  # torch: imported when a command runs, inside main's try
     from .training import train
 
     if args.resume:
@@ -159,6 +161,7 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_probe(args) -> None:
+    from . import runs  # torch: imported when a command runs, inside main's try
     from .probe import run_probe
 
     cfg, model, data, device = _load_trained(args)
@@ -183,6 +186,7 @@ def cmd_probe(args) -> None:
 def cmd_metrics(args) -> None:
     import csv
 
+    from . import runs  # torch: imported when a command runs, inside main's try
     from .figures import metrics_table, read_metrics
 
     columns, rows = metrics_table(read_metrics(args.run_dir))
@@ -320,8 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     previous_format = warnings.formatwarning
     warnings.formatwarning = _one_line_warning  # a deprecation is a note for the user, not a source location
     args = parser().parse_args(argv)
-    runs.cli_command = ["ff", *(sys.argv[1:] if argv is None else argv)]
+    command = ["ff", *(sys.argv[1:] if argv is None else argv)]
     try:
+        _set_command(command)  # torch loads here, inside the try: a Ctrl-C during the import is caught too
         args.func(args)
     except FFError as e:
         print(f"ff: error: {e}", file=sys.stderr)
@@ -333,8 +338,18 @@ def main(argv: list[str] | None = None) -> int:
         print("ff: interrupted", file=sys.stderr)
         return 130
     finally:
-        runs.cli_command, warnings.formatwarning = None, previous_format
+        if "forward_forward.runs" in sys.modules:  # only if it loaded: nothing is imported on the way out
+            loaded: Any = sys.modules["forward_forward.runs"]
+            loaded.cli_command = None
+        warnings.formatwarning = previous_format
     return 0
+
+
+def _set_command(command: list[str] | None) -> None:
+    """The `ff` command line that run directories record in command.txt while it runs."""
+    from . import runs
+
+    runs.cli_command = command
 
 
 if __name__ == "__main__":

@@ -147,3 +147,43 @@ def test_probe_arguments_and_stale_temporary_files(fake_mnist, tmp_path, capsys)
     runs.write_json_atomic(run / "summary.json", {"ok": True})
     assert not stale.exists() and json.loads((run / "summary.json").read_text()) == {"ok": True}
     shutil.rmtree(run)
+
+
+def test_importing_the_cli_does_not_load_torch_and_ctrl_c_while_it_loads_is_caught(monkeypatch, capsys):
+    import sys
+
+    found = subprocess.run([sys.executable, "-c", "import sys, forward_forward.cli; print('torch' in sys.modules)"],
+                           capture_output=True, text=True)
+    assert found.stdout.strip() == "False", found.stderr
+    import forward_forward.cli as cli
+
+    def interrupted(command):
+        raise KeyboardInterrupt  # what Ctrl-C during `import torch` raises
+
+    monkeypatch.setattr(cli, "_set_command", interrupted)
+    assert main(["eval", "somewhere"]) == 130
+    assert capsys.readouterr().err == "ff: interrupted\n"
+
+
+def test_more_bad_paths_and_a_weights_file_of_nan(fake_mnist, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(small_config(fake_mnist, optim={"epochs": 1}), run, "test")
+    weights = torch.load(run / "model.pt", weights_only=True)
+    torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in weights.items()},
+               run / "model.pt")
+    assert main(["eval", str(run)]) == 2
+    assert "hold NaN or infinite values" in one_line_error(capsys)
+    (tmp_path / "a_file").write_text("x")
+    assert main(["report", str(run), "--out", str(tmp_path / "a_file" / "r.html")]) == 2
+    one_line_error(capsys)
+    broken = tmp_path / "broken-data"
+    shutil.copytree(fake_mnist, broken)
+    (broken / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    (broken / "mnist" / "t10k-labels-idx1-ubyte.gz").mkdir()  # a folder where a .gz should be
+    assert main(ff_args(broken, tmp_path / "run2", "--epochs", "1")) == 2
+    one_line_error(capsys)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").mkdir()  # a folder where config.json should be
+    assert main(["eval", str(bare)]) == 2
+    assert "is not a run directory" in one_line_error(capsys)

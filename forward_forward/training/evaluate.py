@@ -109,8 +109,13 @@ def load_trained(run_dir: str | Path, data_dir: str | None = None, device: str |
     torch_device = resolve_device(device or cfg.run.device)
     data = data_mod.load(cfg.data) if data is None else data
     model = build_model(cfg, data.shape, data.num_classes)
+    weights = runs.load_weights(run_dir)
+    broken = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise FFError(f"the weights in {run_dir} hold NaN or infinite values ({broken[0]}): the run diverged or the "
+                      "file was damaged; train it again.")
     try:
-        model.load_state_dict(runs.load_weights(run_dir))
+        model.load_state_dict(weights)
     except RuntimeError as e:
         raise FFError(f"the weights in {run_dir} do not fit its config.json ({str(e).splitlines()[0]}).") from None
     return cfg, model.to(torch_device).eval(), data, torch_device
