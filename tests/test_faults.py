@@ -187,3 +187,23 @@ def test_more_bad_paths_and_a_weights_file_of_nan(fake_mnist, tmp_path, capsys):
     (bare / "config.json").mkdir()  # a folder where config.json should be
     assert main(["eval", str(bare)]) == 2
     assert "is not a run directory" in one_line_error(capsys)
+
+
+def test_tiny_images_empty_sets_and_a_resume_before_the_first_checkpoint(fake_mnist, tmp_path, monkeypatch):
+    import numpy as np
+
+    from forward_forward.data import from_arrays
+    from forward_forward.errors import FFError
+    from forward_forward.models import build_model
+
+    tiny = from_arrays(np.ones((4, 3, 3), np.float32), [0, 1, 2, 3], np.ones((2, 3, 3), np.float32), [0, 1],
+                       num_classes=10)
+    with pytest.raises(FFError, match="has no room; use channels"):  # 9 pixels cannot hold 10 labels
+        build_model(small_config(), tiny.shape, tiny.num_classes)
+    with pytest.raises(FFError, match="with N > 0"):
+        from_arrays(np.ones((4, 3)), [0, 1, 0, 1], np.ones((0, 3)), [])
+    run = tmp_path / "run"
+    runs.start(run, small_config(fake_mnist), "test")
+    (run / "command.txt").write_text("ff train --the-first-command\n")  # killed before its first checkpoint
+    train(small_config(fake_mnist, optim={"epochs": 1}), run, "test", resume=True)
+    assert (run / "command.txt").read_text() == "ff train --the-first-command\n"

@@ -67,6 +67,7 @@ def test_a_bad_grid_value_fails_before_any_run_and_a_diverging_run_is_recorded(f
     assert not (tmp_path / "bad").exists()
     rows = run_sweep(_sweep(fake_mnist, {"optim.lr": [0.01, 1e30]}, seeds=(0,)), tmp_path / "s", progress=False)
     assert rows[0]["runs"] == 1 and rows[1]["runs"] == 0 and "diverged" in rows[1]["failed"][0]
+    assert "no checkpoint was written before it" in rows[1]["failed"][0]  # not "the last good one is kept"
     assert "Failed runs:" in (tmp_path / "s" / "results.md").read_text()
 
 
@@ -152,3 +153,17 @@ def test_killing_the_sweep_parent_stops_its_workers(fake_mnist, tmp_path):
     alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}")
              and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
     assert not alive, f"workers {alive} went on after their sweep was killed"
+
+
+def test_after_a_stop_no_queued_run_starts(fake_mnist, tmp_path):
+    from forward_forward.sweep import STOP, _run_one
+
+    sweep = _sweep(fake_mnist, {"optim.lr": [0.01]}, seeds=(0,))
+    (tmp_path / "s" / "runs").mkdir(parents=True)
+    (tmp_path / "s" / STOP).touch()  # what Ctrl-C or an error in the sweep's process writes
+    run_dir = tmp_path / "s" / "runs" / "lr=0.01,seed=0"
+    cfg = sweep.config({"optim.lr": 0.01}, 0)
+    assert _run_one(cfg.to_dict(), run_dir, "tiny", 1) == {"stopped": True}
+    assert not run_dir.exists()
+    rows = run_sweep(sweep, tmp_path / "s", progress=False)  # the same command again clears it and runs
+    assert rows[0]["runs"] == 1
