@@ -21,7 +21,7 @@ from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
 from ..errors import FFError
 from ..layers import build_layers, normalize
 from ..stack import LayerStack, decay_groups
-from .base import accept_legacy_keys, check_batch, readout_features
+from .base import accept_legacy_keys, check_batch, readout_features, sparsity
 
 
 class BackpropNetwork(nn.Module):
@@ -67,6 +67,12 @@ class BackpropNetwork(nn.Module):
     def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, ...) images -> each hidden layer's activity, with the graph kept across layers."""
         return self.stack(x, detach=False).act
+
+    @torch.no_grad()
+    def layer_sparsity(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, dict[str, float]]:
+        """Each layer's Hoyer sparsity and dead units on these images."""
+        acts = self.activities(images)
+        return {f"layer{i}": {k: float(v) for k, v in sparsity(a).items()} for i, a in enumerate(acts)}
 
     def unlabelled(self, images: torch.Tensor) -> torch.Tensor:
         return images  # the image alone is the input

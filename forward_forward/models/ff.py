@@ -116,6 +116,12 @@ class FFNetwork(nn.Module):
         """The input that carries no label: the neutral label, or the image alone when unsupervised."""
         return self.coding.neutral(images)
 
+    @torch.no_grad()
+    def layer_sparsity(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, dict[str, float]]:
+        """Each layer's Hoyer sparsity and dead units on these images with their true labels (positive data)."""
+        acts = self.activities(self.with_label(images, labels))
+        return {f"layer{i}": {k: float(v) for k, v in sparsity(a).items()} for i, a in enumerate(acts)}
+
     def readout_features(self, acts: list[torch.Tensor]) -> torch.Tensor:
         """Normalised, detached activities of the prediction layers, side by side (B, sum units)."""
         return readout_features(acts[self.predict_from :], self.norm, self.norm_eps)
@@ -238,8 +244,6 @@ class FFNetwork(nn.Module):
         for i in trained:
             z, y = cast(Pass, out).pre[i], cast(Pass, out).act[i]  # a trained layer ran: upto > 0
             loss, stats[f"layer{i}"] = self.layer_loss(i, y[:batch], y[batch:])
-            if batch:
-                stats[f"layer{i}"].update(sparsity(y[:batch].detach()))
             if self.stack.layers[i].peer_lambda > 0 and batch:
                 loss = loss + self.stack.layers[i].peer_loss(z[:batch], y[:batch])
             losses[f"layer{i}"] = loss
