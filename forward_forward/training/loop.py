@@ -83,7 +83,10 @@ class Loop:
                  "lr": self.scheduler.get_last_lr()[0], "layers": meter.means()}
         # sparsity once an epoch, on the first training images: every step would cost 3 % of its time
         sample = slice(0, min(len(self.train), SPARSITY_SAMPLES))
-        for name, values in self.model.layer_sparsity(self.train.images[sample], self.train.labels[sample]).items():
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # a noisy stage must not shift the run's random stream
+            sparsity = self.model.layer_sparsity(self.train.images[sample], self.train.labels[sample])
+        for name, values in sparsity.items():
             entry["layers"].setdefault(name, {}).update(values)
         if len(self.data.val) and (epoch % cfg.run.eval_every == 0 or epoch == cfg.optim.epochs):
             way = self.model.validation_method
