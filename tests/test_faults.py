@@ -207,3 +207,32 @@ def test_tiny_images_empty_sets_and_a_resume_before_the_first_checkpoint(fake_mn
     (run / "command.txt").write_text("ff train --the-first-command\n")  # killed before its first checkpoint
     train(small_config(fake_mnist, optim={"epochs": 1}), run, "test", resume=True)
     assert (run / "command.txt").read_text() == "ff train --the-first-command\n"
+
+
+def test_a_read_only_folder_a_cifar_archive_without_batches_and_a_too_long_run_name(fake_mnist, tmp_path,
+                                                                                     monkeypatch, capsys):
+    import errno
+    import tarfile
+    from pathlib import Path
+
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if "locked" in str(self):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)  # as root, a real read-only folder would not stop us
+    assert main(ff_args(fake_mnist, tmp_path / "locked" / "run", "--epochs", "1")) == 2
+    assert "check the permissions" in one_line_error(capsys)
+    monkeypatch.undo()
+    cifar = tmp_path / "cifar"
+    cifar.mkdir()
+    with tarfile.open(cifar / "cifar-10-python.tar.gz", "w:gz"):
+        pass  # an archive without its batches
+    assert main(["train", "--data-dir", str(cifar), "--set", "data.dataset=cifar10", "--run-dir",
+                 str(tmp_path / "c")]) == 2
+    one_line_error(capsys)
+    long_value = "x" * 250
+    assert main(["sweep", "--out", str(tmp_path / "s"), "--grid", f"data.data_dir={long_value},{long_value}y"]) == 2
+    assert "makes a run folder name of" in one_line_error(capsys)
