@@ -281,6 +281,12 @@ def _validate(cfg: Config) -> Config:
         raise FFError("optim.phase_steps needs a loss that scores each side alone; symba pairs them: use logistic.")
     if cfg.optim.phase_steps and cfg.optim.greedy_steps:
         raise FFError("optim.phase_steps and optim.greedy_steps are two different schedules: set one to 0.")
+    if cfg.optim.greedy_negatives != "step" and not cfg.optim.greedy_steps:
+        raise FFError("optim.greedy_negatives chooses how the greedy schedule draws negatives, and "
+                      "optim.greedy_steps = 0 trains without it: set greedy_steps, or leave greedy_negatives at step.")
+    if cfg.data.path is not None and cfg.data.dataset != "file":
+        raise FFError(f"data.path is read only with data.dataset = file, and the dataset is {cfg.data.dataset}: "
+                      "set data.dataset = file, or drop data.path.")
     return cfg
 
 

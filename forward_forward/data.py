@@ -301,7 +301,8 @@ def load(cfg: DataConfig) -> Datasets:
             raise FFError("data.dataset = file reads data.path: set it to a .npz or .pt file.")
         return from_arrays(*read_array_file(cfg.path), val_size=cfg.val_size, train_limit=cfg.train_limit)
     if cfg.dataset == "arrays":
-        raise FFError("this run was trained on arrays given in Python: pass them again, "
+        raise FFError("data.dataset = arrays stands for arrays given in Python, which this command cannot read: "
+                      "pass them, `train(cfg, run_dir, data=from_arrays(...))` or "
                       "`load_trained(run_dir, data=from_arrays(...))`.")
     train_x, train_y, test_x, test_y, shape = load_arrays(cfg)
     train, test = _to_split(train_x, train_y, shape), _to_split(test_x, test_y, shape)

@@ -37,6 +37,8 @@ from forward_forward.errors import FFError
         ({"objective": {"goodness_weight": float("inf")}}, "objective.goodness_weight"),
         ({"objective": {"predict": "vote"}}, "objective.predict"),
         ({"model": {"readout": False}, "objective": {"predict": "combined"}}, "model.readout"),
+        ({"optim": {"greedy_negatives": "chunk"}}, "optim.greedy_steps = 0 trains without it"),
+        ({"data": {"path": "x.npz"}}, "data.path is read only with data.dataset = file"),
         ({"model": {"kind": "backprop"}, "objective": {"predict": "combined"}}, "objective.predict"),
     ],
 )

@@ -106,7 +106,7 @@ def test_a_run_on_arrays_learns_records_its_choices_and_reloads(tmp_path, capsys
         train(merge(small(), {"objective": {"predict": "best"}}), tmp_path / "no-val", data=unsplit)
     assert not (tmp_path / "no-val").exists()
     assert main(["eval", str(tmp_path / "run")]) == 2
-    assert "trained on arrays given in Python" in capsys.readouterr().err
+    assert "stands for arrays given in Python" in capsys.readouterr().err
 
 
 def test_a_file_of_arrays_trains_from_the_cli_and_evaluates(tmp_path, capsys):
