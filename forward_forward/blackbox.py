@@ -19,7 +19,7 @@ class Stage(nn.Module):
 
     def __init__(self, units: int, strength: float, seed: int = 0):
         super().__init__()
-        self.units, self.strength = units, strength
+        self.strength = strength
 
     @staticmethod
     def check(strength: float) -> None:

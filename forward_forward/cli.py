@@ -17,13 +17,10 @@ from .errors import FFError, os_error_message
 
 def _build_config(args) -> config_mod.Config:
     overrides = config_mod.load_file(args.config) if args.config else {}
-    if args.preset is None:  # a run's config.json names the preset it was made from
-        recorded = overrides.pop("preset", None) if isinstance(overrides, dict) else None
+    recorded = overrides.pop("preset", None)  # a run's config.json names the preset it was made from
+    if args.preset is None:
         args.preset = recorded if recorded in presets.PRESETS else presets.DEFAULT_PRESET
-    overrides.pop("preset", None)
-    cfg = presets.preset(args.preset)
-    if args.config:
-        cfg = config_mod.merge(cfg, overrides)
+    cfg = config_mod.merge(presets.preset(args.preset), overrides)
     cfg = config_mod.merge(cfg, config_mod.parse_overrides(args.set or []))
     return _apply_flags(cfg, args)
 
@@ -125,12 +122,13 @@ def cmd_plot(args) -> None:
 def cmd_report(args) -> None:
     from .figures import plot_run
     from .report import load_summary, needs_figures, write_report
+    from .training import load_trained
 
     for run_dir in args.run_dirs:  # plot what has not been plotted yet
         if needs_figures(load_summary(run_dir)) and not (run_dir / "figures" / "curves.png").exists():
             print(f"plotting {run_dir} first", flush=True)
-            cfg, model, data, _ = _load_trained(argparse.Namespace(run_dir=run_dir, data_dir=None, device=None))
-            plot_run(run_dir, model.cpu(), data, cfg.objective.predict)
+            cfg, model, data, _ = load_trained(run_dir, device="cpu")
+            plot_run(run_dir, model, data, cfg.objective.predict)
     out = args.out or (args.run_dirs[0] / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
     print(write_report(args.run_dirs, out))
 
@@ -185,29 +183,22 @@ def cmd_probe(args) -> None:
 
 def cmd_metrics(args) -> None:
     import csv
+    import io
 
     from . import runs  # torch: imported when a command runs, inside main's try
     from .figures import metrics_table, read_metrics
 
     columns, rows = metrics_table(read_metrics(args.run_dir))
     if args.csv:
-        runs.write_atomic(args.csv, lambda f: f.write(_csv_text(csv, columns, rows).encode()))
+        text = io.StringIO()
+        csv.writer(text).writerows([columns, *rows])
+        runs.write_atomic(args.csv, lambda f: f.write(text.getvalue().encode()))
         print(f"{len(rows)} epochs x {len(columns)} columns written to {args.csv}")
         return
     shown = [[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in shown)) for i, c in enumerate(columns)]
+    widths = [max([len(c), *(len(r[i]) for r in shown)]) for i, c in enumerate(columns)]
     for line in [columns, *shown]:
         print("  ".join(v.rjust(w) for v, w in zip(line, widths)))
-
-
-def _csv_text(csv, columns: list[str], rows: list[list]) -> str:
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(columns)
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def cmd_presets(args) -> None:
@@ -254,7 +245,7 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="rebuild a trained network from its run directory and print its test error")
     e.add_argument("run_dir", type=Path, help="a run directory (holds config.json and model.pt)")
-    e.add_argument("--predict", choices=["softmax", "goodness", "combined"],
+    e.add_argument("--predict", choices=config_mod.WAYS,
                    help="default: the run's objective.predict")
     e.add_argument("--split", choices=["test", "val"], default="test",
                    help="score the test set (default) or the run's validation images")

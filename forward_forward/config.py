@@ -143,12 +143,13 @@ class Config:
 
 MAX_UNITS = 100_000  # a layer wider than this is a typo, not a model: refuse it before allocating
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+WAYS = ("softmax", "goodness", "combined")  # the ways a network predicts (objective.predict also has best)
 CHOICES = {
     "data.dataset": ("mnist", "fashion-mnist", "cifar10", "file", "arrays"),
     "model.norm": ("rms", "l2"),
     "model.init": ("hinton", "torch"),
     "objective.label_value": ("one", "max"),
-    "objective.predict": ("softmax", "goodness", "combined", "best"),
+    "objective.predict": (*WAYS, "best"),
     "optim.name": ("sgd", "adam"),
     "optim.schedule": ("hinton", "constant"),
     "optim.greedy_negatives": ("step", "chunk"),
@@ -268,9 +269,8 @@ def _validate(cfg: Config) -> Config:
                                or not all(0 < f < math.inf for f in cfg.optim.layer_lr)):
         raise FFError(f"optim.layer_lr must give one positive factor per hidden layer ({len(cfg.model.hidden)}); "
                       f"got {cfg.optim.layer_lr!r}.")
-    ways = ("softmax", "goodness", "combined")
-    if any(w not in ways for w in cfg.run.score_ways):
-        raise FFError(f"run.score_ways may list {', '.join(ways)}; got {cfg.run.score_ways!r}.")
+    if any(w not in WAYS for w in cfg.run.score_ways):
+        raise FFError(f"run.score_ways may list {', '.join(WAYS)}; got {cfg.run.score_ways!r}.")
     if cfg.run.score_ways and cfg.objective.predict not in (*cfg.run.score_ways, "best"):
         raise FFError(f"objective.predict = {cfg.objective.predict} must be among run.score_ways "
                       f"{cfg.run.score_ways}: add it.")
@@ -426,20 +426,24 @@ def to_toml(cfg: Config) -> str:
     return "\n".join(parts)
 
 
-def load_file(path: str | Path) -> dict:
-    """Overrides from a TOML file, or from a run's config.json (its "preset" entry is dropped)."""
-    path = Path(path)
-    if path.suffix != ".json":
-        return load_toml(path)
+def read_json(path: str | Path, what: str) -> dict:
+    """A JSON file that must hold a table (a run's config or summary), or one clear error: missing,
+    not UTF-8, not JSON, not a table."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FFError(f"config file {path} does not exist.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FFError(f"config file {path} is not valid JSON ({e}).") from None
+        raise FFError(f"{path} does not exist.") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FFError(f"{path} is not a valid {what} ({type(e).__name__}: {str(e)[:120]}); it was not read.") from None
     if not isinstance(data, dict):
-        raise FFError(f"config file {path} must hold a table of sections.")
-    return data  # with its "preset" entry, which ff train reads
+        raise FFError(f"{path} is not a valid {what}: it holds a {type(data).__name__}, not a table.")
+    return data
+
+
+def load_file(path: str | Path) -> dict:
+    """Overrides from a TOML file, or from a run's config.json (with its "preset" entry, which ff train reads)."""
+    path = Path(path)
+    return read_json(path, "run config") if path.suffix == ".json" else load_toml(path)
 
 
 def load_toml(path: str | Path) -> dict:

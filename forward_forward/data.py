@@ -339,12 +339,17 @@ def read_array_file(path: str | Path) -> tuple:
     return tuple(arrays[k] for k in ARRAY_KEYS)
 
 
+def _tensor(values) -> torch.Tensor:
+    """A NumPy array, a list or a tensor -> a CPU tensor of the same values."""
+    return values.detach().cpu() if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+
+
 def _as_samples(x, what: str) -> torch.Tensor:
     """Any array -> float32 tensor (N, C, H, W) for images ((N, H, W) gains a channel) or (N, D) for features.
 
     uint8 is read as 0..255 and scaled to [0, 1]; floats are kept as they are.
     """
-    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x.detach().cpu()
+    t = _tensor(x)
     if t.dtype == torch.bool or t.is_complex() or not (t.is_floating_point() or t.dtype == torch.uint8
                                                        or t.dtype in (torch.int16, torch.int32, torch.int64)):
         raise FFError(f"{what} must hold real numbers; got {t.dtype}.")
@@ -358,15 +363,14 @@ def _as_samples(x, what: str) -> torch.Tensor:
 
 
 def _as_labels(y, count: int, what: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(y)) if not isinstance(y, torch.Tensor) else y.detach().cpu()
+    t = _tensor(y)
     if t.is_floating_point() and bool((t != t.round()).any()):
         raise FFError(f"{what} must be whole class numbers 0, 1, ...; got fractions.")
-    t = t.long().reshape(-1) if t.ndim == 1 else t
     if t.ndim != 1 or t.shape[0] != count:
         raise FFError(f"{what} must be one label per sample: shape ({count},), got {tuple(t.shape)}.")
     if count and int(t.min()) < 0:
         raise FFError(f"{what} must be class numbers 0, 1, ...; got {int(t.min())}.")
-    return t
+    return t.long()
 
 
 def from_dataset(train, test, *, val_size: int = 0, train_limit: int = 0, num_classes: int | None = None) -> Datasets:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from .data import Split
 from .errors import FFError
+from .training.evaluate import scoring
 
 if TYPE_CHECKING:
     from .models import Network
@@ -26,11 +27,9 @@ if TYPE_CHECKING:
 @torch.no_grad()
 def features(model: Network, images: torch.Tensor, layers: list[int], batch_size: int = 1000) -> torch.Tensor:
     """(N, ...) images -> (N, sum of the chosen layers' units): normalised activities, side by side."""
-    was_training = model.training
-    model.eval()
-    out = [model.features(images[start : start + batch_size], layers)
-           for start in range(0, images.shape[0], batch_size)]
-    model.train(was_training)
+    with scoring(model):
+        out = [model.features(images[start : start + batch_size], layers)
+               for start in range(0, images.shape[0], batch_size)]
     return torch.cat(out)
 
 

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from . import runs
+from .config import read_json
 from .errors import FFError
 from .figures import FIGURES, pyplot, read_metrics
 
@@ -33,7 +34,7 @@ def load_summary(run_dir: Path) -> dict:
     path = run_dir / "summary.json"
     if not path.exists():
         raise FFError(f"{run_dir} has no summary.json: the run has not finished (or is not a run directory).")
-    return runs.read_json(path, "run summary")
+    return read_json(path, "run summary")
 
 
 def _comparison_figure(run_dirs: list[Path]) -> bytes:

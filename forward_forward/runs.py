@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .config import Config, from_dict
+from .config import Config, from_dict, read_json
 from .errors import FFError
 
 WEIGHTS = "model.pt"
@@ -159,19 +159,6 @@ def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise FFError(f"{path} does not hold a dictionary of tensors; it was refused.")
     return state
-
-
-def read_json(path: Path, what: str) -> dict:
-    """A run's JSON file as a dict, or one clear error: missing, not UTF-8, not JSON, not a table."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FFError(f"{path} does not exist: is {Path(path).parent} a finished run directory?") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FFError(f"{path} is not a valid {what} ({type(e).__name__}: {str(e)[:120]}); it was not read.") from None
-    if not isinstance(data, dict):
-        raise FFError(f"{path} is not a valid {what}: it holds a {type(data).__name__}, not a table.")
-    return data
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple, Sequence, cast
 import torch
 from torch import nn
 
-from .layers import FFLayer
+from .blackbox import BLACKBOXES
+from .config import ModelConfig
+from .layers import FFLayer, build_layers
 
 
 def decay_groups(named: Iterable[tuple[str, nn.Parameter]], lr: float, weight_decay: float) -> list[dict]:
@@ -57,6 +59,14 @@ class LayerStack(nn.Module):
         assert len(stages) == len(layers) - 1, "one stage between each pair of layers"
         self.layers = cast("LayerList", nn.ModuleList(layers))
         self.stages = nn.ModuleList(stages)  # stage i sits between hidden layer i and layer i + 1
+
+    @classmethod
+    def build(cls, model: ModelConfig, input_shape: tuple[int, ...], peer_lambda: float | None = None) -> LayerStack:
+        """The layers `model` describes on inputs of `input_shape`, with its black-box stage between each pair."""
+        layers = build_layers(model, input_shape, peer_lambda)
+        stages = [BLACKBOXES[model.blackbox](layer.out_features, model.blackbox_strength, seed=i)
+                  for i, layer in enumerate(layers[:-1])]
+        return cls(layers, stages)
 
     def __len__(self) -> int:
         return len(self.layers)

@@ -1,5 +1,7 @@
+import contextlib
 import gzip
 import os
+import signal
 import struct
 from pathlib import Path
 
@@ -74,3 +76,21 @@ def real_data_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@contextlib.contextmanager
+def ctrl_c_at_step(n: int):
+    """A Ctrl-C (SIGINT) raised inside the n-th SGD step, as a user would press it mid-epoch."""
+    calls, original = {"n": 0}, torch.optim.SGD.step
+
+    def step_then_interrupt(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, *args, **kwargs)
+
+    torch.optim.SGD.step = step_then_interrupt
+    try:
+        yield
+    finally:
+        torch.optim.SGD.step = original

@@ -1,8 +1,6 @@
 """The one core: every schedule runs the model's one forward path, models own their parameters, and
 registries are the one place each kind of part is chosen."""
 
-import os
-import signal
 
 import pytest
 import torch
@@ -17,7 +15,7 @@ from forward_forward.negatives import NEGATIVES
 from forward_forward.negatives.wrong_labels import WrongLabels
 from forward_forward.training import build_optimizer, train
 from forward_forward.training.loop import Loop
-from tests.conftest import small_config
+from tests.conftest import ctrl_c_at_step, small_config
 
 GREEDY = {"greedy_steps": 2, "chunk_size": 500, "epochs": 1}
 
@@ -132,20 +130,9 @@ def test_greedy_run_with_every_feature_on_learns_and_resumes_mid_epoch(fake_mnis
                        run={"deterministic": True})
     reference = train(cfg, tmp_path / "reference", "test")
     assert reference["test_error"] < 0.5, reference
-    run, calls, original = tmp_path / "interrupted", {"n": 0}, torch.optim.SGD.step
-
-    def step_then_interrupt(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 25:  # epoch 1, chunk 1, the readout's phase
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(self, *args, **kwargs)
-
-    torch.optim.SGD.step = step_then_interrupt
-    try:
-        with pytest.raises(FFError, match="interrupted at epoch 1, step 25"):
-            train(cfg, run, "test")
-    finally:
-        torch.optim.SGD.step = original
+    run = tmp_path / "interrupted"
+    with ctrl_c_at_step(25), pytest.raises(FFError, match="interrupted at epoch 1, step 25"):
+        train(cfg, run, "test")  # step 25: epoch 1, chunk 1, the readout's phase
     assert checkpoint.load(run)["step"] == 25
     assert train(cfg, run, "test", resume=True)["test_error"] == reference["test_error"]
 

@@ -2,7 +2,6 @@
 
 import errno
 import json
-import os
 import random
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import torch
 from forward_forward import checkpoint, runs
 from forward_forward.errors import FFError
 from forward_forward.train import train
-from tests.conftest import small_config
+from tests.conftest import ctrl_c_at_step, small_config
 
 TRAIN_ARGS = [
     "--set", "data.verify_checksums=false", "--set", "data.download=false", "--set", "data.val_size=200",
@@ -70,21 +69,8 @@ def test_ctrl_c_saves_a_checkpoint_mid_epoch_and_resume_matches(fake_mnist, tmp_
     reference = train(cfg, tmp_path / "reference", "test")
 
     run = tmp_path / "interrupted"
-    calls = {"n": 0}
-    original = torch.optim.SGD.step
-
-    def step_then_interrupt(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 37:  # in the middle of epoch 1
-            os.kill(os.getpid(), signal.SIGINT)
-        return original(self, *args, **kwargs)
-
-    torch.optim.SGD.step = step_then_interrupt
-    try:
-        with pytest.raises(FFError, match="interrupted at epoch 1, step 37"):
-            train(cfg, run, "test")
-    finally:
-        torch.optim.SGD.step = original
+    with ctrl_c_at_step(37), pytest.raises(FFError, match="interrupted at epoch 1, step 37"):
+        train(cfg, run, "test")  # in the middle of epoch 1
     state = checkpoint.load(run)
     assert (state["epoch"], state["step"]) == (1, 37)
     summary = train(cfg, run, "test", resume=True)

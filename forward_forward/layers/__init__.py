@@ -6,6 +6,7 @@ config checks that belong to it. `build_layers` is the one place a layer type is
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,9 +35,7 @@ def _check_size(index: int, weights: int) -> None:
 
 
 def _build_dense(model: ModelConfig, index: int, in_shape: tuple[int, ...], options: dict) -> FFLayer:
-    in_features = 1
-    for n in in_shape:
-        in_features *= n
+    in_features = math.prod(in_shape)
     _check_size(index, in_features * model.hidden[index])
     return FFLinear(in_features, model.hidden[index], **options)
 

@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..blackbox import BLACKBOXES
 from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
 from ..errors import FFError
-from ..layers import build_layers, normalize
+from ..layers import normalize
 from ..stack import LayerStack, decay_groups
 from .base import accept_legacy_keys, check_batch, readout_features, sparsity
 
@@ -34,10 +33,7 @@ class BackpropNetwork(nn.Module):
         super().__init__()
         self.num_classes, self.data_shape = num_classes, tuple(data_shape)
         self.objective = objective
-        layers = build_layers(model, data_shape, peer_lambda=0.0)
-        stages = [BLACKBOXES[model.blackbox](layer.out_features, model.blackbox_strength, seed=i)
-                  for i, layer in enumerate(layers[:-1])]
-        self.stack = LayerStack(layers, stages)
+        self.stack = LayerStack.build(model, self.data_shape, peer_lambda=0.0)  # no peer loss: one end-to-end loss
         self.norm, self.norm_eps = model.norm, model.norm_eps
         self.predict_from = 0
         self.readout = nn.Linear(self.stack.units[-1], num_classes)  # the output layer

@@ -14,17 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..blackbox import BLACKBOXES
 from ..coding import LABEL_CODINGS, NoLabel, resolve
-from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
+from ..config import WAYS, Config, ModelConfig, ObjectiveConfig, OptimConfig
 from ..errors import FFError
-from ..layers import build_layers
 from ..negatives import NEGATIVES
 from ..objectives import GOODNESS, LOSSES
 from ..stack import LayerStack, Pass, decay_groups
 from .base import accept_legacy_keys, check_batch, readout_features, sparsity
-
-PREDICTORS = ("softmax", "goodness", "combined")
 
 
 class FFNetwork(nn.Module):
@@ -37,10 +33,7 @@ class FFNetwork(nn.Module):
         # auto is resolved against the data by train(); built directly, an image gets pixels
         coding = LABEL_CODINGS[resolve(objective.label_coding, data_shape)] if self.negatives.labelled else NoLabel
         self.coding = coding(data_shape, num_classes, objective.label_value, objective.neutral_value)
-        layers = build_layers(model, self.coding.input_shape)
-        stages = [BLACKBOXES[model.blackbox](layer.out_features, model.blackbox_strength, seed=i)
-                  for i, layer in enumerate(layers[:-1])]
-        self.stack = LayerStack(layers, stages)
+        self.stack = LayerStack.build(model, self.coding.input_shape)
         units = self.stack.units
         self.norm, self.norm_eps = model.norm, model.norm_eps
         self.goodness = GOODNESS[objective.goodness].fn
@@ -86,7 +79,7 @@ class FFNetwork(nn.Module):
         """The ways this model can predict."""
         if not self.negatives.labelled:
             return ("softmax",)  # goodness says real-or-negative, not which class
-        return PREDICTORS if self.readout is not None else ("goodness",)
+        return WAYS if self.readout is not None else ("goodness",)
 
     @property
     def validation_method(self) -> str:

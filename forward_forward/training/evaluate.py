@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Iterator, cast
 
 import torch
 
 from .. import data as data_mod
 from .. import runs
-from ..config import Config, merge
+from ..config import WAYS, Config, merge, read_json
 from ..data import Datasets, Split
 from ..errors import FFError
 from ..models import build_model
@@ -19,39 +20,48 @@ if TYPE_CHECKING:
     from ..models import FFNetwork, Network
 
 
+@contextlib.contextmanager
+def scoring(model: Network) -> Iterator[None]:
+    """The model in eval mode inside, and back in the mode it had afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def batches(split: Split, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(images, labels) of `split` on `device`, `batch_size` at a time, in order."""
+    if not len(split):
+        raise FFError("cannot score an empty split.")
+    for start in range(0, len(split), batch_size):
+        yield (split.images[start : start + batch_size].to(device, non_blocking=True),
+               split.labels[start : start + batch_size].to(device, non_blocking=True))
+
+
 @torch.no_grad()
 def error_rates(model: Network, split: Split, ways: tuple[str, ...], batch_size: int, device: torch.device,
                 goodness_weight: float | None = None) -> dict[str, float]:
     """Fraction of `split` misclassified by each of `ways` ("softmax", "goodness", "combined"), from
     one pass over the split."""
-    if not len(split):
-        raise FFError("cannot score an empty split.")
-    was_training = model.training
-    model.eval()
     wrong: dict[str, int | float] = dict.fromkeys(ways, 0)
-    for start in range(0, len(split), batch_size):
-        x = split.images[start : start + batch_size].to(device, non_blocking=True)
-        y = split.labels[start : start + batch_size].to(device, non_blocking=True)
-        for how, predicted in model.predictions(x, ways, goodness_weight=goodness_weight).items():
-            wrong[how] += (predicted != y).sum().item()
-    model.train(was_training)
+    with scoring(model):
+        for x, y in batches(split, batch_size, device):
+            for how, predicted in model.predictions(x, ways, goodness_weight=goodness_weight).items():
+                wrong[how] += (predicted != y).sum().item()
     return {how: n / len(split) for how, n in wrong.items()}
 
 
 @torch.no_grad()
 def layer_error_rates(model: Network, split: Split, batch_size: int, device: torch.device) -> list[float]:
     """Fraction of `split` misclassified by each hidden layer's goodness alone (one batched pass per batch)."""
-    was_training = model.training
-    model.eval()
-    wrong = None
-    for start in range(0, len(split), batch_size):
-        x = split.images[start : start + batch_size].to(device, non_blocking=True)
-        y = split.labels[start : start + batch_size].to(device, non_blocking=True)
-        goodness = cast("FFNetwork", model).label_goodness(x)  # (B, C, layers): only FF networks have it
-        missed = (goodness.argmax(1) != y[:, None]).sum(0)  # (layers,)
-        wrong = missed if wrong is None else wrong + missed
-    model.train(was_training)
-    return [] if wrong is None else (wrong.float() / len(split)).tolist()
+    wrong = torch.zeros(len(model.layers), dtype=torch.long, device=device)
+    with scoring(model):
+        for x, y in batches(split, batch_size, device):
+            goodness = cast("FFNetwork", model).label_goodness(x)  # (B, C, layers): only FF networks have it
+            wrong += (goodness.argmax(1) != y[:, None]).sum(0)
+    return (wrong.float() / len(split)).tolist()
 
 
 def error_rate(model: Network, split: Split, how: str, batch_size: int, device: torch.device,
@@ -102,8 +112,8 @@ def load_trained(run_dir: str | Path, data_dir: str | None = None, device: str |
         cfg = merge(cfg, {"data": {"data_dir": data_dir}})
     if cfg.objective.predict == "best":  # the way chosen on validation when the run ended
         summary = Path(run_dir) / "summary.json"
-        chosen = runs.read_json(summary, "run summary").get("predict", "softmax") if summary.exists() else "softmax"
-        if chosen not in ("softmax", "goodness", "combined"):
+        chosen = read_json(summary, "run summary").get("predict", "softmax") if summary.exists() else "softmax"
+        if chosen not in WAYS:
             raise FFError(f"{summary} names no way to predict by (predict = {chosen!r}); it was edited or damaged.")
         cfg = merge(cfg, {"objective": {"predict": chosen}})
     torch_device = resolve_device(device or cfg.run.device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Iterator, cast
 
 import torch
 from tqdm import tqdm
@@ -64,7 +64,7 @@ class Loop:
         index, active, phase = self.schedule.step(epoch, step, order)
         images, labels = self.train.images[index], self.train.labels[index]
         seed = self.schedule.seed(epoch, step)
-        with _drawing_from(seed, self.device):
+        with _own_random_stream(self.device, seed) if seed is not None else contextlib.nullcontext():
             generator = self.generator if seed is None else torch.Generator().manual_seed(seed)
             if self.cfg.data.jitter:
                 images = augment.jitter(images, self.cfg.data.jitter, generator)
@@ -77,14 +77,13 @@ class Loop:
         return losses, stats
 
     def end_epoch(self, epoch: int, meter: Meter, step_seconds: float) -> None:
-        meter.check_finite(epoch)
+        meter.check_finite(epoch, checkpointed=(self.run_dir / checkpoint.CHECKPOINT).exists())
         cfg = self.cfg
         entry = {"epoch": epoch, "seconds": round(time.perf_counter() - self.started, 2),
                  "lr": self.scheduler.get_last_lr()[0], "layers": meter.means()}
         # sparsity once an epoch, on the first training images: every step would cost 3 % of its time
         sample = slice(0, min(len(self.train), SPARSITY_SAMPLES))
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # a noisy stage must not shift the run's random stream
+        with _own_random_stream(self.device):  # a noisy stage must not shift the run's random stream
             sparsity = self.model.layer_sparsity(self.train.images[sample], self.train.labels[sample])
         for name, values in sparsity.items():
             entry["layers"].setdefault(name, {}).update(values)
@@ -104,14 +103,11 @@ class Loop:
 
 
 @contextlib.contextmanager
-def _drawing_from(seed: int | None, device: torch.device):
-    """Random draws (negatives, noise) from `seed` inside, leaving the run's own streams as they were;
-    with no seed, nothing changes."""
-    if seed is None:
-        yield
-        return
+def _own_random_stream(device: torch.device, seed: int | None = None) -> Iterator[None]:
+    """Random draws inside (negatives, noise) leave the run's own streams as they were; from `seed` if given."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+        if seed is not None:
+            torch.manual_seed(seed)
         yield
 
 
@@ -131,7 +127,7 @@ def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_d
             first = position.step if resuming else 0
             order = position.order if resuming else loop.schedule.order(loop.generator)
             order = order.to(device) if order is not None else None
-            meter = Meter(first, run_dir)
+            meter = Meter(first)
             tick = time.perf_counter()
             bar = tqdm(range(first, loop.schedule.steps_per_epoch), desc=f"epoch {epoch}/{epochs}",
                        disable=None if cfg.run.progress else True, leave=False)  # None: none when piped

@@ -17,8 +17,7 @@ class Meter:
     It also keeps every step's losses, so a divergence can be traced to its layer and step.
     """
 
-    def __init__(self, first_step: int = 0, run_dir: Path | None = None):
-        self.run_dir = run_dir  # where to look for the checkpoint a divergence message mentions
+    def __init__(self, first_step: int = 0):
         self.sums: dict[tuple[str, str], torch.Tensor | float] = defaultdict(lambda: 0.0)
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
         self.first_step = first_step
@@ -32,7 +31,7 @@ class Meter:
             self.sums[key] = self.sums[key] + value
             self.counts[key] += 1
 
-    def check_finite(self, epoch: int) -> None:
+    def check_finite(self, epoch: int, checkpointed: bool = True) -> None:
         """Raise an FFError naming the first layer and step whose loss was NaN or infinite."""
         if not self.loss_rows:
             return
@@ -41,8 +40,7 @@ class Meter:
         for index, (names, row) in enumerate(self.loss_rows):
             bad = [n for n, v in zip(names, row.tolist()) if not math.isfinite(v)]
             if bad:
-                saved = self.run_dir is not None and (self.run_dir / "checkpoint.pt").exists()
-                kept = "the last good checkpoint is kept" if saved else "no checkpoint was written before it"
+                kept = "the last good checkpoint is kept" if checkpointed else "no checkpoint was written before it"
                 raise Diverged(
                     f"training diverged: the loss of {bad[0]} became {row[names.index(bad[0])].item()} at epoch "
                     f"{epoch}, step {self.first_step + index + 1}; {kept}. Lower "
