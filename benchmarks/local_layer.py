@@ -5,7 +5,7 @@ own shape and takes the same loss as a dense FF layer whose width is chosen so t
 count matches. Both are timed in one process, so the ratio holds on a shared machine where
 absolute times do not. Last line: one JSON object, with the worst ratio as `local_over_dense`.
 
-    python benchmarks/local_layer.py [--preset hinton-local] [--set model.local_stride=1 ...] [--batch 200]
+    python benchmarks/local_layer.py [--preset hinton-local] [--set model.stride=1 ...] [--batch 200]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def seconds_per_step(layer, x: torch.Tensor, repeats: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="hinton-local")
-    p.add_argument("--set", action="append", default=[], help="section.key=value override, e.g. model.local_kernel=11")
+    p.add_argument("--set", action="append", default=[], help="section.key=value override, e.g. model.kernel=11")
     p.add_argument("--batch", type=int, default=200, help="positive + negative images of one FF step")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--device", default="cpu")

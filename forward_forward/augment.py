@@ -20,3 +20,9 @@ def jitter(images: torch.Tensor, max_shift: int, generator: torch.Generator | No
     ch = torch.arange(c, device=images.device)[None, :, None, None]
     out = padded[b, ch, rows[:, None, :, None], cols[:, None, None, :]]  # (B, C, H, W)
     return out
+
+
+def flip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mirror a random half of the images left to right (each image by its own coin). images: (B, C, H, W)."""
+    mirrored = torch.rand(images.shape[0], generator=generator).to(images.device) < 0.5
+    return torch.where(mirrored[:, None, None, None], images.flip(-1), images)

@@ -111,7 +111,7 @@ def cmd_plot(args) -> None:
     if args.samples < 1:
         raise FFError(f"--samples must be at least 1, got {args.samples}.")
     cfg, model, data, _ = _load_trained(args)
-    if "goodness" not in model.ways:
+    if cfg.model.kind != "ff" or "goodness" not in model.ways:
         raise FFError(f"ff plot draws the label-goodness figures of supervised FF networks, and {args.run_dir} "
                       f"is not one: compare it with other runs in `ff report`.")
     model.cpu()

@@ -123,11 +123,16 @@ AUTO = "auto"  # objective.label_coding: pixels where the data leaves room for t
 
 def resolve(name: str, data_shape: tuple[int, ...], label_room: bool = True, first_layer: str = "dense") -> str:
     """The coding `name` stands for: "auto" writes over an image's first pixels only where they are
-    blank in every training image (MNIST's corner, as the paper does), and never over features;
-    otherwise the label gets inputs of its own: channels for a local first layer, which needs a map,
+    blank in every training image (MNIST's corner, as the paper does), never over features, and only
+    for a first layer that reads them (a conv layer's shared filters would see the corner only at the
+    corner: it gets channels); otherwise the label gets inputs of its own: channels for a map layer,
     extra inputs for a dense one."""
     if name != AUTO:
         return name
     if len(data_shape) != 3:
         return "extra"
-    return "pixels" if label_room else ("extra" if first_layer == "dense" else "channels")
+    from .layers import LAYERS  # late: layers import torch modules that import this one
+
+    if not label_room:
+        return "extra" if first_layer == "dense" else "channels"
+    return LAYERS[first_layer].auto_coding

@@ -30,24 +30,40 @@ class DataConfig:
     download: bool = True  # fetch missing files from the official mirrors
     verify_checksums: bool = True  # compare every file with its published MD5
     val_size: int = 10000  # the last N training images are held out for validation; 0: train on all
-    jitter: int = 0  # shift each training image by up to N pixels each way, fresh every batch
+    # shift each training image by up to N pixels each way, fresh every batch, filling with zeros: the
+    # "random crop with padding N" of CIFAR training
+    jitter: int = 0
+    flip: bool = False  # mirror a random half of every training batch left to right (CIFAR, Fashion-MNIST)
     train_limit: int = 0  # use only the first N training images (0: all); for tiny runs
 
 
 @dataclass
 class ModelConfig:
-    kind: str = "ff"  # ff | backprop: the same layers trained end to end by cross-entropy (models.MODELS)
+    # (models.MODELS) ff: goodness of positive against negative data | competitive: one channel group
+    # per class, no negative data (CwComp) | backprop: the same layers trained end to end by cross-entropy
+    kind: str = "ff"
     # Layer type (layers.LAYERS): one name for every hidden layer, or a list with one per layer.
-    # dense: fully connected; local: locally connected on the map below (no weight sharing).
+    # dense: fully connected; local: locally connected on the map below (no weight sharing);
+    # conv: convolutional (shared weights) on the map below.
     layer: str | list[str] = "dense"
-    hidden: list[int] = field(default_factory=lambda: [2000, 2000, 2000, 2000])  # units (local: channels) per layer
-    # Geometry of local layers. Each of the three is one number for every layer or a list with one
-    # per hidden layer; dense layers ignore their entries.
-    local_kernel: int | list[int] = 0  # k: each location's field is k x k on the map below, all its channels
-    local_stride: int | list[int] = 1  # distance between neighbouring locations on the map below
-    local_padding: int | list[int] = 0  # zeros around the map below (k // 2 with stride 1: same-size grid)
+    hidden: list[int] = field(default_factory=lambda: [2000, 2000, 2000, 2000])  # units (local, conv: channels)
+    # Geometry of local and conv layers. Each is one number for every layer or a list with one per
+    # hidden layer; dense layers ignore their entries.
+    kernel: int | list[int] = 0  # k: each location's field is k x k on the map below, all its channels
+    stride: int | list[int] = 1  # distance between neighbouring locations on the map below
+    padding: int | list[int] = 0  # zeros around the map below (k // 2 with stride 1: same-size grid)
+    pool: int | list[int] = 1  # conv: max pooling p x p (stride p) of the pre-activation; 1: none
+    # parameter-free residual: a layer whose output has its input's shape adds the (detached) input to
+    # its activity (DeeperForward, ICLR 2025)
+    residual: bool = False
     activation: str = "relu"  # relu, leaky_relu, gelu, silu, tanh, sigmoid, relu_st (layers.ACTIVATIONS)
-    norm: str = "rms"  # how each layer's input is normalised: rms | l2 (no mean subtraction)
+    # how each layer's input is normalised (layers.NORMS): rms | l2 (no mean subtraction, paper) |
+    # layernorm (mean and variance) | batchnorm (per channel over the batch, running statistics)
+    norm: str = "rms"
+    # over what: layer (the whole input vector) | position (the channels at each position of a map;
+    # a vector input, and the first layer, which reads the data, fall back to layer). batchnorm always
+    # normalises per channel.
+    norm_scope: str = "layer"
     norm_eps: float = 1e-8  # added to the norm so an all-zero vector stays finite
     init: str = "hinton"  # hinton: W ~ N(0, 1/fan_in), b = 0 | torch: nn.Linear's default
     peer_lambda: float = 0.0  # peer normalisation strength (paper/MATLAB: 0.03); 0 turns it off
@@ -60,6 +76,12 @@ class ModelConfig:
 @dataclass
 class ObjectiveConfig:
     goodness: str = "sum_squares"  # sum_/mean_squares, sum_/mean_abs, neg_* (objectives.GOODNESS)
+    # what one goodness is computed over (objectives.SCOPES): layer (all of it) | region (each
+    # region_size x region_size patch of positions of a map, all channels: its own goodness and loss
+    # term) | channels (each of channel_groups groups of channels). A vector layer is one region.
+    goodness_scope: str = "layer"
+    region_size: int = 1  # goodness_scope = region: patch side in positions (1: every position)
+    channel_groups: int = 0  # goodness_scope = channels: the number of groups; 0: one per class
     threshold: float | None = None  # theta; None: number of units (sum) or 1.0 (mean)
     temperature: float = 1.0  # p(positive) = sigmoid((goodness - theta) / temperature)
     loss: str = "logistic"  # logistic | symba | hinge (forward_forward.objectives.LOSSES)
@@ -146,7 +168,7 @@ SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 WAYS = ("softmax", "goodness", "combined")  # the ways a network predicts (objective.predict also has best)
 CHOICES = {
     "data.dataset": ("mnist", "fashion-mnist", "cifar10", "file", "arrays"),
-    "model.norm": ("rms", "l2"),
+    "model.norm_scope": ("layer", "position"),
     "model.init": ("hinton", "torch"),
     "objective.label_value": ("one", "max"),
     "objective.predict": (*WAYS, "best"),
@@ -205,12 +227,13 @@ def _get(cfg: Config, path: str):
 
 # (fields, check, what the check demands); the checks are written so that NaN fails them.
 RANGES = [
-    (("optim.batch_size", "optim.epochs", "optim.chunk_size", "optim.lr", "objective.temperature",
+    (("optim.batch_size", "optim.epochs", "optim.chunk_size", "optim.lr", "objective.temperature", "objective.region_size",
       "model.norm_eps", "run.eval_every", "run.checkpoint_every", "run.eval_batch_size"),
      lambda v: v > 0, "positive"),
     (("run.seed", "data.val_size", "data.train_limit", "data.jitter", "model.peer_lambda", "model.blackbox_strength",
       "optim.weight_decay", "optim.readout_lr", "optim.readout_weight_decay", "optim.greedy_steps",
-      "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes", "objective.goodness_weight"),
+      "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes", "objective.goodness_weight",
+      "objective.channel_groups"),
      lambda v: v >= 0, "not negative"),
     (("optim.momentum", "optim.dampening", "model.peer_decay"), lambda v: 0 <= v < 1, "in [0, 1)"),
     (("objective.threshold", "optim.lr", "objective.temperature", "optim.readout_lr", "objective.goodness_weight",
@@ -221,7 +244,8 @@ RANGES = [
     (("run.seed",), lambda v: v < 2**63, "below 2**63"),
     (("run.threads",), lambda v: v <= 4096, "at most 4096"),
     (("data.jitter",), lambda v: v <= 256, "at most 256 pixels"),
-    (("objective.hybrid_blur_passes",), lambda v: v <= 1000, "at most 1000"),
+    (("objective.hybrid_blur_passes", "objective.region_size", "objective.channel_groups"), lambda v: v <= 1000,
+     "at most 1000"),
     (("optim.epochs", "optim.greedy_steps", "run.eval_every", "run.checkpoint_every"),
      lambda v: v <= 10**7, "at most 10,000,000"),
     (("optim.batch_size", "optim.chunk_size", "run.eval_batch_size", "optim.phase_steps"),
@@ -234,13 +258,14 @@ def _validate(cfg: Config) -> Config:
     # late: these import torch, and config must stay light
     from .blackbox import BLACKBOXES
     from .coding import LABEL_CODINGS
-    from .layers import ACTIVATIONS, LAYERS
+    from .layers import ACTIVATIONS, LAYERS, NORMS
     from .models import MODELS
     from .negatives import NEGATIVES
-    from .objectives import GOODNESS, LOSSES
+    from .objectives import GOODNESS, LOSSES, SCOPES
 
     registries: dict[str, typing.Mapping[str, object]] = {
-        "model.kind": MODELS, "model.activation": ACTIVATIONS, "model.blackbox": BLACKBOXES,
+        "model.kind": MODELS, "model.activation": ACTIVATIONS, "model.blackbox": BLACKBOXES, "model.norm": NORMS,
+        "objective.goodness_scope": SCOPES,
         "objective.goodness": GOODNESS, "objective.loss": LOSSES, "objective.negatives": NEGATIVES,
         "objective.label_coding": LABEL_CODINGS}
     choices_of = {**CHOICES, **{k: tuple(v) for k, v in registries.items()}}
@@ -301,7 +326,8 @@ def _warn_if_unreachable(cfg: Config) -> None:
                       UserWarning, stacklevel=4)
 
 
-PER_LAYER = ("layer", "local_kernel", "local_stride", "local_padding")  # model fields with one value per layer
+PER_LAYER = ("layer", "kernel", "stride", "padding", "pool")  # model fields with one value per layer
+GEOMETRY = PER_LAYER[1:]  # read by local and conv layers only
 
 
 def per_layer(model: ModelConfig, name: str) -> list:
@@ -312,8 +338,8 @@ def per_layer(model: ModelConfig, name: str) -> list:
 
 def _check_layers(model: ModelConfig, layer_types: dict) -> None:
     kinds = per_layer(model, "layer")
-    # local geometry only matters with local layers (dense configs of earlier versions may carry stale lists)
-    for name in PER_LAYER if "local" in kinds else ("layer",):
+    # geometry only matters with map layers (dense configs of earlier versions may carry stale lists)
+    for name in PER_LAYER if set(kinds) - {"dense"} else ("layer",):
         values = per_layer(model, name)
         if len(values) != len(model.hidden):
             raise FFError(f"model.{name} lists {len(values)} values for {len(model.hidden)} hidden layers; "
@@ -321,9 +347,9 @@ def _check_layers(model: ModelConfig, layer_types: dict) -> None:
     for index, kind in enumerate(kinds):
         if kind not in layer_types:
             raise FFError(f"model.layer must be one of {', '.join(layer_types)} for every layer; got {kind!r}.")
-        if kind == "local" and "dense" in kinds[:index]:
-            raise FFError(f"model.layer puts a local layer after a dense one ({kinds}); a local layer needs the "
-                          "map of the layer below: put local layers first.")
+        if kind != "dense" and "dense" in kinds[:index]:
+            raise FFError(f"model.layer puts a {kind} layer after a dense one ({kinds}); a {kind} layer needs the "
+                          f"map of the layer below: put {kind} layers first.")
         layer_types[kind].check(model, index)
 
 
@@ -338,21 +364,32 @@ def _import_plugins(modules: list[str]) -> None:
                           "on the Python path (the current folder counts).") from None
 
 
+RENAMED = {"local_kernel": "kernel", "local_stride": "stride", "local_padding": "padding"}  # old name: new
+
+
 def _migrate(cfg: Config, overrides: dict) -> dict:
-    """Configs written before `model.layer` chose local layers by a non-zero model.local_kernel: keep
-    them working, with a one-line notice."""
+    """Configs of earlier versions keep working, with a one-line notice: model.local_* are now the
+    geometry of every map layer (model.kernel, stride, padding), and before `model.layer` existed a
+    non-zero model.local_kernel chose local layers."""
     model = overrides.get("model")
-    if not isinstance(model, dict) or "layer" in model or "local_kernel" not in model:
+    if not isinstance(model, dict) or not set(RENAMED) & set(model):
         return overrides
-    if not isinstance(cfg.model.layer, str):  # a per-layer list was written after model.layer existed
-        return overrides
-    kernel = model["local_kernel"]
-    wanted = "dense" if kernel == 0 or kernel == [] else "local"
-    if wanted != cfg.model.layer:
-        warnings.warn(f"model.local_kernel = {kernel} without model.layer is read as model.layer = {wanted!r}; "
-                      f"this reading is deprecated: add model.layer = {wanted!r}.", FutureWarning, stacklevel=3)
-        overrides = {**overrides, "model": {**model, "layer": wanted}}
-    return overrides
+    model = dict(model)
+    if "layer" not in model and "local_kernel" in model and isinstance(cfg.model.layer, str):
+        kernel = model["local_kernel"]
+        wanted = "dense" if kernel == 0 or kernel == [] else "local"
+        if wanted != cfg.model.layer:
+            warnings.warn(f"model.local_kernel = {kernel} without model.layer is read as model.layer = {wanted!r}; "
+                          f"this reading is deprecated: add model.layer = {wanted!r}.", FutureWarning, stacklevel=3)
+            model["layer"] = wanted
+    for old, new in RENAMED.items():
+        if old in model:
+            if new in model:
+                raise FFError(f"model.{old} is the old name of model.{new}, and both are given: keep model.{new}.")
+            warnings.warn(f"model.{old} is now model.{new}; the old name is read as the new one.",
+                          FutureWarning, stacklevel=3)
+            model[new] = model.pop(old)
+    return {**overrides, "model": model}
 
 
 def merge(cfg: Config, overrides: dict) -> Config:

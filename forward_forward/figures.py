@@ -173,10 +173,13 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
     # First-layer weights: as images for image data, as a units x inputs matrix otherwise.
     w = model.layers[0].dense_weight().cpu()[:64]
     if len(data.shape) == 3:
+        # a conv layer's rows are its filters over its input channels; the others' rows see the whole image
         c, h, wd = data.shape
+        field = getattr(model.layers[0], "filter_shape", (c, h, wd))
         fig, axes = plt.subplots(8, 8, figsize=(8, 8))
         for ax, row in zip(axes.flat, w):
-            img = row[: c * h * wd].view(c, h, wd).mean(0).numpy()  # the image; label channels or inputs follow it
+            # the image's channels; label channels or inputs follow them
+            img = row[: math.prod(field)].view(field)[:c].mean(0).numpy()
             limit = float(np.percentile(np.abs(img), 99)) or 1.0  # the label pixels would swamp a max scale
             ax.imshow(img, cmap="RdBu", vmin=-limit, vmax=limit)
             ax.axis("off")

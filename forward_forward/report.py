@@ -67,8 +67,10 @@ def config_differences(summaries: list[dict]) -> dict[str, list]:
 
 
 def needs_figures(summary: dict) -> bool:
-    """`ff plot` draws networks that predict by goodness; the summary lists every way a run was scored by."""
-    return "goodness" in summary.get("ways", ["goodness"] if "test_error_goodness" in summary else [])
+    """`ff plot` draws FF networks with the label in the input (they predict by goodness per label); the
+    summary lists every way a run was scored by, and its config the model kind."""
+    kind = summary.get("config", {}).get("model", {}).get("kind", "ff")
+    return kind == "ff" and "goodness" in summary.get("ways", ["goodness"] if "test_error_goodness" in summary else [])
 
 
 def write_report(run_dirs: list[Path], out: Path) -> Path:

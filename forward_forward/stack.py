@@ -54,11 +54,14 @@ class LayerStack(nn.Module):
     layers: LayerList
     stages: nn.ModuleList
 
-    def __init__(self, layers: list[FFLayer], stages: Sequence[nn.Module]):
+    def __init__(self, layers: list[FFLayer], stages: Sequence[nn.Module], residual: bool = False):
         super().__init__()
         assert len(stages) == len(layers) - 1, "one stage between each pair of layers"
         self.layers = cast("LayerList", nn.ModuleList(layers))
         self.stages = nn.ModuleList(stages)  # stage i sits between hidden layer i and layer i + 1
+        # parameter-free residuals (DeeperForward, Sun et al., ICLR 2025): a layer whose output has its
+        # input's shape adds that input to its activity, so a deep stack can pass features up unchanged
+        self.residual = [residual and layer.in_shape == layer.out_shape for layer in layers]
 
     @classmethod
     def build(cls, model: ModelConfig, input_shape: tuple[int, ...], peer_lambda: float | None = None) -> LayerStack:
@@ -66,7 +69,7 @@ class LayerStack(nn.Module):
         layers = build_layers(model, input_shape, peer_lambda)
         stages = [BLACKBOXES[model.blackbox](layer.out_features, model.blackbox_strength, seed=i)
                   for i, layer in enumerate(layers[:-1])]
-        return cls(layers, stages)
+        return cls(layers, stages, model.residual)
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -90,6 +93,8 @@ class LayerStack(nn.Module):
             with torch.set_grad_enabled(torch.is_grad_enabled() and i not in frozen):
                 z = layer.pre_activation(x, detach=detach)
                 y = layer.activation(z)
+                if self.residual[i]:  # the input carries no derivative into this layer's loss under FF
+                    y = y + (x.detach() if detach else x).reshape(y.shape)
             pre.append(z)
             act.append(y)
             if i + 1 < count:  # the stage feeds the next layer; after the last one run, nothing needs it

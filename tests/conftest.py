@@ -57,6 +57,9 @@ def small_config(data_dir: Path | None = None, **sections) -> Config:
         "optim": {"lr": 0.01, "epochs": 2, "batch_size": 50},
         "run": {"progress": False, "device": "cpu", "eval_batch_size": 128},
     }
+    if sections.get("model", {}).get("kind") == "competitive":  # no negatives, no label input, channels in tens
+        base["objective"] = {"predict_layers_from": 0}
+        base["model"]["hidden"] = [60, 60]
     for section, values in sections.items():
         base.setdefault(section, {}).update(values)
     return merge(Config(), base)

@@ -58,7 +58,7 @@ def test_every_label_equals_a_loop_over_labels(name):
 @pytest.mark.parametrize("layer, coding", [("dense", "extra"), ("local", "channels")])
 def test_a_network_with_its_label_beside_the_image_learns(fake_mnist, tmp_path, layer, coding):
     model = {"layer": layer, "hidden": [64, 64]} if layer == "dense" else {
-        "layer": layer, "hidden": [4, 4], "local_kernel": [6, 3], "local_stride": [2, 2]}
+        "layer": layer, "hidden": [4, 4], "kernel": [6, 3], "stride": [2, 2]}
     cfg = small_config(fake_mnist, model=model, objective={"label_coding": coding, "predict": "best"},
                        optim={"epochs": 3})
     summary = train(cfg, tmp_path / "run", "test")

@@ -142,13 +142,14 @@ def test_greedy_run_with_every_feature_on_learns_and_resumes_mid_epoch(fake_mnis
 def test_every_parameter_a_model_has_is_optimised_even_a_new_one(kind):
     cfg = small_config(model={"kind": kind}, objective={"predict": "softmax"})
     model = build_model(cfg, (1, 8, 8), 10)
-    model.layers[0].gain = nn.Parameter(torch.ones(64))  # a part a researcher adds to a layer
+    units = model.layers[0].out_features
+    model.layers[0].gain = nn.Parameter(torch.ones(units))  # a part a researcher adds to a layer
     optimizer, _ = build_optimizer(cfg, model, total_steps=10)
     grouped = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert grouped == {id(p) for p in model.parameters()}
-    model.layers[0].gain.grad = torch.ones(64)
+    model.layers[0].gain.grad = torch.ones(units)
     optimizer.step()
-    assert not torch.equal(model.layers[0].gain, torch.ones(64))
+    assert not torch.equal(model.layers[0].gain, torch.ones(units))
 
 
 @pytest.mark.parametrize("kind", sorted(MODELS))

@@ -114,8 +114,8 @@ def test_absurd_values_are_refused_before_any_work(fake_mnist, tmp_path, capsys,
 
 def test_huge_layers_are_refused_before_they_are_allocated(fake_mnist, tmp_path, capsys):
     for extra, message in ((["--set", "model.hidden=[100000, 100000]"], "would hold 10,000,000,000 weights"),
-                           (["--set", "model.layer=local", "--set", "model.local_kernel=3",
-                             "--set", "model.local_padding=1000"], "local_padding must be at most the kernel")):
+                           (["--set", "model.layer=local", "--set", "model.kernel=3",
+                             "--set", "model.padding=1000"], "padding must be at most the kernel")):
         assert main(ff_args(fake_mnist, tmp_path / "run", *extra)) == 2
         assert message in one_line_error(capsys)
 

@@ -15,7 +15,7 @@ from tests.conftest import small_config, write_fake_mnist
 
 TOKENS = ["--set", "--config", "--preset", "--epochs", "--run-dir", "--device", "--data-dir", "--resume",
           "--no-progress", "tiny", "quick", "nope", "0", "-1", "1e400", "nan", "run.seed=99999999999999999999",
-          "model.hidden=[]", "model.hidden=[0]", "model.layer=local", "model.local_kernel=[1,2,3]",
+          "model.hidden=[]", "model.hidden=[0]", "model.layer=local", "model.kernel=[1,2,3]",
           "optim.lr=-1", "optim.lr=inf", "objective.negatives=hybrid", "objective.predict=goodness",
           "data.val_size=0", "objective.predict=best", "run.plugins=[\"no_such_module\"]", "model=1", "x.y.z=1",
           "=", "", "/", "/dev/null", "/nonexistent/dir", "run.device=meta", "optim.layer_lr=[0.5]",

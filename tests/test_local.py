@@ -63,7 +63,7 @@ def test_a_unit_ignores_pixels_outside_its_receptive_field():
 
 
 def test_local_layers_stack_and_train_supervised_and_unsupervised(fake_mnist, tmp_path):
-    local = {"layer": "local", "hidden": [2, 3], "local_kernel": [5, 3], "local_stride": [2, 1]}
+    local = {"layer": "local", "hidden": [2, 3], "kernel": [5, 3], "stride": [2, 1]}
     sup = train(small_config(fake_mnist, model=local, objective={"predict": "softmax"}, optim={"epochs": 2}),
                 tmp_path / "sup", "test")
     assert sup["test_error"] < 0.3, sup
@@ -73,14 +73,14 @@ def test_local_layers_stack_and_train_supervised_and_unsupervised(fake_mnist, tm
 
 
 @pytest.mark.parametrize("model, message", [
-    ({"layer": "local", "hidden": [4, 4], "local_kernel": [5, 3, 3]},
-     "model.local_kernel lists 3 values for 2 hidden layers"),
-    ({"layer": "local", "hidden": [4], "local_kernel": 3, "local_stride": 0}, "model.local_stride must be at least 1"),
-    ({"layer": "local", "hidden": [4], "local_kernel": 3, "local_padding": -1},
-     "model.local_padding must be at least 0"),
-    ({"layer": "local", "hidden": [4]}, "model.local_kernel must be at least 1 .* set model.layer = dense"),
-    ({"layer": ["local", "conv"], "hidden": [4, 4], "local_kernel": 3}, "model.layer must be one of dense, local"),
-    ({"layer": ["local"], "hidden": [4, 4], "local_kernel": 3}, "model.layer lists 1 values for 2 hidden layers"),
+    ({"layer": "local", "hidden": [4, 4], "kernel": [5, 3, 3]},
+     "model.kernel lists 3 values for 2 hidden layers"),
+    ({"layer": "local", "hidden": [4], "kernel": 3, "stride": 0}, "model.stride must be at least 1"),
+    ({"layer": "local", "hidden": [4], "kernel": 3, "padding": -1},
+     "model.padding must be at least 0"),
+    ({"layer": "local", "hidden": [4]}, "model.kernel must be at least 1 .* set model.layer = dense"),
+    ({"layer": ["local", "lstm"], "hidden": [4, 4], "kernel": 3}, "model.layer must be one of dense, local, conv"),
+    ({"layer": ["local"], "hidden": [4, 4], "kernel": 3}, "model.layer lists 1 values for 2 hidden layers"),
 ])
 def test_bad_local_geometry_is_named(model, message):
     with pytest.raises(FFError, match=message):
@@ -88,8 +88,8 @@ def test_bad_local_geometry_is_named(model, message):
 
 
 def test_a_field_larger_than_its_map_is_a_clear_error(fake_mnist, tmp_path):
-    cfg = small_config(fake_mnist, model={"layer": "local", "hidden": [4, 4], "local_kernel": [10, 10],
-                                          "local_stride": [6, 1]})
+    cfg = small_config(fake_mnist, model={"layer": "local", "hidden": [4, 4], "kernel": [10, 10],
+                                          "stride": [6, 1]})
     with pytest.raises(FFError, match="hidden layer 1: a 10 x 10 field with padding 0 does not fit its 4 x 4"):
         train(cfg, tmp_path / "run", "test")
 
@@ -108,13 +108,13 @@ def test_hinton_local_preset_is_the_papers_geometry():
 def test_local_layers_then_dense_ones_and_a_dense_one_cannot_feed_a_local_one(fake_mnist, tmp_path):
     from forward_forward.layers import FFLinear, build_layers
 
-    mixed = small_config(model={"layer": ["local", "dense"], "hidden": [3, 16], "local_kernel": [5, 0],
-                                "local_stride": [2, 1]}).model
+    mixed = small_config(model={"layer": ["local", "dense"], "hidden": [3, 16], "kernel": [5, 0],
+                                "stride": [2, 1]}).model
     local, dense = build_layers(mixed, (1, 28, 28))
-    assert isinstance(local, FFLocal) and isinstance(dense, FFLinear) and dense.in_shape == (3 * 12 * 12,)
+    assert isinstance(local, FFLocal) and isinstance(dense, FFLinear) and dense.in_features == 3 * 12 * 12
     with pytest.raises(FFError, match="puts a local layer after a dense one"):
-        small_config(model={"layer": ["dense", "local"], "hidden": [16, 3], "local_kernel": 3})
-    table = small_config(model={"layer": "local", "hidden": [3], "local_kernel": 3}).model
+        small_config(model={"layer": ["dense", "local"], "hidden": [16, 3], "kernel": 3})
+    table = small_config(model={"layer": "local", "hidden": [3], "kernel": 3}).model
     with pytest.raises(FFError, match="hidden layer 0 is local and needs a .* map below it"):
         build_layers(table, (40,))
 
@@ -132,3 +132,13 @@ def test_a_config_from_before_model_layer_still_means_local_layers():
     with pytest.warns(FutureWarning, match="add model.layer = 'dense'"):
         dense = merge(presets.preset("hinton-local"), {"model": {"hidden": [2000, 2000, 2000], "local_kernel": 0}})
     assert dense.model.layer == "dense"
+
+
+def test_the_old_geometry_names_are_read_as_the_new_ones():
+    from forward_forward.config import merge
+
+    with pytest.warns(FutureWarning, match="model.local_stride is now model.stride"):
+        cfg = small_config(model={"layer": "local", "hidden": [4], "local_kernel": 5, "local_stride": 2})
+    assert (cfg.model.kernel, cfg.model.stride) == (5, 2)
+    with pytest.raises(FFError, match="both are given"):
+        merge(cfg, {"model": {"local_kernel": 3, "kernel": 3}})

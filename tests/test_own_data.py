@@ -63,7 +63,7 @@ def test_auto_gives_the_label_channels_when_a_local_layer_reads_images_without_r
 
     lit = np.ones((6, 1, 8, 8), np.float32)
     data = from_arrays(lit, [0, 1, 2, 0, 1, 2], lit[:2], [0, 1])
-    local = merge(small(), {"model": {"layer": "local", "hidden": [3], "local_kernel": 3}})
+    local = merge(small(), {"model": {"layer": "local", "hidden": [3], "kernel": 3}})
     assert fit_to_data(local, data).objective.label_coding == "channels"
     assert fit_to_data(small(), data).objective.label_coding == "extra"
     blank = from_arrays(np.pad(lit, ((0, 0), (0, 0), (1, 0), (0, 0)))[:, :, :8], [0, 1, 2, 0, 1, 2], lit[:2], [0, 1])

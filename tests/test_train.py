@@ -127,7 +127,7 @@ def test_a_failed_start_leaves_nothing_and_the_corrected_command_runs(fake_mnist
     base = ["train", "--preset", "tiny", "--data-dir", str(fake_mnist), "--set", "data.verify_checksums=false",
             "--set", "data.val_size=200", "--set", "model.hidden=[32]", "--epochs", "1", "--no-progress"]
     for bad, message in ((["--set", "optim.batch_size=100000"], "larger than the 1000 training images"),
-                         (["--set", "model.layer=local", "--set", "model.local_kernel=40"], "does not fit")):
+                         (["--set", "model.layer=local", "--set", "model.kernel=40"], "does not fit")):
         assert main(base + bad + ["--run-dir", "x"]) == 2
         assert message in capsys.readouterr().err
         assert main(base + bad) == 2

@@ -6,8 +6,12 @@ cannot read the previous layer's goodness and must use the direction of its acti
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+
+from .norms import InputNorm
 
 
 class StraightThroughReLU(nn.Module):
@@ -28,13 +32,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def normalize(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
-    """Scale each row to unit RMS ("rms") or unit length ("l2") without subtracting the mean."""
-    if kind == "rms":
-        return x / (x.pow(2).mean(dim=1, keepdim=True).sqrt() + eps)
-    return x / (x.norm(dim=1, keepdim=True) + eps)
-
-
 class FFLayer(nn.Module):
     """What every FF layer shares: input normalisation and detach, the activation, peer normalisation.
 
@@ -45,15 +42,17 @@ class FFLayer(nn.Module):
 
     in_shape: tuple[int, ...]  # one sample's input: (features,) or a (C, H, W) map
     out_shape: tuple[int, ...]  # one sample's activity as the next layer sees it; it is flat (B, out_features)
+    in_features: int
     mean_activity: torch.Tensor  # a registered buffer
 
-    def __init__(self, out_features: int, *, activation: str, norm: str, norm_eps: float, peer_lambda: float,
-                 peer_decay: float):
+    def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], *, activation: str, norm: str,
+                 norm_eps: float, peer_lambda: float, peer_decay: float, norm_scope: str = "layer"):
         super().__init__()
         assert activation in ACTIVATIONS, f"unknown activation {activation!r}"
-        assert norm in ("rms", "l2"), f"unknown norm {norm!r}"
-        self.out_features = out_features
-        self.norm, self.norm_eps = norm, norm_eps
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.in_features, self.out_features = math.prod(in_shape), math.prod(out_shape)
+        self.input_norm = InputNorm(norm, norm_scope, self.in_shape, norm_eps)
+        out_features = self.out_features
         self.activation = ACTIVATIONS[activation]()
         self.peer_lambda, self.peer_decay = peer_lambda, peer_decay
         # Starts at 0.5 as in the MATLAB code; a buffer so it is saved and moved with the model.
@@ -75,7 +74,7 @@ class FFLayer(nn.Module):
 
     def pre_activation(self, x: torch.Tensor, detach: bool = True) -> torch.Tensor:
         """(B, *in_shape) or (B, in_features) -> (B, out_features). `detach=False` only for the backprop twin."""
-        x = normalize(x.flatten(1).detach() if detach else x.flatten(1), self.norm, self.norm_eps)
+        x = self.input_norm(x.detach() if detach else x)
         # back to the input's dtype: under bf16 autocast the matmul is bfloat16, but a goodness near
         # theta = 2000 needs fp32 (bfloat16 resolves 2000 only to steps of 16); a no-op otherwise.
         return self.transform(x).to(x.dtype)

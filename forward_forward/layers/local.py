@@ -24,14 +24,12 @@ class FFLocal(FFLayer):
 
     def __init__(self, in_shape: tuple[int, int, int], channels: int, kernel: int, *, stride: int = 1,
                  padding: int = 0, activation: str = "relu", norm: str = "rms", norm_eps: float = 1e-8,
-                 init: str = "hinton", peer_lambda: float = 0.0, peer_decay: float = 0.9):
+                 init: str = "hinton", peer_lambda: float = 0.0, peer_decay: float = 0.9, norm_scope: str = "layer"):
         in_channels, height, width = in_shape
         grid = local_grid((height, width), kernel, stride, padding)
         assert min(grid) > 0, f"a {kernel}x{kernel} field with padding {padding} does not fit a {height}x{width} map"
-        super().__init__(channels * grid[0] * grid[1], activation=activation, norm=norm, norm_eps=norm_eps,
-                         peer_lambda=peer_lambda, peer_decay=peer_decay)
-        self.in_shape, self.out_shape = tuple(in_shape), (channels, *grid)
-        self.in_features = in_channels * height * width
+        super().__init__(in_shape, (channels, *grid), activation=activation, norm=norm, norm_eps=norm_eps,
+                         peer_lambda=peer_lambda, peer_decay=peer_decay, norm_scope=norm_scope)
         self.kernel, self.stride, self.padding = kernel, stride, padding
         fan_in = in_channels * kernel * kernel
         self.weight = nn.Parameter(torch.empty(grid[0] * grid[1], fan_in, channels))

@@ -12,10 +12,12 @@ from __future__ import annotations
 from ..config import Config
 from .backprop import BackpropNetwork
 from .base import ModelKind, Network
+from .competitive import CompetitiveNetwork
 from .ff import FFNetwork
 
 MODELS: dict[str, ModelKind] = {
     "ff": FFNetwork,
+    "competitive": CompetitiveNetwork,
     "backprop": BackpropNetwork,
 }
 
@@ -26,4 +28,4 @@ def build_model(cfg: Config, data_shape: tuple[int, ...], num_classes: int) -> N
                                   objective=cfg.objective)
 
 
-__all__ = ["MODELS", "BackpropNetwork", "FFNetwork", "ModelKind", "Network", "build_model"]
+__all__ = ["MODELS", "BackpropNetwork", "CompetitiveNetwork", "FFNetwork", "ModelKind", "Network", "build_model"]

@@ -18,7 +18,6 @@ from torch import nn
 
 from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
 from ..errors import FFError
-from ..layers import normalize
 from ..stack import LayerStack, decay_groups
 from .base import accept_legacy_keys, check_batch, readout_features, sparsity
 
@@ -38,6 +37,11 @@ class BackpropNetwork(nn.Module):
         self.predict_from = 0
         self.readout = nn.Linear(self.stack.units[-1], num_classes)  # the output layer
         accept_legacy_keys(self)
+
+    @staticmethod
+    def label_in_input(cfg: Config) -> bool:
+        """Whether the label enters the input (objective.label_coding matters)."""
+        return False
 
     @staticmethod
     def check(cfg: Config) -> None:
@@ -79,7 +83,7 @@ class BackpropNetwork(nn.Module):
         return readout_features([acts[i] for i in layers], self.norm, self.norm_eps)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.readout(normalize(self.activities(images)[-1], self.norm, self.norm_eps))
+        return self.readout(readout_features(self.activities(images)[-1:], self.norm, self.norm_eps, detach=False))
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, how: str = "softmax") -> torch.Tensor:

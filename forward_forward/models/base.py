@@ -59,6 +59,7 @@ class ModelKind(Protocol):
     def __call__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig) -> Network: ...
     def check(self, cfg: Config) -> None: ...
+    def label_in_input(self, cfg: Config) -> bool: ...
 
 
 def check_batch(images: torch.Tensor, data_shape: tuple[int, ...], like: torch.Tensor) -> None:
@@ -95,6 +96,9 @@ def sparsity(acts: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"hoyer": hoyer, "dead": (acts <= 0).all(0).float().mean()}
 
 
-def readout_features(acts: list[torch.Tensor], norm: str, eps: float) -> torch.Tensor:
-    """Normalised, detached activities side by side (B, sum units): what a readout or probe reads."""
-    return torch.cat([normalize(a.detach(), norm, eps) for a in acts], 1)
+def readout_features(acts: list[torch.Tensor], norm: str, eps: float, detach: bool = True) -> torch.Tensor:
+    """Normalised activities side by side (B, sum units), detached unless `detach` is False (the backprop
+    twin's output layer): what a readout or probe reads.
+    Under batchnorm each sample is scaled to unit RMS: a prediction must not depend on its batch."""
+    norm = "rms" if norm == "batchnorm" else norm
+    return torch.cat([normalize(a.detach() if detach else a, norm, eps) for a in acts], 1)

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..coding import LABEL_CODINGS, NoLabel, resolve
-from ..config import WAYS, Config, ModelConfig, ObjectiveConfig, OptimConfig
+from ..config import WAYS, Config, ModelConfig, ObjectiveConfig, OptimConfig, per_layer
 from ..errors import FFError
 from ..negatives import NEGATIVES
-from ..objectives import GOODNESS, LOSSES
+from ..objectives import GOODNESS, LOSSES, scope_of
 from ..stack import LayerStack, Pass, decay_groups
 from .base import accept_legacy_keys, check_batch, readout_features, sparsity
 
@@ -31,7 +31,9 @@ class FFNetwork(nn.Module):
         self.objective = objective
         self.negatives = NEGATIVES[objective.negatives](objective, num_classes, data_shape)
         # auto is resolved against the data by train(); built directly, an image gets pixels
-        coding = LABEL_CODINGS[resolve(objective.label_coding, data_shape)] if self.negatives.labelled else NoLabel
+        first_layer = per_layer(model, "layer")[0]
+        coding = (LABEL_CODINGS[resolve(objective.label_coding, data_shape, first_layer=first_layer)]
+                  if self.negatives.labelled else NoLabel)
         self.coding = coding(data_shape, num_classes, objective.label_value, objective.neutral_value)
         self.stack = LayerStack.build(model, self.coding.input_shape)
         units = self.stack.units
@@ -39,11 +41,13 @@ class FFNetwork(nn.Module):
         self.goodness = GOODNESS[objective.goodness].fn
         self.loss_fn = LOSSES[objective.loss]
         self.loss_options = {"alpha": objective.symba_alpha} if objective.loss == "symba" else {}
+        self.scope = scope_of(objective, num_classes, self.stack)
+        sizes = [self.scope.size(layer.out_shape) for layer in self.stack.layers]  # units per goodness term
         default = GOODNESS[objective.goodness].default_threshold
         # theta of each layer: read by figures, which draw it beside the goodness histograms
-        self.thresholds = [objective.threshold if objective.threshold is not None else default(n) for n in units]
+        self.thresholds = [objective.threshold if objective.threshold is not None else default(n) for n in sizes]
         # goodness per unit for sum goodness, as is for mean goodness: the same scale whatever the width
-        self.goodness_scales = [abs(default(n)) for n in units]
+        self.goodness_scales = [abs(default(n)) for n in sizes]
         self.predict_from = objective.predict_layers_from
         readout_in = sum(units[self.predict_from :])
         self.readout = nn.Linear(readout_in, num_classes) if model.readout else None
@@ -53,6 +57,11 @@ class FFNetwork(nn.Module):
         accept_legacy_keys(self)
 
     # ---- config checks that belong to this kind of model ------------------------------------
+    @staticmethod
+    def label_in_input(cfg: Config) -> bool:
+        """Whether the label enters the input (objective.label_coding matters)."""
+        return NEGATIVES[cfg.objective.negatives].labelled
+
     @staticmethod
     def check(cfg: Config) -> None:
         NEGATIVES[cfg.objective.negatives].check(cfg)
@@ -125,9 +134,15 @@ class FFNetwork(nn.Module):
         acts = self.activities(self.unlabelled(images))
         return readout_features([acts[i] for i in layers], self.norm, self.norm_eps)
 
+    def goodness_terms(self, index: int, y: torch.Tensor) -> torch.Tensor:
+        """Layer `index`'s activity (B, units) -> its goodness terms (B, K): one per region or channel
+        group of objective.goodness_scope, one for the whole layer."""
+        return self.goodness(self.scope.split(y, self.stack.layers[index].out_shape)).flatten(1)
+
     def layer_goodness(self, inputs: torch.Tensor) -> torch.Tensor:
-        """(B, ...) coded inputs -> every layer's goodness (B, layers)."""
-        return torch.stack([self.goodness(a) for a in self.activities(inputs)], dim=1)
+        """(B, ...) coded inputs -> every layer's goodness (B, layers), the mean of its terms."""
+        return torch.stack([self.goodness_terms(i, a).mean(dim=1) for i, a in enumerate(self.activities(inputs))],
+                           dim=1)
 
     def readout_logits(self, images: torch.Tensor) -> torch.Tensor:
         """One pass of the unlabelled input; (B, ...) -> (B, C) logits."""
@@ -175,11 +190,12 @@ class FFNetwork(nn.Module):
 
     # ---- training objectives ----------------------------------------------------------------
     def layer_loss(self, index: int, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Objective of layer `index` on positive and negative activities ((P, units), (N, units)).
+        """Objective of layer `index` on positive and negative activities ((P, units), (N, units)): with
+        several goodness terms per sample, each region or channel group has its own loss term.
 
         Either side may be empty: a separate positive or negative ("sleep") phase.
         """
-        g_pos, g_neg = self.goodness(pos), self.goodness(neg)
+        g_pos, g_neg = self.goodness_terms(index, pos), self.goodness_terms(index, neg)
         theta = self.thresholds[index]
         loss = self.loss_fn(g_pos, g_neg, theta, self.objective.temperature, **self.loss_options)
         stats: dict[str, torch.Tensor | float]

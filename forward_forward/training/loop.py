@@ -68,6 +68,8 @@ class Loop:
             generator = self.generator if seed is None else torch.Generator().manual_seed(seed)
             if self.cfg.data.jitter:
                 images = augment.jitter(images, self.cfg.data.jitter, generator)
+            if self.cfg.data.flip:
+                images = augment.flip(images, generator)
             with autocast(self.cfg, self.device):
                 losses, stats = self.model(images, labels, active=active, phase=phase)
         self.optimizer.zero_grad(set_to_none=True)

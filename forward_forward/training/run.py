@@ -15,8 +15,7 @@ from ..coding import resolve
 from ..config import Config, merge
 from ..data import Datasets
 from ..errors import Diverged, FFError
-from ..models import build_model
-from ..negatives import NEGATIVES
+from ..models import MODELS, build_model
 from .device import device_name, resolve_device, resolve_precision
 from .evaluate import score, scored_ways
 from .loop import fit
@@ -34,9 +33,11 @@ def fit_to_data(cfg: Config, data: Datasets, given: bool = False) -> Config:
         changes["data"] = {"path": str(Path(cfg.data.path).expanduser().resolve())}
     if cfg.data.jitter and data.kind != "image":
         raise FFError(f"data.jitter shifts images, and this data is {data.kind} of shape {data.shape}: set it to 0.")
+    if cfg.data.flip and data.kind != "image":
+        raise FFError(f"data.flip mirrors images, and this data is {data.kind} of shape {data.shape}: set it to false.")
     first_layer = cfg.model.layer if isinstance(cfg.model.layer, str) else cfg.model.layer[0]
     coding = resolve(cfg.objective.label_coding, data.shape, data.label_room, first_layer)
-    if NEGATIVES[cfg.objective.negatives].labelled and coding != cfg.objective.label_coding:
+    if MODELS[cfg.model.kind].label_in_input(cfg) and coding != cfg.objective.label_coding:
         changes["objective"] = {"label_coding": coding}
     return merge(cfg, changes) if changes else cfg
 

@@ -1,0 +1,49 @@
+"""How a layer normalises its input (`model.norm`, `model.norm_scope`), by name.
+
+The paper's normalisation (rms, l2) removes the length of the activity below, so a layer cannot
+read the previous layer's goodness and must use its direction. On a map, `position` scope does
+this at every position separately, so a bright region cannot drown a dim one. layernorm also
+removes the mean (DeeperForward); batchnorm normalises each channel over the batch with running
+statistics for prediction (Trifecta).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def normalize(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
+    """Scale each row (dim 1) to unit RMS ("rms") or unit length ("l2") without subtracting the mean;
+    "layernorm" subtracts the mean first and divides by the standard deviation."""
+    if kind == "rms":
+        return x / (x.pow(2).mean(dim=1, keepdim=True).sqrt() + eps)
+    if kind == "layernorm":
+        x = x - x.mean(dim=1, keepdim=True)
+        return x / (x.pow(2).mean(dim=1, keepdim=True) + eps).sqrt()
+    return x / (x.norm(dim=1, keepdim=True) + eps)
+
+
+class InputNorm(nn.Module):
+    """(B, *in_shape) or (B, in_features) -> (B, in_features), normalised as `kind` and `scope` say."""
+
+    def __init__(self, kind: str, scope: str, in_shape: tuple[int, ...], eps: float):
+        super().__init__()
+        assert kind in NORMS, f"unknown norm {kind!r}"
+        self.kind, self.eps, self.in_shape = kind, eps, tuple(in_shape)
+        self.per_position = scope == "position" and len(in_shape) == 3
+        # no affine part: a learnt scale would let a layer pass its goodness up again
+        self.batchnorm = (nn.BatchNorm2d(in_shape[0], affine=False) if len(in_shape) == 3
+                          else nn.BatchNorm1d(in_shape[0], affine=False)) if kind == "batchnorm" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        if self.batchnorm is not None:
+            return self.batchnorm(x.reshape(batch, *self.in_shape)).flatten(1)
+        if self.per_position:  # (B, C, H*W): each position's channels
+            return normalize(x.reshape(batch, self.in_shape[0], -1), self.kind, self.eps).flatten(1)
+        return normalize(x.flatten(1), self.kind, self.eps)
+
+
+NORMS = {"rms": "unit root mean square", "l2": "unit length", "layernorm": "zero mean, unit variance",
+         "batchnorm": "per channel over the batch"}
