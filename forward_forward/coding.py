@@ -117,7 +117,30 @@ class Extra(LabelCoding):
                                                              self.neutral_value)], dim=1)
 
 
-LABEL_CODINGS: dict[str, type[LabelCoding]] = {"pixels": Pixels, "channels": Channels, "extra": Extra}
+class Pattern(LabelCoding):
+    """The label as a fixed texture over the whole image (the spatially extended labels of Scodellaro
+    et al., 2023, for conv FF): class k adds its own pattern of +-0.5 (+-0.5 times the image's maximum
+    with label_value = max), drawn once from a generator seeded by k, to every pixel and channel. Every
+    patch of every position sees the label, and the input keeps its shape; the neutral input is the
+    image alone, the mean of the patterns over many classes."""
+
+    def __init__(self, data_shape: tuple[int, ...], num_classes: int, value: str = "one", neutral_value: float = 0.1):
+        super().__init__(data_shape, num_classes, value, neutral_value)
+        signs = [torch.randint(0, 2, data_shape, generator=torch.Generator().manual_seed(k)) for k in range(num_classes)]
+        self.patterns = torch.stack(signs).float() - 0.5  # (classes, *data_shape)
+
+    def write(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        pattern = self.patterns.to(images.device, images.dtype)[labels]
+        if self.value == "max":
+            pattern = pattern * images.flatten(1).amax(dim=1).view(-1, *([1] * len(self.data_shape)))
+        return images + pattern
+
+    def neutral(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+
+LABEL_CODINGS: dict[str, type[LabelCoding]] = {"pixels": Pixels, "channels": Channels, "extra": Extra,
+                                               "pattern": Pattern}
 AUTO = "auto"  # objective.label_coding: pixels where the data leaves room for them, else extra
 
 

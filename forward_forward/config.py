@@ -56,6 +56,9 @@ class ModelConfig:
     # parameter-free residual: a layer whose output has its input's shape adds the (detached) input to
     # its activity (DeeperForward, ICLR 2025)
     residual: bool = False
+    # overlapping local updates (Trifecta): each layer's loss also trains the layer below it (one
+    # more forward pass of each layer); FF and competitive models
+    overlap: bool = False
     activation: str = "relu"  # relu, leaky_relu, gelu, silu, tanh, sigmoid, relu_st (layers.ACTIVATIONS)
     # how each layer's input is normalised (layers.NORMS): rms | l2 (no mean subtraction, paper) |
     # layernorm (mean and variance) | batchnorm (per channel over the batch, running statistics)

@@ -236,10 +236,10 @@ def ensure_cifar_files(root: Path, download: bool, verify: bool) -> Path:
     folder = root / CIFAR_FOLDER
     missing = [name for name in CIFAR_FILES if not (folder / name).exists()]
     if missing:
-        if not download:
-            raise _missing_error(folder, missing, "download is off")
-        archive = root / "cifar-10-python.tar.gz"
+        archive = root / "cifar-10-python.tar.gz"  # the original archive beside the folder is unpacked
         if not archive.exists():
+            if not download:
+                raise _missing_error(folder, missing, "download is off")
             try:
                 _download(CIFAR_ARCHIVE[0], archive, CIFAR_ARCHIVE[1])
             except OSError as e:

@@ -54,7 +54,8 @@ class LayerStack(nn.Module):
     layers: LayerList
     stages: nn.ModuleList
 
-    def __init__(self, layers: list[FFLayer], stages: Sequence[nn.Module], residual: bool = False):
+    def __init__(self, layers: list[FFLayer], stages: Sequence[nn.Module], residual: bool = False,
+                 overlap: bool = False):
         super().__init__()
         assert len(stages) == len(layers) - 1, "one stage between each pair of layers"
         self.layers = cast("LayerList", nn.ModuleList(layers))
@@ -62,6 +63,9 @@ class LayerStack(nn.Module):
         # parameter-free residuals (DeeperForward, Sun et al., ICLR 2025): a layer whose output has its
         # input's shape adds that input to its activity, so a deep stack can pass features up unchanged
         self.residual = [residual and layer.in_shape == layer.out_shape for layer in layers]
+        # overlapping local updates (Trifecta, Dooms et al. 2023): each layer's loss also trains the
+        # layer below it, and no further down
+        self.overlap = overlap
 
     @classmethod
     def build(cls, model: ModelConfig, input_shape: tuple[int, ...], peer_lambda: float | None = None) -> LayerStack:
@@ -69,7 +73,7 @@ class LayerStack(nn.Module):
         layers = build_layers(model, input_shape, peer_lambda)
         stages = [BLACKBOXES[model.blackbox](layer.out_features, model.blackbox_strength, seed=i)
                   for i, layer in enumerate(layers[:-1])]
-        return cls(layers, stages, model.residual)
+        return cls(layers, stages, model.residual, model.overlap)
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -88,18 +92,27 @@ class LayerStack(nn.Module):
         """
         pre, act = [], []
         count = len(self.layers) if upto is None else upto
+        overlap = detach and self.overlap
         for i in range(count):
-            layer = self.layers[i]
             with torch.set_grad_enabled(torch.is_grad_enabled() and i not in frozen):
-                z = layer.pre_activation(x, detach=detach)
-                y = layer.activation(z)
-                if self.residual[i]:  # the input carries no derivative into this layer's loss under FF
-                    y = y + (x.detach() if detach else x).reshape(y.shape)
+                # with overlap, x carries a graph into the layer below (and no further): this layer's
+                # loss trains both
+                z, y = self._layer(i, x, detach=detach and not overlap)
+                up = self._layer(i, x, detach=True)[1] if overlap and i + 1 < count else y
             pre.append(z)
             act.append(y)
             if i + 1 < count:  # the stage feeds the next layer; after the last one run, nothing needs it
-                x = self.stages[i](y)
+                x = self.stages[i](up)
         return Pass(pre, act)
+
+    def _layer(self, i: int, x: torch.Tensor, detach: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer i's pre-activation and activity on x (plus x itself for a residual layer)."""
+        layer = self.layers[i]
+        z = layer.pre_activation(x, detach=detach)
+        y = layer.activation(z)
+        if self.residual[i]:  # under FF the input carries no derivative into this layer's loss
+            y = y + (x.detach() if detach else x).reshape(y.shape)
+        return z, y
 
     def param_groups(self, lr: float, weight_decay: float, layer_lr: list[float]) -> list[dict]:
         """Weights (decayed) and biases (not) at `lr`; with `layer_lr`, two groups per layer at

@@ -74,6 +74,22 @@ def test_auto_label_coding_gives_a_conv_net_label_channels(fake_mnist):
     assert summary["config"]["objective"]["label_coding"] == "channels"
 
 
+def test_the_pattern_coding_spreads_each_label_over_the_whole_image():
+    from forward_forward.coding import Pattern
+
+    coding = Pattern((1, 12, 12), 10)
+    x = images(2)
+    a, b = coding.write(x, torch.tensor([3, 3])), coding.write(x, torch.tensor([4, 4]))
+    assert a.shape == x.shape and torch.equal(coding.neutral(x), x)
+    assert torch.allclose((a - x).abs(), torch.full_like(x, 0.5))  # every pixel carries the label
+    assert torch.allclose(a[0] - x[0], a[1] - x[1]) and not torch.allclose(a, b)  # one pattern per class
+    assert torch.equal(Pattern((1, 12, 12), 10).patterns, coding.patterns)  # the same in every process
+    model = build_model(conv_config(objective={"label_coding": "pattern"}), (1, 12, 12), 10)
+    assert model.stack.layers[0].in_shape == (1, 12, 12)
+    losses, _ = model(x, torch.tensor([1, 2]))
+    assert torch.isfinite(losses["layer1"])
+
+
 @pytest.mark.parametrize("model, message", [
     ({"pool": [7, 1]}, "7 x 7 pooling does not fit its 6 x 6 map"),
     ({"layer": "local", "pool": 2}, "model.pool is for conv layers"),
@@ -189,6 +205,19 @@ def test_a_competitive_run_trains_saves_and_reloads(tmp_path):
     _, model, _, _ = load_trained(tmp_path / "run", data=data)
     assert "stack.layers.1.input_norm.batchnorm.running_mean" in model.state_dict()
     assert model.stack.residual == [False, True]
+
+
+def test_overlapping_updates_train_a_layer_and_the_one_below_and_no_further():
+    cfg = competitive_config(model={"hidden": [20, 20, 20], "pool": 1, "overlap": True})
+    model = build_model(cfg, (1, 12, 12), 10)
+    x, labels = images(), torch.arange(8) % 10
+    losses, _ = model(x, labels)
+    losses["layer2"].backward()
+    grads = [layer.conv.weight.grad for layer in model.stack.layers]
+    assert grads[0] is None and grads[1].abs().sum() > 0 and grads[2].abs().sum() > 0
+    plain = build_model(merge(cfg, {"model": {"overlap": False}}), (1, 12, 12), 10)
+    plain.load_state_dict(model.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(plain.stack(x).act, model.stack(x).act))  # same values
 
 
 # ---- normalisation, residuals, flips ------------------------------------------------------------

@@ -143,3 +143,26 @@ def test_cifar_loads_from_an_archive(tmp_path):
     d = data.load(DataConfig(dataset="cifar10", data_dir=str(tmp_path), verify_checksums=False, val_size=4))
     assert d.shape == (3, 32, 32) and len(d.train) == 16 and len(d.val) == 4 and len(d.test) == 4
     assert d.train.images.shape[1:] == (3, 32, 32)
+
+
+def test_the_conv_cifar10_preset_trains_on_files_in_the_original_format(tmp_path):
+    """The preset as it is (crops padded by 4, flips, competitive conv layers) on a tiny archive in
+    the CIFAR-10 distribution format: one short epoch, then a score by every way."""
+    from forward_forward import presets
+    from forward_forward.config import merge
+    from forward_forward.training import train
+
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in data.CIFAR_FILES:
+            blob = _cifar_batch(10)
+            info = tarfile.TarInfo(f"{data.CIFAR_FOLDER}/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    cfg = merge(presets.preset("conv-cifar10"), {
+        "data": {"data_dir": str(tmp_path), "verify_checksums": False, "download": False, "val_size": 10},
+        "model": {"hidden": [10, 10, 10, 10]}, "optim": {"epochs": 1, "batch_size": 20},
+        "run": {"progress": False, "device": "cpu", "precision": "fp32"}})
+    assert (cfg.data.jitter, cfg.data.flip) == (4, True)
+    summary = train(cfg, tmp_path / "run", "conv-cifar10")
+    assert summary["train_images"] == 40 and set(summary["ways"]) == {"softmax", "goodness", "combined"}

@@ -45,8 +45,10 @@ def _build_dense(model: ModelConfig, index: int, in_shape: tuple[int, ...], opti
     return FFLinear(in_features, model.hidden[index], in_shape=in_shape, **options)
 
 
-def _map_geometry(model: ModelConfig, index: int, in_shape: tuple[int, ...], kind: str) -> tuple[int, int, int]:
-    """Kernel, stride and padding of map layer `index`, checked against the map below it."""
+def _map_geometry(model: ModelConfig, index: int, in_shape: tuple[int, ...],
+                  kind: str) -> tuple[tuple[int, int, int], int, int, int]:
+    """The map below map layer `index` as (C, H, W), and the layer's kernel, stride and padding,
+    checked against it."""
     if len(in_shape) != 3:
         raise FFError(f"hidden layer {index} is {kind} and needs a (channels, height, width) map below it, but gets "
                       f"{in_shape}: put {kind} layers before dense ones, on image data.")
@@ -54,25 +56,25 @@ def _map_geometry(model: ModelConfig, index: int, in_shape: tuple[int, ...], kin
     if min(local_grid(in_shape[1:], kernel, stride, padding)) < 1:
         raise FFError(f"hidden layer {index}: a {kernel} x {kernel} field with padding {padding} does not fit "
                       f"its {in_shape[1]} x {in_shape[2]} input map; lower model.kernel or add padding.")
-    return kernel, stride, padding
+    return (in_shape[0], in_shape[1], in_shape[2]), kernel, stride, padding
 
 
 def _build_local(model: ModelConfig, index: int, in_shape: tuple[int, ...], options: dict) -> FFLayer:
-    kernel, stride, padding = _map_geometry(model, index, in_shape, "local")
-    grid = local_grid(in_shape[1:], kernel, stride, padding)
-    _check_size(index, grid[0] * grid[1] * in_shape[0] * kernel * kernel * model.hidden[index])
-    return FFLocal(in_shape, model.hidden[index], kernel, stride=stride, padding=padding, **options)
+    shape, kernel, stride, padding = _map_geometry(model, index, in_shape, "local")
+    grid = local_grid(shape[1:], kernel, stride, padding)
+    _check_size(index, grid[0] * grid[1] * shape[0] * kernel * kernel * model.hidden[index])
+    return FFLocal(shape, model.hidden[index], kernel, stride=stride, padding=padding, **options)
 
 
 def _build_conv(model: ModelConfig, index: int, in_shape: tuple[int, ...], options: dict) -> FFLayer:
-    kernel, stride, padding = _map_geometry(model, index, in_shape, "conv")
-    grid = local_grid(in_shape[1:], kernel, stride, padding)
+    shape, kernel, stride, padding = _map_geometry(model, index, in_shape, "conv")
+    grid = local_grid(shape[1:], kernel, stride, padding)
     pool = per_layer(model, "pool")[index]
     if min(grid) < pool:
         raise FFError(f"hidden layer {index}: {pool} x {pool} pooling does not fit its {grid[0]} x {grid[1]} map; "
                       "lower model.pool for it.")
-    _check_size(index, in_shape[0] * kernel * kernel * model.hidden[index])
-    return FFConv(in_shape, model.hidden[index], kernel, stride=stride, padding=padding, pool=pool, **options)
+    _check_size(index, shape[0] * kernel * kernel * model.hidden[index])
+    return FFConv(shape, model.hidden[index], kernel, stride=stride, padding=padding, pool=pool, **options)
 
 
 def _check_geometry(model: ModelConfig, index: int, kind: str) -> None:

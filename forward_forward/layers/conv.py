@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,7 @@ class FFConv(FFLayer):
         self.conv = nn.Conv2d(in_shape[0], channels, kernel, stride=stride, padding=padding)
         if init == "hinton":  # N(0, 1/fan_in), as for the dense layer; torch: Conv2d's default
             nn.init.normal_(self.conv.weight, std=1.0 / math.sqrt(in_shape[0] * kernel * kernel))
-            nn.init.zeros_(self.conv.bias)
+            nn.init.zeros_(cast(torch.Tensor, self.conv.bias))  # Conv2d has a bias by default
 
     @property
     def weight(self) -> torch.Tensor:

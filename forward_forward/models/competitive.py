@@ -15,6 +15,8 @@ layers), by the linear softmax readout on their activities, or by both.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -176,7 +178,7 @@ class CompetitiveNetwork(nn.Module):
             losses[f"layer{i}"] = loss
             stats[f"layer{i}"] = {"acc": (logits.detach().mean(dim=2).argmax(dim=1) == labels).float().mean()}
         if wants_readout:
-            logits = self.readout(readout_features(out.act[self.predict_from :], self.norm, self.norm_eps)).float()
+            logits = cast(nn.Linear, self.readout)(readout_features(out.act[self.predict_from :], self.norm, self.norm_eps)).float()
             losses["readout"] = F.cross_entropy(logits, labels)
             stats["readout"] = {"acc": (logits.detach().argmax(1) == labels).float().mean()}
         return losses, stats
