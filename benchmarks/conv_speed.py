@@ -15,7 +15,6 @@ import json
 import time
 
 import torch
-from torch import nn
 
 from forward_forward import presets
 from forward_forward.config import merge, parse_overrides
@@ -45,21 +44,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def channels_last(model: nn.Module) -> None:
-    """Conv weights and every conv's input in channels-last memory order."""
-    model.to(memory_format=torch.channels_last)
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            module.register_forward_pre_hook(lambda m, args: (args[0].contiguous(memory_format=torch.channels_last),))
-
-
 def step_seconds(cfg, device: torch.device, batch: int, steps: int, last: bool) -> tuple[float, float]:
     """Median seconds of one training step, and the model's FLOPs per image."""
     shape, classes = IMAGE_SHAPES[cfg.data.dataset], NUM_CLASSES[cfg.data.dataset]
     torch.manual_seed(0)
     model = build_model(cfg, shape, classes).to(device)
-    if last:
-        channels_last(model)
+    if last:  # what run.channels_last does: conv weights reordered, and each conv layer its input
+        model.to(memory_format=torch.channels_last)
     optimizer, _ = build_optimizer(cfg, model, total_steps=steps + 3)
     images = torch.rand(batch, *shape, device=device)
     labels = torch.randint(0, classes, (batch,), device=device)

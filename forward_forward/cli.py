@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -39,6 +41,14 @@ def cmd_train(args) -> None:
     from . import checkpoint, runs  # torch: imported when a command runs, inside main's try
     from .training import train
 
+    if args.nproc < 1:
+        raise FFError(f"--nproc must be at least 1, got {args.nproc}.")
+    launched = "WORLD_SIZE" in os.environ  # by torchrun: one of several processes
+    if args.nproc > 1 and not launched:
+        return _launch(args)
+    if launched and not (args.run_dir or args.resume):
+        raise FFError("every process of a distributed run writes to one folder: give --run-dir.")
+    main_rank = int(os.environ.get("RANK", "0")) == 0
     if args.resume:
         if args.config or args.set or args.run_dir:
             raise FFError("--resume uses the run's own config.json: drop --config, --set and --run-dir.")
@@ -54,7 +64,8 @@ def cmd_train(args) -> None:
             longer = config_mod.merge(cfg, {"optim": {"epochs": args.epochs}})  # only the epochs change on disk
             runs.write_json_atomic(run_dir / runs.CONFIG, {"preset": preset, **longer.to_dict()})
         cfg = _apply_flags(cfg, args)
-        print(f"resuming {run_dir}", flush=True)
+        if main_rank:
+            print(f"resuming {run_dir}", flush=True)
         summary = train(cfg, run_dir, preset, resume=True)
     else:
         cfg = _build_config(args)
@@ -62,13 +73,40 @@ def cmd_train(args) -> None:
             print(config_mod.to_toml(cfg), end="")
             return
         run_dir = Path(args.run_dir) if args.run_dir else runs.new_run_dir(args.preset)
-        print(f"training preset {args.preset!r} into {run_dir}", flush=True)
+        if main_rank:
+            print(f"training preset {args.preset!r} into {run_dir}", flush=True)
         summary = train(cfg, run_dir, args.preset)
+    if not summary:  # a process other than rank 0 of a distributed run: rank 0 reports
+        return
     by = summary["predict"]
     val = ("no validation images; by " if summary["val_error"] is None
            else f"validation {100 * summary['val_error']:.2f} %; both by ") + by
     print(f"test error {100 * summary['test_error']:.2f} % ({val}) after {summary['epochs']} epochs in "
           f"{summary['train_seconds']:.0f} s on {summary['device']}; run saved in {run_dir}")
+
+
+def _launch(args) -> None:
+    """`ff train --nproc N`: the same command in N processes under torch.distributed.run (torchrun)."""
+    from . import runs
+
+    argv, skip = [], False
+    for arg in args.argv:  # the command line without --nproc
+        if skip or arg.startswith("--nproc="):
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        argv.append(arg)
+    if not (args.run_dir or args.resume):  # chosen once here, so that every process writes the same folder
+        argv += ["--run-dir", str(runs.new_run_dir(args.preset))]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "forward_forward.cli", *argv]
+    threads = max(1, (os.cpu_count() or 1) // args.nproc)  # the cores shared out, not oversubscribed
+    status = subprocess.call(command, env={"OMP_NUM_THREADS": str(threads), **os.environ})
+    if status:
+        raise FFError(f"the {args.nproc} training processes ended with exit status {status}; their messages are "
+                      "above.")
 
 
 def _load_trained(args):
@@ -239,6 +277,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--print-config", action="store_true",
                    help="print the config this command would train, as TOML for --config, and stop")
+    t.add_argument("--nproc", type=int, default=1,
+                   help="train data-parallel in N processes on this machine (torchrun; gloo on CPU, NCCL on GPUs)")
     t.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a stopped run from its last checkpoint; with --epochs N, extend a finished one")
     t.set_defaults(func=cmd_train)
@@ -315,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     previous_format = warnings.formatwarning
     warnings.formatwarning = _one_line_warning  # a deprecation is a note for the user, not a source location
     args = parser().parse_args(argv)
-    command = ["ff", *(sys.argv[1:] if argv is None else argv)]
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    command = ["ff", *args.argv]
     try:
         _set_command(command)  # torch loads here, inside the try: a Ctrl-C during the import is caught too
         args.func(args)

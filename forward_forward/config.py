@@ -142,6 +142,9 @@ class RunConfig:
     # fp32 | bf16: training matmuls in bfloat16 (autocast); goodness, losses, weights stay fp32 |
     # auto: bf16 where the device computes it natively (CUDA 8.0+, CPUs with AVX512-BF16 or AMX), else fp32
     precision: str = "fp32"
+    # conv layers' weights and inputs in channels-last memory order during training (faster on CPUs
+    # with oneDNN, measured by benchmarks/conv_speed.py); the same arithmetic in another order
+    channels_last: bool = False
     # modules imported before this config is checked, so the parts they register (goodness, losses,
     # activations, negative strategies, layer types, model kinds) can be named in it: in ff train,
     # sweeps, resumed runs and ff eval alike

@@ -52,6 +52,23 @@ def test_the_conv_layer_is_a_normalised_convolution_then_max_pooling():
     assert layer.macs == 5 * 3 * 9 * 12 * 12
 
 
+def test_channels_last_is_the_same_arithmetic_in_another_memory_order(fake_mnist, tmp_path):
+    layer = FFConv((3, 12, 12), 5, 3, padding=1, pool=2)
+    x = images(4, 3)
+    plain = layer(x)
+    layer.to(memory_format=torch.channels_last)
+    assert layer.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(layer(x), plain, atol=1e-5)
+    cfg = conv_config(model={"hidden": [10, 10]}, optim={"epochs": 1}, run={"channels_last": True})
+    cfg = merge(cfg, {"data": {"data_dir": str(fake_mnist), "train_limit": 300}})
+    summary = train(cfg, tmp_path / "run")
+    from forward_forward.training import load_trained
+    from forward_forward.training.evaluate import error_rate
+
+    cfg, model, data, device = load_trained(tmp_path / "run")  # back in NCHW, as ff eval rebuilds it
+    assert error_rate(model, data.test, summary["predict"], 128, device) == summary["test_error"]
+
+
 def test_no_derivative_crosses_a_conv_layer():
     model = build_model(conv_config(), (1, 12, 12), 10)
     losses, _ = model(images(), torch.arange(8) % 10)

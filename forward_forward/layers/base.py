@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from .norms import InputNorm
@@ -52,11 +53,10 @@ class FFLayer(nn.Module):
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         self.in_features, self.out_features = math.prod(in_shape), math.prod(out_shape)
         self.input_norm = InputNorm(norm, norm_scope, self.in_shape, norm_eps)
-        out_features = self.out_features
         self.activation = ACTIVATIONS[activation]()
         self.peer_lambda, self.peer_decay = peer_lambda, peer_decay
         # Starts at 0.5 as in the MATLAB code; a buffer so it is saved and moved with the model.
-        self.register_buffer("mean_activity", torch.full((out_features,), 0.5))
+        self.register_buffer("mean_activity", torch.full((self.out_features,), 0.5))
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_features) normalised input -> (B, out_features) pre-activation."""
@@ -88,7 +88,12 @@ class FFLayer(nn.Module):
         """
         with torch.no_grad():
             if self.training:
-                self.mean_activity.mul_(self.peer_decay).add_(activity.mean(dim=0), alpha=1 - self.peer_decay)
+                batch_mean = activity.mean(dim=0)
+                if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                    # data-parallel: the mean of the whole batch, so every process pushes as one would
+                    dist.all_reduce(batch_mean)
+                    batch_mean /= dist.get_world_size()
+                self.mean_activity.mul_(self.peer_decay).add_(batch_mean, alpha=1 - self.peer_decay)
             push = self.peer_lambda * (self.mean_activity - self.mean_activity.mean())
         return (pre_activation.mean(dim=0) * push).sum()
 

@@ -48,7 +48,10 @@ class FFConv(FFLayer):
         return self.conv.weight.numel() * self.grid[0] * self.grid[1]
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.conv(x.view(-1, *self.in_shape))
+        x = x.view(-1, *self.in_shape)
+        if self.conv.weight.is_contiguous(memory_format=torch.channels_last):  # run.channels_last: inputs too
+            x = x.contiguous(memory_format=torch.channels_last)
+        z = self.conv(x)
         if self.pool > 1:
             z = F.max_pool2d(z, self.pool)
         return z.flatten(1)  # (B, channels * H' * W'), channel-major

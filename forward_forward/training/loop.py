@@ -18,6 +18,7 @@ from .. import augment, checkpoint, runs
 from ..config import Config
 from ..data import Datasets
 from ..errors import Interrupted
+from . import distributed
 from .device import autocast
 from .evaluate import error_rate
 from .metrics import Meter, log_tensorboard, tensorboard_writer
@@ -35,10 +36,14 @@ class Loop:
     """State of one run's training: optimiser, schedule, data-order RNG, checkpoints, metrics."""
 
     def __init__(self, cfg: Config, model: Network, data: Datasets, device: torch.device, run_dir: Path,
-                 resume_state: dict | None):
+                 resume_state: dict | None, ranks: distributed.Ranks = distributed.Ranks()):
         self.cfg, self.model, self.data, self.device, self.run_dir = cfg, model, data, device, run_dir
+        self.ranks = ranks
         self.train = data.train.to(device)
         self.schedule = schedule_for(cfg, model.loss_names, len(self.train))
+        # what a training step calls: DDP over the model when the run is data-parallel
+        self.step_model = distributed.wrap(cast(torch.nn.Module, model), ranks, device,
+                                           some_losses_idle=bool(cfg.optim.greedy_steps or cfg.optim.phase_steps))
         total_steps = self.schedule.steps_per_epoch * cfg.optim.epochs
         self.optimizer, self.scheduler = build_optimizer(cfg, model, total_steps)
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
@@ -47,10 +52,12 @@ class Loop:
             self.position = checkpoint.restore(resume_state, model=model, optimizer=self.optimizer,
                                                scheduler=self.scheduler, generator=self.generator)
         self.started = time.perf_counter() - self.position.elapsed
-        self.tensorboard = tensorboard_writer(run_dir) if cfg.log.tensorboard else None
+        self.tensorboard = tensorboard_writer(run_dir) if cfg.log.tensorboard and ranks.main else None
 
     def save(self, epoch: int, step: int, order: torch.Tensor | None, step_seconds: float) -> None:
         self.position = checkpoint.Position(epoch, step, order, time.perf_counter() - self.started, step_seconds)
+        if not self.ranks.main:  # every rank holds the same state; one writes it
+            return
         checkpoint.save(self.run_dir, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                         generator=self.generator, position=self.position)
 
@@ -62,6 +69,7 @@ class Loop:
 
     def train_step(self, epoch: int, step: int, order: torch.Tensor | None) -> tuple[dict, dict]:
         index, active, phase = self.schedule.step(epoch, step, order)
+        index = self.ranks.shard(index)
         images, labels = self.train.images[index], self.train.labels[index]
         seed = self.schedule.seed(epoch, step)
         with _own_random_stream(self.device, seed) if seed is not None else contextlib.nullcontext():
@@ -71,15 +79,19 @@ class Loop:
             if self.cfg.data.flip:
                 images = augment.flip(images, generator)
             with autocast(self.cfg, self.device):
-                losses, stats = self.model(images, labels, active=active, phase=phase)
+                losses, stats = self.step_model(images, labels, active=active, phase=phase)
         self.optimizer.zero_grad(set_to_none=True)
         cast(torch.Tensor, sum(losses.values())).backward()  # a sum of tensors
         self.optimizer.step()
         self.scheduler.step()
+        distributed.average_buffers(cast(torch.nn.Module, self.model), self.ranks)
         return losses, stats
 
     def end_epoch(self, epoch: int, meter: Meter, step_seconds: float) -> None:
         meter.check_finite(epoch, checkpointed=(self.run_dir / checkpoint.CHECKPOINT).exists())
+        if not self.ranks.main:  # rank 0 validates, logs and checkpoints for all
+            self.position = checkpoint.Position(epoch + 1, 0, None, time.perf_counter() - self.started, step_seconds)
+            return
         cfg = self.cfg
         entry = {"epoch": epoch, "seconds": round(time.perf_counter() - self.started, 2),
                  "lr": self.scheduler.get_last_lr()[0], "layers": meter.means()}
@@ -114,30 +126,37 @@ def _own_random_stream(device: torch.device, seed: int | None = None) -> Iterato
 
 
 def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_dir: Path,
-        resume_state: dict | None = None) -> checkpoint.Position:
-    """Train `model` for cfg.optim.epochs under its schedule, from `resume_state` if given.
+        resume_state: dict | None = None, ranks: distributed.Ranks = distributed.Ranks()) -> checkpoint.Position:
+    """Train `model` for cfg.optim.epochs under its schedule, from `resume_state` if given; `ranks`:
+    this process's place in a data-parallel run.
 
     Returns the final position, whose `step_seconds` is the time in training steps alone.
     """
     model.train()  # a model handed over from load_trained is in eval mode; training moves its running means
-    loop = Loop(cfg, model, data, device, run_dir, resume_state)
+    loop = Loop(cfg, model, data, device, run_dir, resume_state, ranks)
     position, epochs = loop.position, cfg.optim.epochs
     step_seconds = position.step_seconds
     with checkpoint.StopRequest() as stop:
-        for epoch in range(position.epoch, epochs + 1):
-            resuming = epoch == position.epoch and (position.order is not None or position.step > 0)
-            first = position.step if resuming else 0
-            order = position.order if resuming else loop.schedule.order(loop.generator)
-            order = order.to(device) if order is not None else None
-            meter = Meter(first)
-            tick = time.perf_counter()
-            bar = tqdm(range(first, loop.schedule.steps_per_epoch), desc=f"epoch {epoch}/{epochs}",
-                       disable=None if cfg.run.progress else True, leave=False)  # None: none when piped
-            for step in bar:
-                if stop.requested:
-                    loop.stop(epoch, step, order, step_seconds + time.perf_counter() - tick)
-                meter.add(*loop.train_step(epoch, step, order))
-            meter.flush()
-            step_seconds += time.perf_counter() - tick
-            loop.end_epoch(epoch, meter, step_seconds)
+        try:
+            for epoch in range(position.epoch, epochs + 1):
+                resuming = epoch == position.epoch and (position.order is not None or position.step > 0)
+                first = position.step if resuming else 0
+                order = position.order if resuming else loop.schedule.order(loop.generator)
+                order = order.to(device) if order is not None else None
+                meter = Meter(first)
+                tick = time.perf_counter()
+                bar = tqdm(range(first, loop.schedule.steps_per_epoch), desc=f"epoch {epoch}/{epochs}",
+                           disable=None if cfg.run.progress and ranks.main else True,  # None: none when piped
+                           leave=False)
+                for step in bar:
+                    if stop.requested:
+                        loop.stop(epoch, step, order, step_seconds + time.perf_counter() - tick)
+                    meter.add(*loop.train_step(epoch, step, order))
+                meter.flush()
+                step_seconds += time.perf_counter() - tick
+                loop.end_epoch(epoch, meter, step_seconds)
+        except RuntimeError as e:  # torch.distributed's errors when a peer dies or hangs
+            if ranks.parallel:
+                raise distributed.lost_peer(e, ranks, run_dir) from None
+            raise
     return loop.position

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import cast
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from .. import checkpoint, runs
@@ -16,6 +18,7 @@ from ..config import Config, merge
 from ..data import Datasets
 from ..errors import Diverged, FFError
 from ..models import MODELS, build_model
+from . import distributed
 from .device import device_name, resolve_device, resolve_precision
 from .evaluate import score, scored_ways
 from .loop import fit
@@ -49,10 +52,12 @@ def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool
     data: your own `Datasets` (`data.from_arrays`) instead of `cfg.data`'s; the run then records
     `data.dataset = arrays`. With `resume`, continue the run in `run_dir` from its last checkpoint
     (or from the start if it was stopped before its first one); the result is the same as a run
-    never interrupted.
+    never interrupted. Launched by torchrun, each process trains on its shard of every batch
+    (`training.distributed`); rank 0 writes the run directory and returns the summary, the others {}.
     """
     run_dir = Path(run_dir)
-    if not resume and runs.holds_run(run_dir):
+    rank0 = int(os.environ.get("RANK", "0")) == 0  # the process group is joined below, once the device is known
+    if rank0 and not resume and runs.holds_run(run_dir):
         raise FFError(f"{run_dir} already holds a run, which training would overwrite: continue it with "
                       f"`ff train --resume {run_dir}`, or give another --run-dir.")
     if cfg.run.threads:
@@ -62,10 +67,20 @@ def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.run.seed)
     device = resolve_device(cfg.run.device)
+    ranks = distributed.join(device)
+    try:
+        return _train(cfg, run_dir, preset, resume, data, distributed.device_for(ranks, device), ranks)
+    finally:
+        distributed.leave(ranks)
+
+
+def _train(cfg: Config, run_dir: Path, preset: str, resume: bool, data: Datasets | None, device: torch.device,
+           ranks: distributed.Ranks) -> dict:
     precision, why = resolve_precision(cfg.run.precision, device)
     if precision != cfg.run.precision:  # config.json records what the run does, so a resume does the same
         cfg = merge(cfg, {"run": {"precision": precision}})
-        tqdm.write(f"precision {precision} ({why})")
+        if ranks.main:
+            tqdm.write(f"precision {precision} ({why})")
     if data is None:
         data = data_mod.load(cfg.data)
     elif cfg.data.dataset != "arrays":
@@ -73,8 +88,21 @@ def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool
     cfg = fit_to_data(cfg, data, given=cfg.data.dataset == "arrays")
     # everything that can fail on the config and the data fails here, before the run directory exists
     model = build_model(cfg, data.shape, data.num_classes).to(device)
+    if cfg.run.channels_last:  # the conv weights; each conv layer then reorders its input to match
+        for module in cast(nn.Module, model).modules():
+            if isinstance(module, nn.Conv2d):
+                module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+    if ranks.parallel:  # the same weights everywhere, then each rank its own negatives and noise
+        chunk = cfg.optim.chunk_size
+        batches = {chunk, len(data.train) % chunk or chunk} if cfg.optim.greedy_steps else {cfg.optim.batch_size}
+        for size in batches:  # every batch must split evenly: refused now, not in the middle of an epoch
+            ranks.shard(torch.arange(size))
+        torch.manual_seed(cfg.run.seed + 7919 * ranks.rank)
     schedule_for(cfg, model.loss_names, len(data.train))
     scored_ways(cfg, model)
+    if not ranks.main:  # the others train in step with rank 0 and leave the run directory to it
+        fit(cfg, model, data, device, run_dir, checkpoint.load(run_dir) if resume else None, ranks)
+        return {}
     created = not run_dir.exists()
     try:
         with runs.lock(run_dir):  # one writer at a time; a second `ff train` into the same folder is refused
@@ -86,12 +114,13 @@ def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool
                 runs.start(run_dir, cfg, preset, keep_command=resume)
             else:
                 runs.truncate_metrics(run_dir, before_epoch=state["epoch"])  # the epoch in progress is logged again
-            position = fit(cfg, model, data, device, run_dir, state)
+            position = fit(cfg, model, data, device, run_dir, state, ranks)
             runs.save_weights(run_dir, model.state_dict())
             summary = {"preset": preset, "epochs": cfg.optim.epochs, "train_seconds": round(position.elapsed, 1),
                        "step_seconds": round(position.step_seconds, 1),
                        "train_images": len(data.train), "device": device_name(device), "precision": precision,
-                       "precision_reason": why, "ways": list(model.ways)}  # the ways it predicts by, scored or not
+                       "precision_reason": why, "ways": list(model.ways),  # the ways it predicts by, scored or not
+                       "processes": ranks.world}
             summary.update(score(cfg, model, data, device))
             summary["config"] = cfg.to_dict()
             runs.write_json_atomic(run_dir / "summary.json", summary)

@@ -1,0 +1,114 @@
+"""Data-parallel training on torch.distributed: every rank a shard of every batch.
+
+A run launched by `torchrun --nproc-per-node N -m forward_forward.cli train ...` (or `ff train
+--nproc N`, which launches exactly that) finds RANK and WORLD_SIZE in its environment and joins the
+process group: gloo on CPU, NCCL on GPUs. Every rank builds the same network from the same seed
+and draws the same order of images; step s gives rank r the r-th of N equal slices of the batch.
+`DistributedDataParallel` averages the gradients, so with equal slices each step is the step of
+one process on the whole batch. Buffers (the peer-normalisation means, batchnorm statistics) are
+averaged after every step: a running mean of slice means is the running mean of the batch mean.
+Rank 0 alone writes the run directory, logs and validates.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..errors import FFError
+
+TIMEOUT = datetime.timedelta(seconds=int(os.environ.get("FF_DIST_TIMEOUT", "300")))  # a hung peer ends the run
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        """The rank that writes the run directory, the progress bar and the log."""
+        return self.rank == 0
+
+    @property
+    def parallel(self) -> bool:
+        return self.world > 1
+
+    def shard(self, index: torch.Tensor | slice) -> torch.Tensor | slice:
+        """This rank's slice of a batch's indices (a tensor, or a greedy chunk's slice): the r-th of
+        `world` equal slices."""
+        if not self.parallel:
+            return index
+        if isinstance(index, slice):
+            index = torch.arange(index.start or 0, index.stop)
+        if len(index) % self.world:
+            raise FFError(f"a batch of {len(index)} images does not split into {self.world} equal shards: make "
+                          f"optim.batch_size (and optim.chunk_size) a multiple of the number of processes.")
+        return index.chunk(self.world)[self.rank]
+
+
+def join(device: torch.device) -> Ranks:
+    """The process group this process was launched into (torchrun's RANK, WORLD_SIZE), joined; one
+    process alone when there is none."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Ranks()
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        try:
+            dist.init_process_group(backend, timeout=TIMEOUT)
+        except (RuntimeError, ValueError) as e:
+            raise FFError(f"joining the process group failed ({str(e).splitlines()[0]}); launch with "
+                          "`ff train --nproc N` or `torchrun --nproc-per-node N -m forward_forward.cli train`.") from None
+    return Ranks(dist.get_rank(), dist.get_world_size())
+
+
+def device_for(ranks: Ranks, device: torch.device) -> torch.device:
+    """Each rank on its own GPU (LOCAL_RANK) when the run is on CUDA."""
+    if ranks.parallel and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+def wrap(model: nn.Module, ranks: Ranks, device: torch.device, some_losses_idle: bool) -> nn.Module:
+    """The module a training step calls: DDP over `model` in parallel runs, else `model` itself.
+    some_losses_idle: a schedule whose steps leave some losses out (greedy, sleep phases)."""
+    if not ranks.parallel:
+        return model
+    ddp = nn.parallel.DistributedDataParallel
+    # buffers are averaged after each step instead (average_buffers); the flag's name changed in torch 2.12
+    no_sync: dict[str, Any] = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+               else {"broadcast_buffers": False})
+    return ddp(model, device_ids=[device.index] if device.type == "cuda" else None,
+               find_unused_parameters=some_losses_idle, **no_sync)
+
+
+@torch.no_grad()
+def average_buffers(model: nn.Module, ranks: Ranks) -> None:
+    """Every floating-point buffer set to its mean over the ranks."""
+    if not ranks.parallel:
+        return
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer.div_(ranks.world)
+
+
+def lost_peer(error: BaseException, ranks: Ranks, run_dir) -> FFError:
+    """The error a rank raises when another rank died or stopped answering."""
+    return FFError(f"process {ranks.rank} of {ranks.world} lost contact with the others ({type(error).__name__}: "
+                   f"{str(error).splitlines()[0][:160]}): one of them died or hung. The last checkpoint in {run_dir} "
+                   f"is whole: continue with `ff train --resume {run_dir} --nproc {ranks.world}`.")
+
+
+def leave(ranks: Ranks) -> None:
+    if ranks.parallel and dist.is_initialized():
+        dist.destroy_process_group()

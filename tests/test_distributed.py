@@ -1,0 +1,137 @@
+"""Data-parallel training on torch.distributed (gloo on loopback, 2 processes on CPU)."""
+
+import json
+import os
+import socket
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from forward_forward import runs
+from forward_forward.config import from_dict
+from forward_forward.errors import FFError
+from forward_forward.train import train
+from tests.conftest import small_config
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank(rank: int, world: int, port: int, cfg: dict, run_dir: str, die_at: tuple[int, int] | None,
+          resume: bool) -> None:
+    """One process of a run, as torchrun would start it; an FFError's message goes to error<rank>.txt."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), FF_DIST_TIMEOUT="60")
+    torch.set_num_threads(1)
+    if die_at is not None and rank == 1:
+        from forward_forward.training.loop import Loop
+
+        step = Loop.train_step
+
+        def dies(self, epoch, s, order):
+            if (epoch, s) == die_at:
+                os._exit(3)  # killed: no message, no clean-up
+            return step(self, epoch, s, order)
+
+        Loop.train_step = dies
+    try:
+        train(from_dict(cfg), run_dir, resume=resume)
+    except FFError as e:
+        with open(f"{run_dir}.error{rank}.txt", "w") as f:
+            f.write(str(e))
+
+
+def _run(world: int, cfg, run_dir, die_at: tuple[int, int] | None = None, timeout: float = 120,
+         resume: bool = False) -> list[int]:
+    ctx = mp.get_context("spawn")
+    port = _free_port()
+    procs = [ctx.Process(target=_rank, args=(r, world, port, cfg.to_dict(), str(run_dir), die_at, resume))
+             for r in range(world)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+    codes = [p.exitcode for p in procs]
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    assert None not in codes, f"a rank hung past {timeout} s"
+    return codes
+
+
+def config(fake_mnist):
+    # every wrong label of every image: negatives that do not depend on the random stream, so 2 shards
+    # of 25 and one batch of 50 take the same steps; peer normalisation moves a buffer on every step
+    return small_config(fake_mnist, objective={"negatives": "all"}, optim={"epochs": 2, "batch_size": 50},
+                        data={"train_limit": 600}, run={"threads": 1})
+
+
+@pytest.mark.slow
+def test_two_processes_on_half_batches_give_the_weights_of_one_on_whole_batches(fake_mnist, tmp_path):
+    cfg = config(fake_mnist)
+    one = train(cfg, tmp_path / "one")
+    assert _run(2, cfg, tmp_path / "two") == [0, 0]
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["test_error"] == one["test_error"]
+    a, b = runs.load_weights(tmp_path / "one"), runs.load_weights(tmp_path / "two")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+    assert "stack.layers.0.mean_activity" in a  # the peer-normalisation means agree too
+
+
+@pytest.mark.slow
+def test_a_rank_that_dies_ends_the_run_with_a_clear_error_and_the_run_resumes(fake_mnist, tmp_path):
+    cfg = config(fake_mnist)
+    started = time.monotonic()
+    codes = _run(2, cfg, tmp_path / "run", die_at=(2, 3), timeout=90)  # in epoch 2, after epoch 1's checkpoint
+    assert codes[1] == 3 and time.monotonic() - started < 90
+    message = (tmp_path / "run.error0.txt").read_text()
+    assert "process 0 of 2 lost contact with the others" in message and "--resume" in message
+    # the checkpoint of epoch 1 is whole: resumed on 2 processes, the run ends as one never killed would
+    assert _run(2, cfg, tmp_path / "run", resume=True) == [0, 0]
+    one = train(cfg, tmp_path / "one")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["test_error"] == one["test_error"]
+    a, b = runs.load_weights(tmp_path / "one"), runs.load_weights(tmp_path / "run")
+    assert all(torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4) for key in a)
+
+
+def test_a_batch_that_does_not_split_evenly_is_refused():
+    from forward_forward.training.distributed import Ranks
+
+    with pytest.raises(FFError, match="does not split into 3 equal shards"):
+        Ranks(rank=0, world=3).shard(torch.arange(50))
+    assert Ranks(rank=1, world=2).shard(torch.arange(6)).tolist() == [3, 4, 5]
+    assert Ranks(rank=1, world=2).shard(slice(10, 16)).tolist() == [13, 14, 15]  # a greedy chunk
+    assert Ranks().shard(slice(10, 16)) == slice(10, 16)  # one process: as it is
+
+
+@pytest.mark.slow
+def test_ff_train_nproc_launches_torchrun_and_writes_one_run(fake_mnist, tmp_path):
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "forward_forward.cli", "train", "--preset", "tiny", "--nproc", "2",
+                           "--data-dir", str(fake_mnist), "--set", "data.verify_checksums=false", "--set",
+                           "data.download=false", "--set", "data.val_size=200", "--epochs", "1", "--no-progress",
+                           "--run-dir", str(run)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("test error") == 1  # process 0 reports; the other stays quiet
+    assert json.loads((run / "summary.json").read_text())["processes"] == 2
+
+
+def test_nproc_errors_are_one_sentence(monkeypatch, tmp_path, capsys):
+    from forward_forward.cli import main
+
+    assert main(["train", "--nproc", "0"]) == 2
+    assert "--nproc must be at least 1" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it
+    assert main(["train", "--preset", "tiny"]) == 2
+    assert "give --run-dir" in capsys.readouterr().err
