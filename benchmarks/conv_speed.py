@@ -25,7 +25,6 @@ from forward_forward.training.device import autocast
 from forward_forward.training.optim import build_optimizer
 
 
-
 def peak_matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
     """Best fp32 rate of an n x n x n matmul: the ceiling a step is compared with."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)

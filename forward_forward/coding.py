@@ -126,7 +126,8 @@ class Pattern(LabelCoding):
 
     def __init__(self, data_shape: tuple[int, ...], num_classes: int, value: str = "one", neutral_value: float = 0.1):
         super().__init__(data_shape, num_classes, value, neutral_value)
-        signs = [torch.randint(0, 2, data_shape, generator=torch.Generator().manual_seed(k)) for k in range(num_classes)]
+        signs = [torch.randint(0, 2, data_shape, generator=torch.Generator().manual_seed(k))
+                 for k in range(num_classes)]
         self.patterns = torch.stack(signs).float() - 0.5  # (classes, *data_shape)
 
     def write(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -233,8 +233,8 @@ def _get(cfg: Config, path: str):
 
 # (fields, check, what the check demands); the checks are written so that NaN fails them.
 RANGES = [
-    (("optim.batch_size", "optim.epochs", "optim.chunk_size", "optim.lr", "objective.temperature", "objective.region_size",
-      "model.norm_eps", "run.eval_every", "run.checkpoint_every", "run.eval_batch_size"),
+    (("optim.batch_size", "optim.epochs", "optim.chunk_size", "optim.lr", "objective.temperature",
+      "objective.region_size", "model.norm_eps", "run.eval_every", "run.checkpoint_every", "run.eval_batch_size"),
      lambda v: v > 0, "positive"),
     (("run.seed", "data.val_size", "data.train_limit", "data.jitter", "model.peer_lambda", "model.blackbox_strength",
       "optim.weight_decay", "optim.readout_lr", "optim.readout_weight_decay", "optim.greedy_steps",

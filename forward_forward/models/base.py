@@ -10,6 +10,7 @@ from torch import nn
 from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
 from ..errors import FFError
 from ..layers import normalize
+from ..stack import LayerStack, decay_groups
 
 
 class Network(Protocol):
@@ -102,3 +103,52 @@ def readout_features(acts: list[torch.Tensor], norm: str, eps: float, detach: bo
     Under batchnorm each sample is scaled to unit RMS: a prediction must not depend on its batch."""
     norm = "rms" if norm == "batchnorm" else norm
     return torch.cat([normalize(a.detach() if detach else a, norm, eps) for a in acts], 1)
+
+
+class LayerLosses(nn.Module):
+    """What the FF model kinds share: a `LayerStack` trained by one named loss per layer, and an
+    optional linear readout on the normalised activities of the prediction layers
+    (objective.predict_layers_from on), trained alongside by its own loss "readout"."""
+
+    stack: LayerStack
+    readout: nn.Linear | None
+
+    def _add_readout(self, model: ModelConfig, objective: ObjectiveConfig, num_classes: int) -> None:
+        """The readout, zero-initialised (the MATLAB code's), after the stack."""
+        self.predict_from = objective.predict_layers_from
+        inputs = sum(self.stack.units[self.predict_from :])
+        self.readout = nn.Linear(inputs, num_classes) if model.readout else None
+        if self.readout is not None:
+            nn.init.zeros_(self.readout.weight)
+            nn.init.zeros_(self.readout.bias)
+
+    @staticmethod
+    def check_readout(cfg: Config) -> None:
+        if cfg.objective.predict in ("softmax", "combined") and not cfg.model.readout:
+            raise FFError(f"objective.predict = {cfg.objective.predict} needs model.readout = true.")
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.stack.layers
+
+    @property
+    def loss_names(self) -> list[str]:
+        """Every loss `forward` can return, in order; a schedule activates some of them per step."""
+        return [f"layer{i}" for i in range(len(self.stack))] + (["readout"] if self.readout is not None else [])
+
+    @property
+    def prediction_layers(self) -> list[int]:
+        """The hidden layers whose goodness and activities predict (objective.predict_layers_from on)."""
+        return list(range(self.predict_from, len(self.stack)))
+
+    def param_groups(self, optim: OptimConfig) -> list[dict]:
+        """The layers at optim.lr (times optim.layer_lr's factors) and the readout at optim.readout_lr;
+        weights decayed, biases not."""
+        groups = self.stack.param_groups(optim.lr, optim.weight_decay, optim.layer_lr)
+        if self.readout is not None:
+            groups += decay_groups(self.readout.named_parameters(), optim.readout_lr, optim.readout_weight_decay)
+        return groups
+
+    def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, *input_shape) inputs -> each hidden layer's activity (B, units), inputs detached per layer."""
+        return self.stack.activities(x)

@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import WAYS, Config, ModelConfig, ObjectiveConfig, OptimConfig
+from ..config import WAYS, Config, ModelConfig, ObjectiveConfig
 from ..errors import FFError
 from ..objectives import GOODNESS, Scope
-from ..stack import LayerStack, decay_groups
-from .base import accept_legacy_keys, check_batch, readout_features, sparsity
+from ..stack import LayerStack
+from .base import LayerLosses, check_batch, readout_features, sparsity
 
 
-class CompetitiveNetwork(nn.Module):
+class CompetitiveNetwork(LayerLosses):
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
         super().__init__()
@@ -47,13 +47,7 @@ class CompetitiveNetwork(nn.Module):
         # goodness per unit, so the softmax's sharpness does not grow with a group's size
         self.goodness_scales = [abs(default(self.scope.size(layer.out_shape))) for layer in self.stack.layers]
         self.norm, self.norm_eps = model.norm, model.norm_eps
-        self.predict_from = objective.predict_layers_from
-        units = self.stack.units
-        self.readout = nn.Linear(sum(units[self.predict_from :]), num_classes) if model.readout else None
-        if self.readout is not None:
-            nn.init.zeros_(self.readout.weight)
-            nn.init.zeros_(self.readout.bias)
-        accept_legacy_keys(self)
+        self._add_readout(model, objective, num_classes)
 
     @staticmethod
     def label_in_input(cfg: Config) -> bool:
@@ -72,22 +66,9 @@ class CompetitiveNetwork(nn.Module):
                           "objective.goodness_scope to layer (each group's whole map) or region.")
         if cfg.optim.phase_steps:
             raise FFError("model.kind = competitive has no negative data to sleep on: set optim.phase_steps = 0.")
-        if o.predict in ("softmax", "combined") and not cfg.model.readout:
-            raise FFError(f"objective.predict = {o.predict} needs model.readout = true.")
+        LayerLosses.check_readout(cfg)
 
     # ---- what the loop and the tools ask -----------------------------------------------------
-    @property
-    def layers(self) -> nn.ModuleList:
-        return self.stack.layers
-
-    @property
-    def loss_names(self) -> list[str]:
-        return [f"layer{i}" for i in range(len(self.stack))] + (["readout"] if self.readout is not None else [])
-
-    @property
-    def prediction_layers(self) -> list[int]:
-        return list(range(self.predict_from, len(self.stack)))
-
     @property
     def ways(self) -> tuple[str, ...]:
         return WAYS if self.readout is not None else ("goodness",)
@@ -96,15 +77,6 @@ class CompetitiveNetwork(nn.Module):
     def validation_method(self) -> str:
         """How to predict during training: the configured way, or for "best" the layers' own goodness."""
         return "goodness" if self.objective.predict == "best" else self.objective.predict
-
-    def param_groups(self, optim: OptimConfig) -> list[dict]:
-        groups = self.stack.param_groups(optim.lr, optim.weight_decay, optim.layer_lr)
-        if self.readout is not None:
-            groups += decay_groups(self.readout.named_parameters(), optim.readout_lr, optim.readout_weight_decay)
-        return groups
-
-    def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.stack.activities(x)
 
     def unlabelled(self, images: torch.Tensor) -> torch.Tensor:
         return images  # the label never enters the input
@@ -178,7 +150,8 @@ class CompetitiveNetwork(nn.Module):
             losses[f"layer{i}"] = loss
             stats[f"layer{i}"] = {"acc": (logits.detach().mean(dim=2).argmax(dim=1) == labels).float().mean()}
         if wants_readout:
-            logits = cast(nn.Linear, self.readout)(readout_features(out.act[self.predict_from :], self.norm, self.norm_eps)).float()
+            features = readout_features(out.act[self.predict_from :], self.norm, self.norm_eps)
+            logits = cast(nn.Linear, self.readout)(features).float()
             losses["readout"] = F.cross_entropy(logits, labels)
             stats["readout"] = {"acc": (logits.detach().argmax(1) == labels).float().mean()}
         return losses, stats

@@ -15,15 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..coding import LABEL_CODINGS, NoLabel, resolve
-from ..config import WAYS, Config, ModelConfig, ObjectiveConfig, OptimConfig, per_layer
+from ..config import WAYS, Config, ModelConfig, ObjectiveConfig, per_layer
 from ..errors import FFError
 from ..negatives import NEGATIVES
 from ..objectives import GOODNESS, LOSSES, scope_of
-from ..stack import LayerStack, Pass, decay_groups
-from .base import accept_legacy_keys, check_batch, readout_features, sparsity
+from ..stack import LayerStack, Pass
+from .base import LayerLosses, accept_legacy_keys, check_batch, readout_features, sparsity
 
 
-class FFNetwork(nn.Module):
+class FFNetwork(LayerLosses):
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
         super().__init__()
@@ -36,7 +36,6 @@ class FFNetwork(nn.Module):
                   if self.negatives.labelled else NoLabel)
         self.coding = coding(data_shape, num_classes, objective.label_value, objective.neutral_value)
         self.stack = LayerStack.build(model, self.coding.input_shape)
-        units = self.stack.units
         self.norm, self.norm_eps = model.norm, model.norm_eps
         self.goodness = GOODNESS[objective.goodness].fn
         self.loss_fn = LOSSES[objective.loss]
@@ -48,12 +47,7 @@ class FFNetwork(nn.Module):
         self.thresholds = [objective.threshold if objective.threshold is not None else default(n) for n in sizes]
         # goodness per unit for sum goodness, as is for mean goodness: the same scale whatever the width
         self.goodness_scales = [abs(default(n)) for n in sizes]
-        self.predict_from = objective.predict_layers_from
-        readout_in = sum(units[self.predict_from :])
-        self.readout = nn.Linear(readout_in, num_classes) if model.readout else None
-        if self.readout is not None:
-            nn.init.zeros_(self.readout.weight)
-            nn.init.zeros_(self.readout.bias)
+        self._add_readout(model, objective, num_classes)
         accept_legacy_keys(self)
 
     # ---- config checks that belong to this kind of model ------------------------------------
@@ -65,24 +59,9 @@ class FFNetwork(nn.Module):
     @staticmethod
     def check(cfg: Config) -> None:
         NEGATIVES[cfg.objective.negatives].check(cfg)
-        if cfg.objective.predict in ("softmax", "combined") and not cfg.model.readout:
-            raise FFError(f"objective.predict = {cfg.objective.predict} needs model.readout = true.")
+        LayerLosses.check_readout(cfg)
 
     # ---- what the loop and the tools ask -----------------------------------------------------
-    @property
-    def layers(self) -> nn.ModuleList:
-        return self.stack.layers
-
-    @property
-    def loss_names(self) -> list[str]:
-        """Every loss `forward` can return, in order; a schedule activates some of them per step."""
-        return [f"layer{i}" for i in range(len(self.stack))] + (["readout"] if self.readout is not None else [])
-
-    @property
-    def prediction_layers(self) -> list[int]:
-        """The hidden layers whose goodness and activities predict (objective.predict_layers_from on)."""
-        return list(range(self.predict_from, len(self.stack)))
-
     @property
     def ways(self) -> tuple[str, ...]:
         """The ways this model can predict."""
@@ -97,19 +76,7 @@ class FFNetwork(nn.Module):
             return self.objective.predict
         return "softmax" if self.readout is not None else "goodness"
 
-    def param_groups(self, optim: OptimConfig) -> list[dict]:
-        """The layers at optim.lr (times optim.layer_lr's factors) and the readout at optim.readout_lr;
-        weights decayed, biases not."""
-        groups = self.stack.param_groups(optim.lr, optim.weight_decay, optim.layer_lr)
-        if self.readout is not None:
-            groups += decay_groups(self.readout.named_parameters(), optim.readout_lr, optim.readout_weight_decay)
-        return groups
-
     # ---- forward passes ---------------------------------------------------------------------
-    def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(B, *input_shape) coded inputs -> each hidden layer's activity (B, units)."""
-        return self.stack.activities(x)
-
     def with_label(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Images -> inputs that carry `labels` (unchanged for an unsupervised network)."""
         return self.coding.write(images, labels)

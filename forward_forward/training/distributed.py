@@ -29,6 +29,8 @@ TIMEOUT = datetime.timedelta(seconds=int(os.environ.get("FF_DIST_TIMEOUT", "300"
 
 @dataclass(frozen=True)
 class Ranks:
+    """This process's place in a data-parallel run: rank `rank` of `world`."""
+
     rank: int = 0
     world: int = 1
 
@@ -54,6 +56,9 @@ class Ranks:
         return index.chunk(self.world)[self.rank]
 
 
+ALONE = Ranks()  # one process, no process group
+
+
 def join(device: torch.device) -> Ranks:
     """The process group this process was launched into (torchrun's RANK, WORLD_SIZE), joined; one
     process alone when there is none."""
@@ -65,8 +70,8 @@ def join(device: torch.device) -> Ranks:
         try:
             dist.init_process_group(backend, timeout=TIMEOUT)
         except (RuntimeError, ValueError) as e:
-            raise FFError(f"joining the process group failed ({str(e).splitlines()[0]}); launch with "
-                          "`ff train --nproc N` or `torchrun --nproc-per-node N -m forward_forward.cli train`.") from None
+            raise FFError(f"joining the process group failed ({str(e).splitlines()[0]}); launch with `ff train "
+                          "--nproc N` or `torchrun --nproc-per-node N -m forward_forward.cli train`.") from None
     return Ranks(dist.get_rank(), dist.get_world_size())
 
 
@@ -85,8 +90,8 @@ def wrap(model: nn.Module, ranks: Ranks, device: torch.device, some_losses_idle:
         return model
     ddp = nn.parallel.DistributedDataParallel
     # buffers are averaged after each step instead (average_buffers); the flag's name changed in torch 2.12
-    no_sync: dict[str, Any] = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
-               else {"broadcast_buffers": False})
+    renamed = "forward_sync_buffers" in inspect.signature(ddp).parameters
+    no_sync: dict[str, Any] = {"forward_sync_buffers": False} if renamed else {"broadcast_buffers": False}
     return ddp(model, device_ids=[device.index] if device.type == "cuda" else None,
                find_unused_parameters=some_losses_idle, **no_sync)
 

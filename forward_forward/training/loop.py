@@ -36,7 +36,7 @@ class Loop:
     """State of one run's training: optimiser, schedule, data-order RNG, checkpoints, metrics."""
 
     def __init__(self, cfg: Config, model: Network, data: Datasets, device: torch.device, run_dir: Path,
-                 resume_state: dict | None, ranks: distributed.Ranks = distributed.Ranks()):
+                 resume_state: dict | None, ranks: distributed.Ranks = distributed.ALONE):
         self.cfg, self.model, self.data, self.device, self.run_dir = cfg, model, data, device, run_dir
         self.ranks = ranks
         self.train = data.train.to(device)
@@ -126,7 +126,7 @@ def _own_random_stream(device: torch.device, seed: int | None = None) -> Iterato
 
 
 def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_dir: Path,
-        resume_state: dict | None = None, ranks: distributed.Ranks = distributed.Ranks()) -> checkpoint.Position:
+        resume_state: dict | None = None, ranks: distributed.Ranks = distributed.ALONE) -> checkpoint.Position:
     """Train `model` for cfg.optim.epochs under its schedule, from `resume_state` if given; `ranks`:
     this process's place in a data-parallel run.
 
