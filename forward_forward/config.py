@@ -145,6 +145,9 @@ class RunConfig:
     # conv layers' weights and inputs in channels-last memory order during training (faster on CPUs
     # with oneDNN, measured by benchmarks/conv_speed.py); the same arithmetic in another order
     channels_last: bool = False
+    # how the processes of a distributed run (ff train --nproc N, torchrun) share the work: data (each a
+    # slice of every batch) | pipeline (each its own consecutive layers, activities sent forward)
+    parallel: str = "data"
     # modules imported before this config is checked, so the parts they register (goodness, losses,
     # activations, negative strategies, layer types, model kinds) can be named in it: in ff train,
     # sweeps, resumed runs and ff eval alike
@@ -182,6 +185,7 @@ CHOICES = {
     "optim.schedule": ("hinton", "constant"),
     "optim.greedy_negatives": ("step", "chunk"),
     "run.precision": ("fp32", "bf16", "auto"),
+    "run.parallel": ("data", "pipeline"),
 }
 
 

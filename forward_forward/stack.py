@@ -83,8 +83,10 @@ class LayerStack(nn.Module):
         return [layer.out_features for layer in self.layers]
 
     def forward(self, x: torch.Tensor, *, detach: bool = True, upto: int | None = None,
-                frozen: frozenset[int] = frozenset()) -> Pass:
-        """Run (B, *input_shape) inputs through the first `upto` layers (default all).
+                frozen: frozenset[int] = frozenset(), start: int = 0) -> Pass:
+        """Run (B, *input_shape) inputs through the first `upto` layers (default all); from layer
+        `start` on, x being what that layer reads (a pipeline stage's layers), with Pass lists indexed
+        from `start`.
 
         detach: each layer's input is detached, so no derivative crosses a layer (FF); False keeps
         the graph across layers (backprop). Layers in `frozen` run without a graph: their losses are
@@ -93,7 +95,7 @@ class LayerStack(nn.Module):
         pre, act = [], []
         count = len(self.layers) if upto is None else upto
         overlap = detach and self.overlap
-        for i in range(count):
+        for i in range(start, count):
             with torch.set_grad_enabled(torch.is_grad_enabled() and i not in frozen):
                 # with overlap, x carries a graph into the layer below (and no further): this layer's
                 # loss trains both

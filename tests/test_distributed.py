@@ -135,3 +135,50 @@ def test_nproc_errors_are_one_sentence(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it
     assert main(["train", "--preset", "tiny"]) == 2
     assert "give --run-dir" in capsys.readouterr().err
+
+
+def pipeline_config(fake_mnist):
+    # random wrong labels from rank 0's stream (the one a single process has), a readout the last stage
+    # trains on features gathered along the way, peer normalisation: what a stage must carry
+    return small_config(fake_mnist, model={"hidden": [32, 24, 16]},
+                        objective={"negatives": "random", "predict_layers_from": 0},
+                        optim={"epochs": 2, "batch_size": 50}, data={"train_limit": 600},
+                        run={"threads": 1, "parallel": "pipeline"})
+
+
+@pytest.mark.slow
+def test_a_two_stage_pipeline_takes_the_steps_of_one_process(fake_mnist, tmp_path):
+    cfg = pipeline_config(fake_mnist)
+    one = train(cfg, tmp_path / "one")  # run.parallel is read only by a distributed run
+    assert _run(2, cfg, tmp_path / "two") == [0, 0]
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert (summary["processes"], summary["parallel"]) == (2, "pipeline")
+    assert summary["test_error"] == one["test_error"]
+    a, b = runs.load_weights(tmp_path / "one"), runs.load_weights(tmp_path / "two")
+    for key in a:  # layer 0 on rank 0, layers 1-2 and the readout on rank 1: all sent back whole
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+    assert (tmp_path / "two" / "stage1" / "checkpoint.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_pipeline_stage_that_dies_ends_the_run_and_the_run_resumes(fake_mnist, tmp_path):
+    cfg = pipeline_config(fake_mnist)
+    codes = _run(2, cfg, tmp_path / "run", die_at=(2, 3), timeout=90)
+    assert codes[1] == 3
+    assert "lost contact with the others" in (tmp_path / "run.error0.txt").read_text()
+    assert _run(2, cfg, tmp_path / "run", resume=True) == [0, 0]
+    one = train(cfg, tmp_path / "one")
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["test_error"] == one["test_error"]
+    a, b = runs.load_weights(tmp_path / "one"), runs.load_weights(tmp_path / "run")
+    assert all(torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4) for key in a)
+
+
+def test_the_pipeline_refuses_what_it_cannot_carry():
+    from forward_forward.training import pipeline
+    from forward_forward.training.distributed import Ranks
+
+    cfg = small_config(objective={"negatives": "hard"}, run={"parallel": "pipeline"})
+    with pytest.raises(FFError, match="objective.negatives = hard .* use random or all"):
+        pipeline.check(cfg, 2, Ranks(0, 2))
+    with pytest.raises(FFError, match="2 hidden layers for 3 processes"):
+        pipeline.check(small_config(objective={"negatives": "random"}), 2, Ranks(0, 3))

@@ -55,6 +55,7 @@ class FFLayer(nn.Module):
         self.input_norm = InputNorm(norm, norm_scope, self.in_shape, norm_eps)
         self.activation = ACTIVATIONS[activation]()
         self.peer_lambda, self.peer_decay = peer_lambda, peer_decay
+        self.mean_over_processes = False  # set by training.distributed.wrap in a data-parallel run
         # Starts at 0.5 as in the MATLAB code; a buffer so it is saved and moved with the model.
         self.register_buffer("mean_activity", torch.full((self.out_features,), 0.5))
 
@@ -89,8 +90,7 @@ class FFLayer(nn.Module):
         with torch.no_grad():
             if self.training:
                 batch_mean = activity.mean(dim=0)
-                if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-                    # data-parallel: the mean of the whole batch, so every process pushes as one would
+                if self.mean_over_processes:  # data-parallel: every process pushes as one would on the batch
                     dist.all_reduce(batch_mean)
                     batch_mean /= dist.get_world_size()
                 self.mean_activity.mul_(self.peer_decay).add_(batch_mean, alpha=1 - self.peer_decay)

@@ -88,6 +88,11 @@ def wrap(model: nn.Module, ranks: Ranks, device: torch.device, some_losses_idle:
     some_losses_idle: a schedule whose steps leave some losses out (greedy, sleep phases)."""
     if not ranks.parallel:
         return model
+    from ..layers import FFLayer
+
+    for module in model.modules():  # peer normalisation's running means: of the whole batch, not a slice
+        if isinstance(module, FFLayer):
+            module.mean_over_processes = True
     ddp = nn.parallel.DistributedDataParallel
     # buffers are averaged after each step instead (average_buffers); the flag's name changed in torch 2.12
     renamed = "forward_sync_buffers" in inspect.signature(ddp).parameters

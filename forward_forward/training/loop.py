@@ -18,7 +18,7 @@ from .. import augment, checkpoint, runs
 from ..config import Config
 from ..data import Datasets
 from ..errors import Interrupted
-from . import distributed
+from . import distributed, pipeline
 from .device import autocast
 from .evaluate import error_rate
 from .metrics import Meter, log_tensorboard, tensorboard_writer
@@ -26,7 +26,7 @@ from .optim import build_optimizer
 from .schedules import schedule_for
 
 if TYPE_CHECKING:
-    from ..models import Network
+    from ..models import FFNetwork, Network
 
 
 SPARSITY_SAMPLES = 1000
@@ -41,8 +41,11 @@ class Loop:
         self.ranks = ranks
         self.train = data.train.to(device)
         self.schedule = schedule_for(cfg, model.loss_names, len(self.train))
-        # what a training step calls: DDP over the model when the run is data-parallel
-        self.step_model = distributed.wrap(cast(torch.nn.Module, model), ranks, device,
+        # a pipeline stage runs this rank's layers; else a step calls DDP over the model (data-parallel)
+        piped = ranks.parallel and cfg.run.parallel == "pipeline"
+        self.stage = pipeline.Stage(cast("FFNetwork", model), ranks, run_dir) if piped else None
+        self.sharded = distributed.ALONE if piped else ranks  # whose slice of each batch this rank takes
+        self.step_model = distributed.wrap(cast(torch.nn.Module, model), self.sharded, device,
                                            some_losses_idle=bool(cfg.optim.greedy_steps or cfg.optim.phase_steps))
         total_steps = self.schedule.steps_per_epoch * cfg.optim.epochs
         self.optimizer, self.scheduler = build_optimizer(cfg, model, total_steps)
@@ -56,20 +59,28 @@ class Loop:
 
     def save(self, epoch: int, step: int, order: torch.Tensor | None, step_seconds: float) -> None:
         self.position = checkpoint.Position(epoch, step, order, time.perf_counter() - self.started, step_seconds)
-        if not self.ranks.main:  # every rank holds the same state; one writes it
+        if self.stage is not None:  # each stage its own optimiser state, rank 0 in the run directory
+            self.stage.checkpoint_dir.mkdir(exist_ok=True)
+            folder = self.stage.checkpoint_dir
+        elif self.ranks.main:
+            folder = self.run_dir
+        else:  # data-parallel: every rank holds the same state; one writes it
             return
-        checkpoint.save(self.run_dir, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+        checkpoint.save(folder, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                         generator=self.generator, position=self.position)
 
     def stop(self, epoch: int, step: int, order: torch.Tensor | None, step_seconds: float) -> None:
         """Ctrl-C between steps: checkpoint here and leave with a message on how to continue."""
+        if self.stage is not None:  # the stages stand at different steps: only an epoch's end is whole
+            raise Interrupted(f"interrupted in epoch {epoch}; a pipeline run continues from the end of its last "
+                              f"epoch: `ff train --resume {self.run_dir}`.")
         self.save(epoch, step, order, step_seconds)
         raise Interrupted(f"interrupted at epoch {epoch}, step {step}; a checkpoint is saved: continue with "
                           f"`ff train --resume {self.run_dir}`.")
 
     def train_step(self, epoch: int, step: int, order: torch.Tensor | None) -> tuple[dict, dict]:
         index, active, phase = self.schedule.step(epoch, step, order)
-        index = self.ranks.shard(index)
+        index = self.sharded.shard(index)
         images, labels = self.train.images[index], self.train.labels[index]
         seed = self.schedule.seed(epoch, step)
         with _own_random_stream(self.device, seed) if seed is not None else contextlib.nullcontext():
@@ -79,17 +90,25 @@ class Loop:
             if self.cfg.data.flip:
                 images = augment.flip(images, generator)
             with autocast(self.cfg, self.device):
-                losses, stats = self.step_model(images, labels, active=active, phase=phase)
+                if self.stage is not None:
+                    losses, stats = self.stage.step(images, labels)
+                else:
+                    losses, stats = self.step_model(images, labels, active=active, phase=phase)
         self.optimizer.zero_grad(set_to_none=True)
         cast(torch.Tensor, sum(losses.values())).backward()  # a sum of tensors
         self.optimizer.step()
         self.scheduler.step()
-        distributed.average_buffers(cast(torch.nn.Module, self.model), self.ranks)
+        distributed.average_buffers(cast(torch.nn.Module, self.model), self.sharded)
         return losses, stats
 
     def end_epoch(self, epoch: int, meter: Meter, step_seconds: float) -> None:
         meter.check_finite(epoch, checkpointed=(self.run_dir / checkpoint.CHECKPOINT).exists())
-        if not self.ranks.main:  # rank 0 validates, logs and checkpoints for all
+        if self.stage is not None:
+            self.stage.gather()  # rank 0's network made whole, to validate and save
+        if not self.ranks.main:  # rank 0 validates, logs and checkpoints for all; a stage keeps its optimiser
+            due = epoch % self.cfg.run.checkpoint_every == 0 or epoch == self.cfg.optim.epochs
+            if self.stage is not None and due:
+                self.save(epoch + 1, 0, None, step_seconds)
             self.position = checkpoint.Position(epoch + 1, 0, None, time.perf_counter() - self.started, step_seconds)
             return
         cfg = self.cfg

@@ -18,7 +18,7 @@ from ..config import Config, merge
 from ..data import Datasets
 from ..errors import Diverged, FFError
 from ..models import MODELS, build_model
-from . import distributed
+from . import distributed, pipeline
 from .device import device_name, resolve_device, resolve_precision
 from .evaluate import score, scored_ways
 from .loop import fit
@@ -92,16 +92,21 @@ def _train(cfg: Config, run_dir: Path, preset: str, resume: bool, data: Datasets
         for module in cast(nn.Module, model).modules():
             if isinstance(module, nn.Conv2d):
                 module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
-    if ranks.parallel:  # the same weights everywhere, then each rank its own negatives and noise
+    piped = ranks.parallel and cfg.run.parallel == "pipeline"
+    if piped:
+        pipeline.check(cfg, len(model.layers), ranks)
+    elif ranks.parallel:
         chunk = cfg.optim.chunk_size
         batches = {chunk, len(data.train) % chunk or chunk} if cfg.optim.greedy_steps else {cfg.optim.batch_size}
         for size in batches:  # every batch must split evenly: refused now, not in the middle of an epoch
             ranks.shard(torch.arange(size))
-        torch.manual_seed(cfg.run.seed + 7919 * ranks.rank)
+    if ranks.rank > 0:  # the same weights everywhere, then each rank its own negatives and noise; rank 0
+        torch.manual_seed(cfg.run.seed + 7919 * ranks.rank)  # keeps the stream one process has
     schedule_for(cfg, model.loss_names, len(data.train))
     scored_ways(cfg, model)
     if not ranks.main:  # the others train in step with rank 0 and leave the run directory to it
-        fit(cfg, model, data, device, run_dir, checkpoint.load(run_dir) if resume else None, ranks)
+        own = run_dir / f"stage{ranks.rank}" if piped else run_dir  # a pipeline stage's own checkpoint
+        fit(cfg, model, data, device, run_dir, checkpoint.load(own) if resume else None, ranks)
         return {}
     created = not run_dir.exists()
     try:
@@ -120,7 +125,7 @@ def _train(cfg: Config, run_dir: Path, preset: str, resume: bool, data: Datasets
                        "step_seconds": round(position.step_seconds, 1),
                        "train_images": len(data.train), "device": device_name(device), "precision": precision,
                        "precision_reason": why, "ways": list(model.ways),  # the ways it predicts by, scored or not
-                       "processes": ranks.world}
+                       "processes": ranks.world, "parallel": cfg.run.parallel if ranks.parallel else "none"}
             summary.update(score(cfg, model, data, device))
             summary["config"] = cfg.to_dict()
             runs.write_json_atomic(run_dir / "summary.json", summary)
