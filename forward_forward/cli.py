@@ -59,10 +59,11 @@ def cmd_train(args) -> None:
                 raise FFError(f"--epochs {args.epochs} is fewer than the run's {cfg.optim.epochs}: a run is extended, "
                               "never shortened.")
             checkpoint.load(run_dir)  # a damaged checkpoint is refused before the config changes
-            # the learning-rate schedule is that of the longer run from here on (hinton: flat for its first half)
-            print(f"extending {run_dir} from {cfg.optim.epochs} to {args.epochs} epochs", flush=True)
-            longer = config_mod.merge(cfg, {"optim": {"epochs": args.epochs}})  # only the epochs change on disk
-            runs.write_json_atomic(run_dir / runs.CONFIG, {"preset": preset, **longer.to_dict()})
+            if main_rank:  # one process of a distributed run rewrites the config
+                # the learning-rate schedule is that of the longer run from here on (hinton: flat for its first half)
+                print(f"extending {run_dir} from {cfg.optim.epochs} to {args.epochs} epochs", flush=True)
+                longer = config_mod.merge(cfg, {"optim": {"epochs": args.epochs}})  # only the epochs change on disk
+                runs.write_json_atomic(run_dir / runs.CONFIG, {"preset": preset, **longer.to_dict()})
         cfg = _apply_flags(cfg, args)
         if main_rank:
             print(f"resuming {run_dir}", flush=True)

@@ -319,6 +319,9 @@ def _validate(cfg: Config) -> Config:
     if cfg.optim.greedy_negatives != "step" and not cfg.optim.greedy_steps:
         raise FFError("optim.greedy_negatives chooses how the greedy schedule draws negatives, and "
                       "optim.greedy_steps = 0 trains without it: set greedy_steps, or leave greedy_negatives at step.")
+    if cfg.model.overlap and cfg.model.blackbox != "none":
+        raise FFError("model.overlap trains a layer through the one above it, and a black-box stage between them "
+                      "passes no derivative: set model.blackbox = none, or model.overlap = false.")
     if cfg.data.path is not None and cfg.data.dataset != "file":
         raise FFError(f"data.path is read only with data.dataset = file, and the dataset is {cfg.data.dataset}: "
                       "set data.dataset = file, or drop data.path.")

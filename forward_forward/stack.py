@@ -8,7 +8,7 @@ runs the same path and asks for fewer losses; it never runs the layers its own w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Iterator, NamedTuple, Sequence, cast, overload
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, NamedTuple, Sequence, cast, overload
 
 import torch
 from torch import nn
@@ -83,14 +83,17 @@ class LayerStack(nn.Module):
         return [layer.out_features for layer in self.layers]
 
     def forward(self, x: torch.Tensor, *, detach: bool = True, upto: int | None = None,
-                frozen: frozenset[int] = frozenset(), start: int = 0) -> Pass:
+                frozen: frozenset[int] = frozenset(), start: int = 0,
+                each: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None, keep: bool = True) -> Pass:
         """Run (B, *input_shape) inputs through the first `upto` layers (default all); from layer
         `start` on, x being what that layer reads (a pipeline stage's layers), with Pass lists indexed
         from `start`.
 
         detach: each layer's input is detached, so no derivative crosses a layer (FF); False keeps
         the graph across layers (backprop). Layers in `frozen` run without a graph: their losses are
-        not wanted on this step.
+        not wanted on this step. `each(i, z, y)` is called as soon as layer i has run (its loss can be
+        computed and backpropagated then, freeing its graph); with `keep` False the Pass holds nothing, so
+        no layer's tensors outlive the next one.
         """
         pre, act = [], []
         count = len(self.layers) if upto is None else upto
@@ -101,8 +104,11 @@ class LayerStack(nn.Module):
                 # loss trains both
                 z, y = self._layer(i, x, detach=detach and not overlap)
                 up = self._layer(i, x, detach=True)[1] if overlap and i + 1 < count else y
-            pre.append(z)
-            act.append(y)
+            if each is not None:
+                each(i, z, y)
+            if keep:
+                pre.append(z)
+                act.append(y)
             if i + 1 < count:  # the stage feeds the next layer; after the last one run, nothing needs it
                 x = self.stages[i](up)
         return Pass(pre, act)

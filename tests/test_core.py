@@ -228,3 +228,35 @@ def test_registry_entries_check_their_own_fields():
     twin = merge(small_config(model={"readout": False}, objective={"negatives": "random", "predict": "goodness"}),
                  {"model": {"kind": "backprop"}, "objective": {"predict": "softmax"}})
     assert twin.model.kind == "backprop"
+
+
+# ---- each layer's loss backpropagated as soon as it is computed ------------------------------------
+@pytest.mark.parametrize("negatives", ["hard", "hybrid"])
+def test_releasing_each_layers_graph_gives_the_gradients_of_one_backward(negatives):
+    """With release_graphs (what the loop sets), every layer's loss is backpropagated inside forward and
+    its graph freed; the gradients are those of one backward of the summed losses."""
+    coding = {"label_coding": "pixels"} if negatives == "hard" else {}
+    cfg = small_config(objective={"negatives": negatives, **coding}, model={"hidden": [32, 32, 32]})
+    torch.manual_seed(0)
+    model = build_model(cfg, (1, 8, 8), 10)
+    images, labels = torch.rand(20, 1, 8, 8), torch.arange(20) % 10
+    before = {k: v.clone() for k, v in model.state_dict().items()}  # the peer-normalisation means move
+    torch.manual_seed(1)
+    losses, _ = model(images, labels)
+    sum(losses.values()).backward()
+    summed = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(before)
+    model.release_graphs = True
+    torch.manual_seed(1)
+    released, _ = model(images, labels)
+    assert all(not released[f"layer{i}"].requires_grad for i in range(3))  # already backpropagated
+    total = sum(released.values())
+    if total.requires_grad:  # the readout's loss, which reads a pass of its own
+        total.backward()
+    for name, p in model.named_parameters():
+        assert torch.equal(p.grad, summed[name]), name
+    assert all(torch.equal(released[k], losses[k].detach()) for k in losses)
+    seen = []
+    out = model.stack(model.with_label(images, labels), each=lambda i, z, y: seen.append(i), keep=False)
+    assert seen == [0, 1, 2] and out.pre == out.act == []  # nothing of a layer outlives the next one

@@ -47,6 +47,9 @@ class BackpropNetwork(nn.Module):
     def check(cfg: Config) -> None:
         if cfg.objective.predict in ("goodness", "combined"):
             raise FFError("model.kind = backprop predicts by its output layer: set objective.predict = softmax.")
+        if cfg.model.overlap:
+            raise FFError("model.kind = backprop trains every layer through all the layers above it: set "
+                          "model.overlap = false.")
         if cfg.optim.phase_steps or cfg.optim.greedy_steps:
             raise FFError("model.kind = backprop trains end to end: set optim.phase_steps and optim.greedy_steps to 0.")
 

@@ -8,7 +8,8 @@ correct class's channels are pushed up and every other class's down in one posit
 competition between groups replaces negative data. With goodness_scope = region every patch of
 positions competes on its own (the spatial goodness of ASGE, 2025), each with its own loss term.
 
-Every layer's input is detached, as in FF: each loss trains exactly one layer. Prediction needs
+Every layer's input is detached, as in FF: each loss trains exactly one layer (with model.overlap,
+that layer and the one below it). Prediction needs
 one pass, not one per label: by goodness (the class log-probabilities summed over the prediction
 layers), by the linear softmax readout on their activities, or by both.
 """

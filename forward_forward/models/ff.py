@@ -2,8 +2,8 @@
 with hybrid negatives (§3.2), by its negative-data strategy; never a subclass per variant.
 
 The model hands the training loop named per-layer losses; it never steps an optimiser itself.
-Every layer's input is detached, so each loss trains exactly one layer (and "readout" only the
-linear softmax readout).
+Every layer's input is detached, so each loss trains exactly one layer (with model.overlap, that
+layer and the one below it), and "readout" only the linear softmax readout.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from .base import LayerLosses, accept_legacy_keys, check_batch, readout_features
 
 
 class FFNetwork(LayerLosses):
+    # set by the training loop where nothing wraps the model (DDP needs one backward per step): each
+    # layer's loss is then backpropagated as soon as it is computed, which frees that layer's graph and
+    # tensors before the next layer runs, so a step's memory does not grow with depth
+    release_graphs = False
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
         super().__init__()
@@ -215,14 +219,24 @@ class FFNetwork(LayerLosses):
             pos, neg = self.negatives.make(images, labels, self.coding, probs, self)
             pos, neg = (pos, neg[:0]) if phase == "positive" else (pos[:0], neg) if phase == "negative" else (pos, neg)
             batch = pos.shape[0]
+
+            def settle(i: int, z: torch.Tensor, y: torch.Tensor) -> None:
+                """Layer i's loss, as soon as the layer has run; backpropagated at once with release_graphs."""
+                if i not in trained:
+                    return
+                loss, stats[f"layer{i}"] = self.layer_loss(i, y[:batch], y[batch:])
+                if self.stack.layers[i].peer_lambda > 0 and batch:
+                    loss = loss + self.stack.layers[i].peer_loss(z[:batch], y[:batch])
+                if self.release_graphs and loss.requires_grad:
+                    with torch.autocast(y.device.type, enabled=False):  # the backward the loop would run
+                        loss.backward()
+                    loss = loss.detach()
+                losses[f"layer{i}"] = loss
+
+            unsupervised_readout = wants_readout and not self.negatives.labelled  # it reads every layer below
             out = self.stack(torch.cat([pos, neg]), upto=upto,  # (P + N, ...): one matmul per layer for both
-                             frozen=frozenset(range(upto)) - set(trained))
-        for i in trained:
-            z, y = cast(Pass, out).pre[i], cast(Pass, out).act[i]  # a trained layer ran: upto > 0
-            loss, stats[f"layer{i}"] = self.layer_loss(i, y[:batch], y[batch:])
-            if self.stack.layers[i].peer_lambda > 0 and batch:
-                loss = loss + self.stack.layers[i].peer_loss(z[:batch], y[:batch])
-            losses[f"layer{i}"] = loss
+                             frozen=frozenset(range(upto)) - set(trained), each=settle,
+                             keep=unsupervised_readout or not self.release_graphs)
         if wants_readout and not self.negatives.labelled and batch:
             logits = cast(nn.Linear, self.readout)(  # wants_readout and batch > 0: the readout and the pass are there
                 self.readout_features([y[:batch] for y in cast(Pass, out).act])).float()

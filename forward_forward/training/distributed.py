@@ -5,8 +5,10 @@ A run launched by `torchrun --nproc-per-node N -m forward_forward.cli train ...`
 process group: gloo on CPU, NCCL on GPUs. Every rank builds the same network from the same seed
 and draws the same order of images; step s gives rank r the r-th of N equal slices of the batch.
 `DistributedDataParallel` averages the gradients, so with equal slices each step is the step of
-one process on the whole batch. Buffers (the peer-normalisation means, batchnorm statistics) are
-averaged after every step: a running mean of slice means is the running mean of the batch mean.
+one process on the whole batch. Peer normalisation takes the batch mean across the ranks. Other
+buffers are averaged after every step; for batchnorm, which normalises each slice by its own
+statistics, that makes the running mean the batch's but not the running variance (the spread
+between slices is left out).
 Rank 0 alone writes the run directory, logs and validates.
 """
 
@@ -24,7 +26,8 @@ from torch import nn
 
 from ..errors import FFError
 
-TIMEOUT = datetime.timedelta(seconds=int(os.environ.get("FF_DIST_TIMEOUT", "300")))  # a hung peer ends the run
+# a hung peer ends the run after this long; rank 0's validation must fit in it (the others wait meanwhile)
+TIMEOUT = datetime.timedelta(seconds=int(os.environ.get("FF_DIST_TIMEOUT", "1800")))
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,10 @@ def join(device: torch.device) -> Ranks:
 
 def device_for(ranks: Ranks, device: torch.device) -> torch.device:
     """Each rank on its own GPU (LOCAL_RANK) when the run is on CUDA."""
-    if ranks.parallel and device.type == "cuda" and device.index is None:
+    if ranks.parallel and device.type == "cuda" and device.index is not None:
+        raise FFError(f"run.device = {device} would put every process on one GPU: set run.device = cuda (each "
+                      "process takes the GPU of its LOCAL_RANK).")
+    if ranks.parallel and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     return device
@@ -112,11 +118,17 @@ def average_buffers(model: nn.Module, ranks: Ranks) -> None:
             buffer.div_(ranks.world)
 
 
+def is_peer_error(error: RuntimeError) -> bool:
+    """Whether `error` is torch.distributed's: a connection dropped or a collective timed out."""
+    words = ("gloo", "nccl", "connection", "timed out", "timeout", "peer", "socket")
+    return isinstance(error, getattr(dist, "DistError", ())) or any(w in str(error).lower() for w in words)
+
+
 def lost_peer(error: BaseException, ranks: Ranks, run_dir) -> FFError:
     """The error a rank raises when another rank died or stopped answering."""
     return FFError(f"process {ranks.rank} of {ranks.world} lost contact with the others ({type(error).__name__}: "
-                   f"{str(error).splitlines()[0][:160]}): one of them died or hung. The last checkpoint in {run_dir} "
-                   f"is whole: continue with `ff train --resume {run_dir} --nproc {ranks.world}`.")
+                   f"{str(error).splitlines()[0][:160]}): one of them died or hung. Continue from the last "
+                   f"checkpoint in {run_dir}, if it has one: `ff train --resume {run_dir} --nproc {ranks.world}`.")
 
 
 def leave(ranks: Ranks) -> None:

@@ -20,7 +20,7 @@ from ..data import Datasets
 from ..errors import Interrupted
 from . import distributed, pipeline
 from .device import autocast
-from .evaluate import error_rate
+from .evaluate import error_rate, scoring
 from .metrics import Meter, log_tensorboard, tensorboard_writer
 from .optim import build_optimizer
 from .schedules import schedule_for
@@ -47,6 +47,8 @@ class Loop:
         self.sharded = distributed.ALONE if piped else ranks  # whose slice of each batch this rank takes
         self.step_model = distributed.wrap(cast(torch.nn.Module, model), self.sharded, device,
                                            some_losses_idle=bool(cfg.optim.greedy_steps or cfg.optim.phase_steps))
+        if self.step_model is model and hasattr(model, "release_graphs"):
+            model.release_graphs = True  # each layer's loss backpropagated as soon as it is computed
         total_steps = self.schedule.steps_per_epoch * cfg.optim.epochs
         self.optimizer, self.scheduler = build_optimizer(cfg, model, total_steps)
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
@@ -54,6 +56,10 @@ class Loop:
         if resume_state is not None:
             self.position = checkpoint.restore(resume_state, model=model, optimizer=self.optimizer,
                                                scheduler=self.scheduler, generator=self.generator)
+        if self.stage is not None:
+            self.stage.agree(self.position.epoch, run_dir)  # every stage resumes from the same epoch
+        elif resume_state is not None and ranks.rank > 0:  # data-parallel: rank 0's checkpoint holds its stream
+            torch.manual_seed(cfg.run.seed + 7919 * ranks.rank + 104729 * self.position.epoch + self.position.step)
         self.started = time.perf_counter() - self.position.elapsed
         self.tensorboard = tensorboard_writer(run_dir) if cfg.log.tensorboard and ranks.main else None
 
@@ -71,31 +77,36 @@ class Loop:
 
     def stop(self, epoch: int, step: int, order: torch.Tensor | None, step_seconds: float) -> None:
         """Ctrl-C between steps: checkpoint here and leave with a message on how to continue."""
+        nproc = f" --nproc {self.ranks.world}" if self.ranks.parallel else ""
         if self.stage is not None:  # the stages stand at different steps: only an epoch's end is whole
             raise Interrupted(f"interrupted in epoch {epoch}; a pipeline run continues from the end of its last "
-                              f"epoch: `ff train --resume {self.run_dir}`.")
+                              f"epoch: `ff train --resume {self.run_dir}{nproc}`.")
         self.save(epoch, step, order, step_seconds)
         raise Interrupted(f"interrupted at epoch {epoch}, step {step}; a checkpoint is saved: continue with "
-                          f"`ff train --resume {self.run_dir}`.")
+                          f"`ff train --resume {self.run_dir}{nproc}`.")
 
     def train_step(self, epoch: int, step: int, order: torch.Tensor | None) -> tuple[dict, dict]:
         index, active, phase = self.schedule.step(epoch, step, order)
-        index = self.sharded.shard(index)
         images, labels = self.train.images[index], self.train.labels[index]
         seed = self.schedule.seed(epoch, step)
+        self.optimizer.zero_grad(set_to_none=True)  # before the forward pass, which may backpropagate already
         with _own_random_stream(self.device, seed) if seed is not None else contextlib.nullcontext():
             generator = self.generator if seed is None else torch.Generator().manual_seed(seed)
             if self.cfg.data.jitter:
                 images = augment.jitter(images, self.cfg.data.jitter, generator)
             if self.cfg.data.flip:
                 images = augment.flip(images, generator)
+            # data-parallel: this rank's slice, taken after the whole batch was augmented, so every
+            # image gets its own shift and flip whatever its rank
+            images, labels = (cast(torch.Tensor, self.sharded.shard(t)) for t in (images, labels))
             with autocast(self.cfg, self.device):
                 if self.stage is not None:
                     losses, stats = self.stage.step(images, labels)
                 else:
                     losses, stats = self.step_model(images, labels, active=active, phase=phase)
-        self.optimizer.zero_grad(set_to_none=True)
-        cast(torch.Tensor, sum(losses.values())).backward()  # a sum of tensors
+        total = cast(torch.Tensor, sum(losses.values()))  # what the model has not backpropagated itself
+        if total.requires_grad:
+            total.backward()
         self.optimizer.step()
         self.scheduler.step()
         distributed.average_buffers(cast(torch.nn.Module, self.model), self.sharded)
@@ -116,7 +127,9 @@ class Loop:
                  "lr": self.scheduler.get_last_lr()[0], "layers": meter.means()}
         # sparsity once an epoch, on the first training images: every step would cost 3 % of its time
         sample = slice(0, min(len(self.train), SPARSITY_SAMPLES))
-        with _own_random_stream(self.device):  # a noisy stage must not shift the run's random stream
+        # eval mode: batchnorm's running statistics are not moved by these images; and a noisy stage
+        # must not shift the run's random stream
+        with _own_random_stream(self.device), scoring(self.model):
             sparsity = self.model.layer_sparsity(self.train.images[sample], self.train.labels[sample])
         for name, values in sparsity.items():
             entry["layers"].setdefault(name, {}).update(values)
@@ -174,8 +187,8 @@ def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_d
                 meter.flush()
                 step_seconds += time.perf_counter() - tick
                 loop.end_epoch(epoch, meter, step_seconds)
-        except RuntimeError as e:  # torch.distributed's errors when a peer dies or hangs
-            if ranks.parallel:
+        except RuntimeError as e:
+            if ranks.parallel and distributed.is_peer_error(e):  # a peer died or hung
                 raise distributed.lost_peer(e, ranks, run_dir) from None
             raise
     return loop.position

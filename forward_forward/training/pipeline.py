@@ -102,7 +102,9 @@ class Stage:
             ahead = model.stack.stages[self.stop - 1]  # the stage between this rank's last layer and the next
             message = [ahead(out.act[-1]).detach()]
             if neutral is not None:
-                message += [ahead(neutral_acts[-1]).detach(), features]
+                message.append(ahead(neutral_acts[-1]).detach())
+                if features.shape[1]:  # nothing to send while no prediction layer has run
+                    message.append(features)
             self._send(message)
         elif model.readout is not None:
             logits = model.readout(features).float()
@@ -118,8 +120,10 @@ class Stage:
         negatives = batch * model.negatives.per_image
         shapes: list[tuple[int, ...]] = [(batch + negatives, below.out_features)]
         if model.readout is not None:
+            shapes.append((batch, below.out_features))
             width = sum(model.stack.units[model.predict_from : self.start])
-            shapes += [(batch, below.out_features), (batch, width)]
+            if width:
+                shapes.append((batch, width))
         return shapes
 
     def _receive(self, batch: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -127,9 +131,8 @@ class Stage:
         got = [torch.empty(shape, device=device) for shape in self._shapes(batch)]
         for tensor in got:
             dist.recv(tensor, src=self.ranks.rank - 1)
-        if len(got) == 1:
-            return got[0], None, got[0].new_zeros(batch, 0)
-        return got[0], got[1], got[2]
+        neutral = got[1] if len(got) > 1 else None
+        return got[0], neutral, got[2] if len(got) > 2 else got[0].new_zeros(batch, 0)
 
     def _send(self, tensors: list[torch.Tensor]) -> None:
         tensors = [t.contiguous() for t in tensors]
@@ -142,6 +145,16 @@ class Stage:
         """Wait until every send has been received."""
         while self.pending:
             self.pending.pop(0)[0].wait()
+
+    def agree(self, epoch: int, run_dir: Path) -> None:
+        """One clear error, on every rank, when the stages would resume from different epochs."""
+        low, high = torch.tensor([epoch]), torch.tensor([epoch])
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        if int(low) != int(high):
+            raise FFError(f"the stages of {run_dir} hold checkpoints of different epochs ({int(low)} to {int(high)}): "
+                          f"it was stopped between two stages' saves, or is resumed with another number of "
+                          f"processes than the {self.ranks.world} it was trained with; train it again.")
 
     # ---- the whole network on rank 0 ----------------------------------------------------------
     def _tensors(self, rank: int) -> list[torch.Tensor]:

@@ -18,6 +18,7 @@ from ..config import Config, merge
 from ..data import Datasets
 from ..errors import Diverged, FFError
 from ..models import MODELS, build_model
+from ..negatives import NEGATIVES
 from . import distributed, pipeline
 from .device import device_name, resolve_device, resolve_precision
 from .evaluate import score, scored_ways
@@ -40,7 +41,9 @@ def fit_to_data(cfg: Config, data: Datasets, given: bool = False) -> Config:
         raise FFError(f"data.flip mirrors images, and this data is {data.kind} of shape {data.shape}: set it to false.")
     first_layer = cfg.model.layer if isinstance(cfg.model.layer, str) else cfg.model.layer[0]
     coding = resolve(cfg.objective.label_coding, data.shape, data.label_room, first_layer)
-    if MODELS[cfg.model.kind].label_in_input(cfg) and coding != cfg.objective.label_coding:
+    takes_label = getattr(MODELS[cfg.model.kind], "label_in_input", None)  # plugin kinds may predate it
+    label_in_input = takes_label(cfg) if takes_label else NEGATIVES[cfg.objective.negatives].labelled
+    if label_in_input and coding != cfg.objective.label_coding:
         changes["objective"] = {"label_coding": coding}
     return merge(cfg, changes) if changes else cfg
 
