@@ -83,7 +83,8 @@ class Scope:
     def split(self, y: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         """(B, units) activity of a layer of `shape` ((C, H, W), or (units,): one position) ->
         (B, groups, regions, units per term). A map whose side is not a multiple of `region` is
-        zero padded: the border patches are smaller, and zeros add nothing to a sum goodness."""
+        zero padded: the border patches hold fewer real positions (zeros add nothing to a sum goodness
+        and dilute a mean), and keep a full patch's threshold (`size`)."""
         batch = y.shape[0]
         c, h, w = shape if len(shape) == 3 else (shape[0], 1, 1)
         y = y.reshape(batch, self.groups, c // self.groups, h, w)
