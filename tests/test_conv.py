@@ -167,6 +167,22 @@ def test_the_competitive_loss_is_the_cross_entropy_of_class_group_goodness():
     assert set(losses) == {"layer0", "layer1", "readout"}
 
 
+def test_the_competitive_model_releases_each_layers_graph_with_the_same_gradients():
+    model = build_model(competitive_config(model={"peer_lambda": 0.03}), (1, 12, 12), 10)
+    x, labels = images(), torch.arange(8) % 10
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    losses, _ = model(x, labels)
+    sum(losses.values()).backward()
+    summed = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(before)
+    model.release_graphs = True
+    released, _ = model(x, labels)
+    assert not released["layer0"].requires_grad and released["readout"].requires_grad
+    sum(released.values()).backward()
+    assert all(torch.equal(p.grad, summed[n]) for n, p in model.named_parameters())
+
+
 def test_the_competitive_model_takes_no_label_and_predicts_in_one_pass(monkeypatch):
     model = build_model(competitive_config(), (1, 12, 12), 10)
     calls, forward = [], model.stack.forward

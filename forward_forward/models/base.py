@@ -112,6 +112,18 @@ class LayerLosses(nn.Module):
 
     stack: LayerStack
     readout: nn.Linear | None
+    # set by the training loop where nothing wraps the model (DDP needs one backward per step): each
+    # layer's loss is then backpropagated as soon as it is computed, which frees that layer's graph and
+    # tensors before the next layer runs, so a step's memory does not grow with depth
+    release_graphs = False
+
+    def release(self, loss: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """`loss` backpropagated now and returned detached under release_graphs; else as it is."""
+        if not (self.release_graphs and loss.requires_grad):
+            return loss
+        with torch.autocast(like.device.type, enabled=False):  # the backward the loop would run, outside autocast
+            loss.backward()
+        return loss.detach()
 
     def _add_readout(self, model: ModelConfig, objective: ObjectiveConfig, num_classes: int) -> None:
         """The readout, zero-initialised (the MATLAB code's), after the stack."""

@@ -140,16 +140,21 @@ class CompetitiveNetwork(LayerLosses):
         trained = [i for i in range(len(self.stack)) if f"layer{i}" in active]
         wants_readout = self.readout is not None and "readout" in active
         upto = len(self.stack) if wants_readout else max(trained, default=-1) + 1
-        out = self.stack(images, upto=upto, frozen=frozenset(range(upto)) - set(trained))
         losses, stats = {}, {}
-        for i in trained:
-            logits = self.class_logits(i, out.act[i])  # (B, classes, regions)
-            target = labels[:, None].expand(-1, logits.shape[2])
-            loss = F.cross_entropy(logits, target)
+
+        def settle(i: int, z: torch.Tensor, y: torch.Tensor) -> None:
+            """Layer i's loss, as soon as the layer has run; backpropagated at once with release_graphs."""
+            if i not in trained:
+                return
+            logits = self.class_logits(i, y)  # (B, classes, regions)
+            loss = F.cross_entropy(logits, labels[:, None].expand(-1, logits.shape[2]))
             if self.stack.layers[i].peer_lambda > 0:
-                loss = loss + self.stack.layers[i].peer_loss(out.pre[i], out.act[i])
-            losses[f"layer{i}"] = loss
+                loss = loss + self.stack.layers[i].peer_loss(z, y)
+            losses[f"layer{i}"] = self.release(loss, y)
             stats[f"layer{i}"] = {"acc": (logits.detach().mean(dim=2).argmax(dim=1) == labels).float().mean()}
+
+        out = self.stack(images, upto=upto, frozen=frozenset(range(upto)) - set(trained), each=settle,
+                         keep=wants_readout or not self.release_graphs)  # the readout reads the activities
         if wants_readout:
             features = readout_features(out.act[self.predict_from :], self.norm, self.norm_eps)
             logits = cast(nn.Linear, self.readout)(features).float()

@@ -24,10 +24,6 @@ from .base import LayerLosses, accept_legacy_keys, check_batch, readout_features
 
 
 class FFNetwork(LayerLosses):
-    # set by the training loop where nothing wraps the model (DDP needs one backward per step): each
-    # layer's loss is then backpropagated as soon as it is computed, which frees that layer's graph and
-    # tensors before the next layer runs, so a step's memory does not grow with depth
-    release_graphs = False
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
         super().__init__()
@@ -227,11 +223,7 @@ class FFNetwork(LayerLosses):
                 loss, stats[f"layer{i}"] = self.layer_loss(i, y[:batch], y[batch:])
                 if self.stack.layers[i].peer_lambda > 0 and batch:
                     loss = loss + self.stack.layers[i].peer_loss(z[:batch], y[:batch])
-                if self.release_graphs and loss.requires_grad:
-                    with torch.autocast(y.device.type, enabled=False):  # the backward the loop would run
-                        loss.backward()
-                    loss = loss.detach()
-                losses[f"layer{i}"] = loss
+                losses[f"layer{i}"] = self.release(loss, y)
 
             unsupervised_readout = wants_readout and not self.negatives.labelled  # it reads every layer below
             out = self.stack(torch.cat([pos, neg]), upto=upto,  # (P + N, ...): one matmul per layer for both
