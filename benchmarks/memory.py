@@ -6,9 +6,10 @@ backward, optimiser step) as `ff train` takes them; the second is profiled. On a
 the PyTorch profiler's memory events: `export_memory_timeline` rebuilds every tensor's lifetime from
 the allocations and frees it records, with a category each, and the peak of their sum is taken,
 in all and without the weights, their gradients and the optimiser state (which every method holds
-alike): "working memory", what training needs beyond the model. FF is measured as `ff train` runs
-it on one process, each layer's loss backpropagated as soon as the layer has run. RSS would count the allocator's
-cached pages and the interpreter, not tensors. Last line: one JSON object.
+alike): "working memory", what training needs beyond the model (on a GPU, the gradients stay in
+it). FF is measured as `ff train` runs it on one process, each layer's loss backpropagated as soon
+as the layer has run. RSS would count the allocator's cached pages and the interpreter, not
+tensors. Last line: one JSON object.
 
     python benchmarks/memory.py [--depths 2 4 8 16 32] [--width 1000] [--batch 1000] [--device cpu]
 """
@@ -44,7 +45,8 @@ def checkpointed(stack: LayerStack) -> None:
     plain = stack._layer
 
     def layer(i, x, detach):
-        return checkpoint(plain, i, x, detach, use_reentrant=False)
+        y = checkpoint(plain, i, x, detach, use_reentrant=False)[1]
+        return y, y  # the pre-activation is not kept beside the activity: only the boundary stays
 
     stack._layer = layer  # type: ignore[method-assign]
 
@@ -64,7 +66,8 @@ def step(model, optimizer, images, labels) -> None:
 def peak_bytes(model, optimizer, images, labels, device) -> tuple[int, int, float]:
     """(peak of all tensors, peak without the model's state, seconds) of one training step."""
     step(model, optimizer, images, labels)  # the optimiser's state exists from here on
-    if device.type == "cuda":
+    if device.type == "cuda":  # working: above the weights and optimiser state, gradients included
+        optimizer.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
@@ -73,10 +76,7 @@ def peak_bytes(model, optimizer, images, labels, device) -> tuple[int, int, floa
         torch.cuda.synchronize()
         seconds = time.perf_counter() - tick
         peak = torch.cuda.max_memory_allocated()
-        state = sum(p.numel() * p.element_size() * 2 for p in model.parameters())  # weights and gradients
-        state += sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values()
-                     if torch.is_tensor(v))
-        return peak, peak - min(state, base), seconds
+        return peak, peak - base, seconds
     tick = time.perf_counter()
     step(model, optimizer, images, labels)
     seconds = time.perf_counter() - tick

@@ -141,9 +141,12 @@ class CompetitiveNetwork(LayerLosses):
         wants_readout = self.readout is not None and "readout" in active
         upto = len(self.stack) if wants_readout else max(trained, default=-1) + 1
         losses, stats = {}, {}
+        kept: list[torch.Tensor] = []  # the prediction layers' activities, for the readout
 
         def settle(i: int, z: torch.Tensor, y: torch.Tensor) -> None:
             """Layer i's loss, as soon as the layer has run; backpropagated at once with release_graphs."""
+            if wants_readout and i >= self.predict_from:
+                kept.append(y.detach())
             if i not in trained:
                 return
             logits = self.class_logits(i, y)  # (B, classes, regions)
@@ -153,10 +156,9 @@ class CompetitiveNetwork(LayerLosses):
             losses[f"layer{i}"] = self.release(loss, y)
             stats[f"layer{i}"] = {"acc": (logits.detach().mean(dim=2).argmax(dim=1) == labels).float().mean()}
 
-        out = self.stack(images, upto=upto, frozen=frozenset(range(upto)) - set(trained), each=settle,
-                         keep=wants_readout or not self.release_graphs)  # the readout reads the activities
+        self.stack(images, upto=upto, frozen=frozenset(range(upto)) - set(trained), each=settle, keep=False)
         if wants_readout:
-            features = readout_features(out.act[self.predict_from :], self.norm, self.norm_eps)
+            features = readout_features(kept, self.norm, self.norm_eps)
             logits = cast(nn.Linear, self.readout)(features).float()
             losses["readout"] = F.cross_entropy(logits, labels)
             stats["readout"] = {"acc": (logits.detach().argmax(1) == labels).float().mean()}

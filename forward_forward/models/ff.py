@@ -19,7 +19,7 @@ from ..config import WAYS, Config, ModelConfig, ObjectiveConfig, per_layer
 from ..errors import FFError
 from ..negatives import NEGATIVES
 from ..objectives import GOODNESS, LOSSES, scope_of
-from ..stack import LayerStack, Pass
+from ..stack import LayerStack
 from .base import LayerLosses, accept_legacy_keys, check_batch, readout_features, sparsity
 
 
@@ -90,6 +90,13 @@ class FFNetwork(LayerLosses):
         """Each layer's Hoyer sparsity and dead units on these images with their true labels (positive data)."""
         acts = self.activities(self.with_label(images, labels))
         return {f"layer{i}": {k: float(v) for k, v in sparsity(a).items()} for i, a in enumerate(acts)}
+
+    def neutral_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The readout's input: one pass of the neutral input, each prediction layer's normalised
+        activity kept as the layer runs (nothing else of a layer outlives the next)."""
+        acts: list[torch.Tensor] = []
+        self.stack(self.unlabelled(images), each=lambda i, z, y: acts.append(y), keep=False)
+        return self.readout_features(acts)
 
     def readout_features(self, acts: list[torch.Tensor]) -> torch.Tensor:
         """Normalised, detached activities of the prediction layers, side by side (B, sum units)."""
@@ -200,24 +207,29 @@ class FFNetwork(LayerLosses):
         if self.negatives.labelled and (wants_readout or self.negatives.needs_probs):
             # the readout reads one pass of the neutral input; hard negatives are sampled from it
             with torch.no_grad():
-                features = self.readout_features(self.activities(self.unlabelled(images)))
+                features = self.neutral_features(images)
             with torch.set_grad_enabled(torch.is_grad_enabled() and wants_readout):
                 # hard negatives are sampled from fp32 probabilities
                 logits = cast(nn.Linear, self.readout)(features).float()
             if wants_readout:
-                readout_loss = F.cross_entropy(logits, labels)
+                # backpropagated now under release_graphs: its graph would hold the features all step
+                readout_loss = self.release(F.cross_entropy(logits, labels), logits)
                 readout_acc = (logits.detach().argmax(1) == labels).float().mean()
             probs = logits.detach().softmax(dim=1)
         trained, upto = self._layers_to_run(active)
         if upto == 0:  # the readout alone (a greedy readout step): no layer, no negatives
-            out, batch = None, 0
+            batch = 0
         else:
             pos, neg = self.negatives.make(images, labels, self.coding, probs, self)
             pos, neg = (pos, neg[:0]) if phase == "positive" else (pos[:0], neg) if phase == "negative" else (pos, neg)
             batch = pos.shape[0]
 
+            kept: list[torch.Tensor] = []  # the positives' activities, for the unsupervised readout
+
             def settle(i: int, z: torch.Tensor, y: torch.Tensor) -> None:
                 """Layer i's loss, as soon as the layer has run; backpropagated at once with release_graphs."""
+                if wants_readout and not self.negatives.labelled:
+                    kept.append(y[:batch].detach())
                 if i not in trained:
                     return
                 loss, stats[f"layer{i}"] = self.layer_loss(i, y[:batch], y[batch:])
@@ -225,13 +237,10 @@ class FFNetwork(LayerLosses):
                     loss = loss + self.stack.layers[i].peer_loss(z[:batch], y[:batch])
                 losses[f"layer{i}"] = self.release(loss, y)
 
-            unsupervised_readout = wants_readout and not self.negatives.labelled  # it reads every layer below
-            out = self.stack(torch.cat([pos, neg]), upto=upto,  # (P + N, ...): one matmul per layer for both
-                             frozen=frozenset(range(upto)) - set(trained), each=settle,
-                             keep=unsupervised_readout or not self.release_graphs)
+            self.stack(torch.cat([pos, neg]), upto=upto,  # (P + N, ...): one matmul per layer for both
+                       frozen=frozenset(range(upto)) - set(trained), each=settle, keep=False)
         if wants_readout and not self.negatives.labelled and batch:
-            logits = cast(nn.Linear, self.readout)(  # wants_readout and batch > 0: the readout and the pass are there
-                self.readout_features([y[:batch] for y in cast(Pass, out).act])).float()
+            logits = cast(nn.Linear, self.readout)(self.readout_features(kept)).float()  # the readout's pass ran
             readout_loss = F.cross_entropy(logits, labels)
             readout_acc = (logits.detach().argmax(1) == labels).float().mean()
         if readout_loss is not None:  # after the layers: a divergence is reported at its source first

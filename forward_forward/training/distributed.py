@@ -120,7 +120,7 @@ def average_buffers(model: nn.Module, ranks: Ranks) -> None:
 
 def is_peer_error(error: RuntimeError) -> bool:
     """Whether `error` is torch.distributed's: a connection dropped or a collective timed out."""
-    words = ("gloo", "nccl", "connection", "timed out", "timeout", "peer", "socket")
+    words = ("gloo", "nccl", "connection closed", "connection reset", "broken pipe", "timed out")
     return isinstance(error, getattr(dist, "DistError", ())) or any(w in str(error).lower() for w in words)
 
 

@@ -191,4 +191,7 @@ def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_d
             if ranks.parallel and distributed.is_peer_error(e):  # a peer died or hung
                 raise distributed.lost_peer(e, ranks, run_dir) from None
             raise
+        finally:
+            if hasattr(model, "release_graphs"):  # a model handed back behaves as built: one backward per step
+                model.release_graphs = False
     return loop.position
