@@ -132,14 +132,18 @@ def test_safe_extract_refuses_paths_outside_the_target(tmp_path):
     assert not (tmp_path / "escaped.txt").exists()
 
 
-def test_cifar_loads_from_an_archive(tmp_path):
-    archive = tmp_path / "cifar-10-python.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
+def _cifar_archive(folder, per_batch: int) -> None:
+    """The CIFAR-10 python archive as it is distributed, with `per_batch` images in each batch file."""
+    with tarfile.open(folder / "cifar-10-python.tar.gz", "w:gz") as tar:
         for name in data.CIFAR_FILES:
-            blob = _cifar_batch(4)
+            blob = _cifar_batch(per_batch)
             info = tarfile.TarInfo(f"{data.CIFAR_FOLDER}/{name}")
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
+
+
+def test_cifar_loads_from_an_archive(tmp_path):
+    _cifar_archive(tmp_path, 4)
     d = data.load(DataConfig(dataset="cifar10", data_dir=str(tmp_path), verify_checksums=False, val_size=4))
     assert d.shape == (3, 32, 32) and len(d.train) == 16 and len(d.val) == 4 and len(d.test) == 4
     assert d.train.images.shape[1:] == (3, 32, 32)
@@ -152,13 +156,7 @@ def test_the_conv_cifar10_preset_trains_on_files_in_the_original_format(tmp_path
     from forward_forward.config import merge
     from forward_forward.training import train
 
-    archive = tmp_path / "cifar-10-python.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for name in data.CIFAR_FILES:
-            blob = _cifar_batch(10)
-            info = tarfile.TarInfo(f"{data.CIFAR_FOLDER}/{name}")
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
+    _cifar_archive(tmp_path, 10)
     cfg = merge(presets.preset("conv-cifar10"), {
         "data": {"data_dir": str(tmp_path), "verify_checksums": False, "download": False, "val_size": 10},
         "model": {"hidden": [10, 10, 10, 10]}, "optim": {"epochs": 1, "batch_size": 20},

@@ -87,8 +87,9 @@ def test_two_processes_on_half_batches_give_the_weights_of_one_on_whole_batches(
 
 
 @pytest.mark.slow
-def test_a_rank_that_dies_ends_the_run_with_a_clear_error_and_the_run_resumes(fake_mnist, tmp_path):
-    cfg = config(fake_mnist)
+@pytest.mark.parametrize("parallel", ["data", "pipeline"])
+def test_a_rank_that_dies_ends_the_run_with_a_clear_error_and_the_run_resumes(parallel, fake_mnist, tmp_path):
+    cfg = config(fake_mnist) if parallel == "data" else pipeline_config(fake_mnist)
     started = time.monotonic()
     codes = _run(2, cfg, tmp_path / "run", die_at=(2, 3), timeout=90)  # in epoch 2, after epoch 1's checkpoint
     assert codes[1] == 3 and time.monotonic() - started < 90
@@ -158,19 +159,6 @@ def test_a_two_stage_pipeline_takes_the_steps_of_one_process(fake_mnist, tmp_pat
     for key in a:  # layer 0 on rank 0, layers 1-2 and the readout on rank 1: all sent back whole
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
     assert (tmp_path / "two" / "stage1" / "checkpoint.pt").exists()
-
-
-@pytest.mark.slow
-def test_a_pipeline_stage_that_dies_ends_the_run_and_the_run_resumes(fake_mnist, tmp_path):
-    cfg = pipeline_config(fake_mnist)
-    codes = _run(2, cfg, tmp_path / "run", die_at=(2, 3), timeout=90)
-    assert codes[1] == 3
-    assert "lost contact with the others" in (tmp_path / "run.error0.txt").read_text()
-    assert _run(2, cfg, tmp_path / "run", resume=True) == [0, 0]
-    one = train(cfg, tmp_path / "one")
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["test_error"] == one["test_error"]
-    a, b = runs.load_weights(tmp_path / "one"), runs.load_weights(tmp_path / "run")
-    assert all(torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4) for key in a)
 
 
 def test_the_pipeline_refuses_what_it_cannot_carry():
