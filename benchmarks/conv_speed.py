@@ -15,27 +15,15 @@ import json
 import time
 
 import torch
+from train_throughput import peak_matmul_gflops  # beside this file: python puts its folder on the path
 
 from forward_forward import presets
 from forward_forward.config import merge, parse_overrides
 from forward_forward.data import IMAGE_SHAPES, NUM_CLASSES
 from forward_forward.models import build_model
 from forward_forward.training import resolve_device
-from forward_forward.training.device import autocast
+from forward_forward.training.device import autocast, channels_last
 from forward_forward.training.optim import build_optimizer
-
-
-def peak_matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 rate of an n x n x n matmul: the ceiling a step is compared with."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    best = float("inf")
-    for _ in range(repeats + 2):
-        sync(device)
-        tick = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - tick)
-    return 2 * n**3 / best / 1e9
 
 
 def sync(device: torch.device) -> None:
@@ -48,8 +36,8 @@ def step_seconds(cfg, device: torch.device, batch: int, steps: int, last: bool) 
     shape, classes = IMAGE_SHAPES[cfg.data.dataset], NUM_CLASSES[cfg.data.dataset]
     torch.manual_seed(0)
     model = build_model(cfg, shape, classes).to(device)
-    if last:  # what run.channels_last does: conv weights reordered, and each conv layer its input
-        model.to(memory_format=torch.channels_last)
+    if last:
+        channels_last(model)  # what run.channels_last does
     optimizer, _ = build_optimizer(cfg, model, total_steps=steps + 3)
     images = torch.rand(batch, *shape, device=device)
     labels = torch.randint(0, classes, (batch,), device=device)

@@ -44,7 +44,7 @@ def cmd_train(args) -> None:
     if args.nproc < 1:
         raise FFError(f"--nproc must be at least 1, got {args.nproc}.")
     launched = "WORLD_SIZE" in os.environ  # by torchrun: one of several processes
-    if args.nproc > 1 and not launched:
+    if args.nproc > 1 and not launched and not args.print_config:
         return _launch(args)
     if launched and not (args.run_dir or args.resume):
         raise FFError("every process of a distributed run writes to one folder: give --run-dir.")

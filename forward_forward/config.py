@@ -319,6 +319,14 @@ def _validate(cfg: Config) -> Config:
     if cfg.optim.greedy_negatives != "step" and not cfg.optim.greedy_steps:
         raise FFError("optim.greedy_negatives chooses how the greedy schedule draws negatives, and "
                       "optim.greedy_steps = 0 trains without it: set greedy_steps, or leave greedy_negatives at step.")
+    if cfg.model.overlap and len(cfg.model.hidden) < 2:
+        raise FFError("model.overlap trains each layer also by the loss of the layer above, and there is one "
+                      "hidden layer: add a layer, or set model.overlap = false.")
+    if cfg.model.norm_scope == "position" and cfg.model.norm == "batchnorm":
+        raise FFError("model.norm = batchnorm always normalises each channel over the batch, so model.norm_scope "
+                      "= position would change nothing: set norm_scope = layer, or another norm.")
+    if cfg.run.channels_last and "conv" not in per_layer(cfg.model, "layer"):
+        raise FFError("run.channels_last reorders conv layers' memory, and this model has none: set it to false.")
     if cfg.model.overlap and cfg.model.blackbox != "none":
         raise FFError("model.overlap trains a layer through the one above it, and a black-box stage between them "
                       "passes no derivative: set model.blackbox = none, or model.overlap = false.")

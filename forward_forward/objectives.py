@@ -128,7 +128,15 @@ def scope_of(objective, num_classes: int, stack) -> Scope:
             raise FFError(f"objective.goodness_scope = {objective.goodness_scope} splits every layer's channels into "
                           f"{scope.groups} groups, and hidden layer {i} has {layer.out_shape[0]}: make each layer's "
                           f"channels a multiple of {scope.groups} (model.hidden) or set objective.channel_groups.")
+    check_regions(scope, stack)
     return scope
+
+
+def check_regions(scope: Scope, stack) -> None:
+    """Goodness per region needs a layer with a map: on vector layers alone it would be the whole layer's."""
+    if scope.region and not any(len(layer.out_shape) == 3 for layer in stack.layers):
+        raise FFError("objective.goodness_scope = region splits maps into patches, and every hidden layer here is a "
+                      "vector: use local or conv layers (model.layer), or goodness_scope = layer.")
 
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {

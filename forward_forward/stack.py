@@ -15,6 +15,7 @@ from torch import nn
 
 from .blackbox import BLACKBOXES
 from .config import ModelConfig
+from .errors import FFError
 from .layers import FFLayer, build_layers
 
 
@@ -63,6 +64,10 @@ class LayerStack(nn.Module):
         # parameter-free residuals (DeeperForward, Sun et al., ICLR 2025): a layer whose output has its
         # input's shape adds that input to its activity, so a deep stack can pass features up unchanged
         self.residual = [residual and layer.in_shape == layer.out_shape for layer in layers]
+        if residual and not any(self.residual):
+            raise FFError("model.residual adds a layer's input to its output, and no hidden layer here has an output "
+                          f"of its input's shape ({[layer.out_shape for layer in layers]}): give two neighbouring "
+                          "layers the same shape, or set model.residual = false.")
         # overlapping local updates (Trifecta, Dooms et al. 2023): each layer's loss also trains the
         # layer below it, and no further down
         self.overlap = overlap

@@ -52,7 +52,7 @@ def test_the_conv_layer_is_a_normalised_convolution_then_max_pooling():
     assert layer.macs == 5 * 3 * 9 * 12 * 12
 
 
-def test_channels_last_is_the_same_arithmetic_in_another_memory_order(fake_mnist, tmp_path):
+def test_channels_last_is_the_same_arithmetic_in_another_memory_order(fake_mnist, tmp_path, monkeypatch):
     layer = FFConv((3, 12, 12), 5, 3, padding=1, pool=2)
     x = images(4, 3)
     plain = layer(x)
@@ -61,7 +61,18 @@ def test_channels_last_is_the_same_arithmetic_in_another_memory_order(fake_mnist
     assert torch.allclose(layer(x), plain, atol=1e-5)
     cfg = conv_config(model={"hidden": [10, 10]}, optim={"epochs": 1}, run={"channels_last": True})
     cfg = merge(cfg, {"data": {"data_dir": str(fake_mnist), "train_limit": 300}})
+    from forward_forward.layers import conv as conv_module
+
+    orders, transform = [], conv_module.FFConv.transform
+
+    def spy(self, x):  # the memory order each conv layer trains in
+        orders.append(self.conv.weight.is_contiguous(memory_format=torch.channels_last))
+        return transform(self, x)
+
+    monkeypatch.setattr(conv_module.FFConv, "transform", spy)
     summary = train(cfg, tmp_path / "run")
+    assert orders and all(orders)  # every conv pass of the run, training and scoring
+    monkeypatch.undo()
     from forward_forward.training import load_trained
     from forward_forward.training.evaluate import error_rate
 
@@ -167,22 +178,6 @@ def test_the_competitive_loss_is_the_cross_entropy_of_class_group_goodness():
     assert set(losses) == {"layer0", "layer1", "readout"}
 
 
-def test_the_competitive_model_releases_each_layers_graph_with_the_same_gradients():
-    model = build_model(competitive_config(model={"peer_lambda": 0.03}), (1, 12, 12), 10)
-    x, labels = images(), torch.arange(8) % 10
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    losses, _ = model(x, labels)
-    sum(losses.values()).backward()
-    summed = {n: p.grad.clone() for n, p in model.named_parameters()}
-    model.zero_grad(set_to_none=True)
-    model.load_state_dict(before)
-    model.release_graphs = True
-    released, _ = model(x, labels)
-    assert not released["layer0"].requires_grad and released["readout"].requires_grad
-    sum(released.values()).backward()
-    assert all(torch.equal(p.grad, summed[n]) for n, p in model.named_parameters())
-
-
 def test_the_competitive_model_takes_no_label_and_predicts_in_one_pass(monkeypatch):
     model = build_model(competitive_config(), (1, 12, 12), 10)
     calls, forward = [], model.stack.forward
@@ -251,6 +246,27 @@ def test_overlapping_updates_train_a_layer_and_the_one_below_and_no_further():
     plain = build_model(merge(cfg, {"model": {"overlap": False}}), (1, 12, 12), 10)
     plain.load_state_dict(model.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(plain.stack(x).act, model.stack(x).act))  # same values
+
+
+@pytest.mark.parametrize("sections, message", [
+    ({"model": {"layer": "dense", "hidden": [20, 20]}, "objective": {"goodness_scope": "region"}},
+     "every hidden layer here is a vector"),
+    ({"model": {"hidden": [20, 30], "residual": True}}, "no hidden layer here has an output of its input's shape"),
+    ({"model": {"layer": "dense", "hidden": [20, 20], "norm_scope": "position"}}, "no hidden layer after the first"),
+])
+def test_options_that_would_change_nothing_here_are_refused(sections, message):
+    with pytest.raises(FFError, match=message):
+        build_model(conv_config(**sections), (1, 12, 12), 10)
+
+
+@pytest.mark.parametrize("sections, message", [
+    ({"model": {"hidden": [20], "pool": 1, "overlap": True}}, "there is one hidden layer"),
+    ({"model": {"norm": "batchnorm", "norm_scope": "position"}}, "would change nothing"),
+    ({"model": {"layer": "dense"}, "run": {"channels_last": True}}, "this model has none"),
+])
+def test_config_options_without_effect_are_refused(sections, message):
+    with pytest.raises(FFError, match=message):
+        conv_config(**sections)
 
 
 # ---- normalisation, residuals, flips ------------------------------------------------------------

@@ -231,12 +231,12 @@ def test_registry_entries_check_their_own_fields():
 
 
 # ---- each layer's loss backpropagated as soon as it is computed ------------------------------------
-@pytest.mark.parametrize("negatives", ["hard", "hybrid"])
-def test_releasing_each_layers_graph_gives_the_gradients_of_one_backward(negatives):
+@pytest.mark.parametrize("kind, objective", [("ff", {"negatives": "hard", "label_coding": "pixels"}),
+                                             ("ff", {"negatives": "hybrid"}), ("competitive", {})])
+def test_releasing_each_layers_graph_gives_the_gradients_of_one_backward(kind, objective):
     """With release_graphs (what the loop sets), every layer's loss is backpropagated inside forward and
     its graph freed; the gradients are those of one backward of the summed losses."""
-    coding = {"label_coding": "pixels"} if negatives == "hard" else {}
-    cfg = small_config(objective={"negatives": negatives, **coding}, model={"hidden": [32, 32, 32]})
+    cfg = small_config(objective=objective, model={"kind": kind, "hidden": [30, 30, 30]})
     torch.manual_seed(0)
     model = build_model(cfg, (1, 8, 8), 10)
     images, labels = torch.rand(20, 1, 8, 8), torch.arange(20) % 10
@@ -258,5 +258,5 @@ def test_releasing_each_layers_graph_gives_the_gradients_of_one_backward(negativ
         assert torch.equal(p.grad, summed[name]), name
     assert all(torch.equal(released[k], losses[k].detach()) for k in losses)
     seen = []
-    out = model.stack(model.with_label(images, labels), each=lambda i, z, y: seen.append(i), keep=False)
+    out = model.stack(model.unlabelled(images), each=lambda i, z, y: seen.append(i), keep=False)
     assert seen == [0, 1, 2] and out.pre == out.act == []  # nothing of a layer outlives the next one

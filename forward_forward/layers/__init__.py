@@ -115,6 +115,9 @@ def build_layers(model: ModelConfig, input_shape: tuple[int, ...], peer_lambda: 
         scope = "layer" if index == 0 else model.norm_scope
         layers.append(LAYERS[kind].build(model, index, shape, {**options, "norm_scope": scope}))
         shape = layers[-1].out_shape
+    if model.norm_scope == "position" and not any(len(layer.in_shape) == 3 for layer in layers[1:]):
+        raise FFError("model.norm_scope = position normalises the channels at each position of a map, and no "
+                      "hidden layer after the first reads one: set model.norm_scope = layer.")
     return layers
 
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..config import WAYS, Config, ModelConfig, ObjectiveConfig
 from ..errors import FFError
-from ..objectives import GOODNESS, Scope
+from ..objectives import GOODNESS, Scope, check_regions
 from ..stack import LayerStack
 from .base import LayerLosses, check_batch, readout_features, sparsity
 
@@ -38,6 +38,7 @@ class CompetitiveNetwork(LayerLosses):
         self.stack = LayerStack.build(model, self.data_shape)
         region = objective.region_size if objective.goodness_scope == "region" else 0
         self.scope = Scope(groups=num_classes, region=region)
+        check_regions(self.scope, self.stack)
         for i, layer in enumerate(self.stack.layers):
             if layer.out_shape[0] % num_classes:
                 raise FFError(f"model.kind = competitive gives each of the {num_classes} classes an equal group of "

@@ -184,6 +184,14 @@ class FFNetwork(LayerLosses):
         stats["acc"] = sum(right) / len(right)
         return loss, stats
 
+    def layer_objective(self, index: int, z: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[torch.Tensor, dict]:
+        """What layer `index` is trained on, given its pre-activation and activity on `batch` positives
+        followed by the negatives: `layer_loss` plus the peer-normalisation term (positives only)."""
+        loss, stats = self.layer_loss(index, y[:batch], y[batch:])
+        if self.stack.layers[index].peer_lambda > 0 and batch:
+            loss = loss + self.stack.layers[index].peer_loss(z[:batch], y[:batch])
+        return loss, stats
+
     def _layers_to_run(self, active: frozenset[str]) -> tuple[list[int], int]:
         """The layers whose losses are active, and how many layers the pass runs: up to the highest
         active one, or all of them when the unsupervised readout (which reads this pass) is active."""
@@ -232,9 +240,7 @@ class FFNetwork(LayerLosses):
                     kept.append(y[:batch].detach())
                 if i not in trained:
                     return
-                loss, stats[f"layer{i}"] = self.layer_loss(i, y[:batch], y[batch:])
-                if self.stack.layers[i].peer_lambda > 0 and batch:
-                    loss = loss + self.stack.layers[i].peer_loss(z[:batch], y[:batch])
+                loss, stats[f"layer{i}"] = self.layer_objective(i, z, y, batch)
                 losses[f"layer{i}"] = self.release(loss, y)
 
             self.stack(torch.cat([pos, neg]), upto=upto,  # (P + N, ...): one matmul per layer for both

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 
 import torch
+from torch import nn
 
 from ..config import Config
 from ..errors import FFError
@@ -49,6 +50,14 @@ def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
         return precision, "as configured"
     native, why = native_bf16(device)
     return ("bf16" if native else "fp32"), f"auto: {why}"
+
+
+def channels_last(model: nn.Module) -> None:
+    """run.channels_last: every conv layer's weights in channels-last memory order; each conv layer then
+    reorders its input to match (FFConv.transform)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
 
 
 def autocast(cfg: Config, device: torch.device):

@@ -46,17 +46,14 @@ class Ranks:
     def parallel(self) -> bool:
         return self.world > 1
 
-    def shard(self, index: torch.Tensor | slice) -> torch.Tensor | slice:
-        """This rank's slice of a batch's indices (a tensor, or a greedy chunk's slice): the r-th of
-        `world` equal slices."""
+    def shard(self, batch: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a batch (images, labels or indices): the r-th of `world` equal slices."""
         if not self.parallel:
-            return index
-        if isinstance(index, slice):
-            index = torch.arange(index.start or 0, index.stop)
-        if len(index) % self.world:
-            raise FFError(f"a batch of {len(index)} images does not split into {self.world} equal shards: make "
+            return batch
+        if len(batch) % self.world:
+            raise FFError(f"a batch of {len(batch)} images does not split into {self.world} equal shards: make "
                           f"optim.batch_size (and optim.chunk_size) a multiple of the number of processes.")
-        return index.chunk(self.world)[self.rank]
+        return batch.chunk(self.world)[self.rank]
 
 
 ALONE = Ranks()  # one process, no process group

@@ -98,7 +98,7 @@ class Loop:
                 images = augment.flip(images, generator)
             # data-parallel: this rank's slice, taken after the whole batch was augmented, so every
             # image gets its own shift and flip whatever its rank
-            images, labels = (cast(torch.Tensor, self.sharded.shard(t)) for t in (images, labels))
+            images, labels = self.sharded.shard(images), self.sharded.shard(labels)
             with autocast(self.cfg, self.device):
                 if self.stage is not None:
                     losses, stats = self.stage.step(images, labels)

@@ -87,10 +87,7 @@ class Stage:
         losses, stats = {}, {}
         for i in range(self.start, self.stop):
             z, y = out.pre[i - self.start], out.act[i - self.start]
-            loss, stats[f"layer{i}"] = model.layer_loss(i, y[:batch], y[batch:])
-            if model.stack.layers[i].peer_lambda > 0:
-                loss = loss + model.stack.layers[i].peer_loss(z[:batch], y[:batch])
-            losses[f"layer{i}"] = loss
+            losses[f"layer{i}"], stats[f"layer{i}"] = model.layer_objective(i, z, y, batch)
         neutral_acts: list[torch.Tensor] = []
         if neutral is not None:
             with torch.no_grad():

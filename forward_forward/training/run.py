@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import cast
 
@@ -20,7 +21,7 @@ from ..errors import Diverged, FFError
 from ..models import MODELS, build_model
 from ..negatives import NEGATIVES
 from . import distributed, pipeline
-from .device import device_name, resolve_device, resolve_precision
+from .device import channels_last, device_name, resolve_device, resolve_precision
 from .evaluate import score, scored_ways
 from .loop import fit
 from .schedules import schedule_for
@@ -91,11 +92,12 @@ def _train(cfg: Config, run_dir: Path, preset: str, resume: bool, data: Datasets
     cfg = fit_to_data(cfg, data, given=cfg.data.dataset == "arrays")
     # everything that can fail on the config and the data fails here, before the run directory exists
     model = build_model(cfg, data.shape, data.num_classes).to(device)
-    if cfg.run.channels_last:  # the conv weights; each conv layer then reorders its input to match
-        for module in cast(nn.Module, model).modules():
-            if isinstance(module, nn.Conv2d):
-                module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+    if cfg.run.channels_last:
+        channels_last(cast(nn.Module, model))
     piped = ranks.parallel and cfg.run.parallel == "pipeline"
+    if cfg.run.parallel != "data" and not ranks.parallel:
+        warnings.warn(f"run.parallel = {cfg.run.parallel} shares the work of several processes (ff train --nproc N); "
+                      "this run is one process and trains alone.", UserWarning, stacklevel=3)
     if piped:
         pipeline.check(cfg, len(model.layers), ranks)
     elif ranks.parallel:
