@@ -24,17 +24,27 @@ from .errors import FFError
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist"  # mnist | fashion-mnist | cifar10 | file (data.path) | arrays (given in Python)
-    path: str | None = None  # dataset = file: a .npz or .pt file with x_train, y_train, x_test, y_test
+    # mnist | fashion-mnist | cifar10 | file (data.path) | arrays (given in Python) | aesop (next character
+    # on Aesop's fables) | text (the same for the plain-text file at data.path)
+    dataset: str = "mnist"
+    # dataset = file: a .npz or .pt file with x_train, y_train, x_test, y_test; dataset = text: a text file
+    path: str | None = None
     data_dir: str | None = None  # None: $FF_DATA_DIR, else ~/.cache/forward-forward
     download: bool = True  # fetch missing files from the official mirrors
     verify_checksums: bool = True  # compare every file with its published MD5
-    val_size: int = 10000  # the last N training images are held out for validation; 0: train on all
+    # the last N training images are held out for validation; 0: train on all. Text: at most N held-out
+    # validation strings (from other documents than the training strings)
+    val_size: int = 10000
     # shift each training image by up to N pixels each way, fresh every batch, filling with zeros: the
     # "random crop with padding N" of CIFAR training
     jitter: int = 0
     flip: bool = False  # mirror a random half of every training batch left to right (CIFAR, Fashion-MNIST)
     train_limit: int = 0  # use only the first N training images (0: all); for tiny runs
+    # text datasets (aesop, text): characters of context a sample holds, the length of a string (its
+    # first `window` characters are given, the rest predicted), and the number of training strings
+    window: int = 10
+    string_length: int = 100
+    strings: int = 248
 
 
 @dataclass
@@ -97,6 +107,14 @@ class ObjectiveConfig:
     # negative data (negatives.NEGATIVES): wrong labels random | hard (sampled from the readout) | all,
     # or hybrid images (unsupervised: no label in the input)
     negatives: str = "random"
+    # what hard and generated negatives sample from: softmax (the readout, one pass) | goodness (each
+    # candidate label's goodness per unit summed over the prediction layers, one pass per class)
+    sample_from: str = "softmax"
+    sample_temperature: float = 1.0  # the scores are divided by it before the softmax they are sampled from
+    # generated negatives: the model writes `generated_length` characters after each of a batch's real
+    # windows, and negatives are drawn from those strings, rewritten every `regenerate_every` steps
+    generated_length: int = 90
+    regenerate_every: int = 100
     hybrid_blur_passes: int = 6  # hybrid negatives: blur passes that make the mask (more: larger regions)
     # test_error by: softmax (one pass) | goodness (every label) | combined (both) | best (lowest val error)
     predict: str = "softmax"
@@ -176,11 +194,12 @@ MAX_UNITS = 100_000  # a layer wider than this is a typo, not a model: refuse it
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 WAYS = ("softmax", "goodness", "combined")  # the ways a network predicts (objective.predict also has best)
 CHOICES = {
-    "data.dataset": ("mnist", "fashion-mnist", "cifar10", "file", "arrays"),
+    "data.dataset": ("mnist", "fashion-mnist", "cifar10", "file", "arrays", "aesop", "text"),
     "model.norm_scope": ("layer", "position"),
     "model.init": ("hinton", "torch"),
     "objective.label_value": ("one", "max"),
     "objective.predict": (*WAYS, "best"),
+    "objective.sample_from": ("softmax", "goodness"),
     "optim.name": ("sgd", "adam"),
     "optim.schedule": ("hinton", "constant"),
     "optim.greedy_negatives": ("step", "chunk"),
@@ -238,6 +257,8 @@ def _get(cfg: Config, path: str):
 # (fields, check, what the check demands); the checks are written so that NaN fails them.
 RANGES = [
     (("optim.batch_size", "optim.epochs", "optim.chunk_size", "optim.lr", "objective.temperature",
+      "data.window", "data.string_length", "data.strings", "objective.sample_temperature",
+      "objective.generated_length", "objective.regenerate_every",
       "objective.region_size", "model.norm_eps", "run.eval_every", "run.checkpoint_every", "run.eval_batch_size"),
      lambda v: v > 0, "positive"),
     (("run.seed", "data.val_size", "data.train_limit", "data.jitter", "model.peer_lambda", "model.blackbox_strength",
@@ -254,6 +275,9 @@ RANGES = [
     (("run.seed",), lambda v: v < 2**63, "below 2**63"),
     (("run.threads",), lambda v: v <= 4096, "at most 4096"),
     (("data.jitter",), lambda v: v <= 256, "at most 256 pixels"),
+    (("data.window", "data.string_length", "objective.generated_length"), lambda v: v <= 100_000,
+     "at most 100,000 characters"),
+    (("data.strings",), lambda v: v <= 10**7, "at most 10,000,000"),
     (("objective.hybrid_blur_passes", "objective.region_size", "objective.channel_groups"), lambda v: v <= 1000,
      "at most 1000"),
     (("optim.epochs", "optim.greedy_steps", "run.eval_every", "run.checkpoint_every"),
@@ -261,6 +285,32 @@ RANGES = [
     (("optim.batch_size", "optim.chunk_size", "run.eval_batch_size", "optim.phase_steps"),
      lambda v: v <= 10**8, "at most 100,000,000"),
 ]
+
+
+TEXT_FIELDS = ("window", "string_length", "strings")
+
+
+def _check_text(cfg: Config) -> None:
+    """The text fields shape text data only: refused on other data rather than ignored."""
+    if cfg.data.dataset not in ("aesop", "text"):
+        changed = [f"data.{f}" for f in TEXT_FIELDS if getattr(cfg.data, f) != getattr(DataConfig(), f)]
+        if changed:
+            raise FFError(f"{', '.join(changed)} shape text data, and data.dataset = {cfg.data.dataset}: leave them "
+                          "at their defaults, or use data.dataset = aesop or text.")
+    elif cfg.data.string_length <= cfg.data.window:
+        raise FFError(f"data.string_length = {cfg.data.string_length} leaves nothing to predict after a window of "
+                      f"data.window = {cfg.data.window} characters: make it longer than the window.")
+
+
+def _check_negatives_fields(cfg: Config, strategies: typing.Mapping) -> None:
+    """A strategy's own objective fields, set away from their defaults under another strategy, are refused."""
+    own = strategies[cfg.objective.negatives].reads
+    others = {f for s in strategies.values() for f in s.reads} - set(own)
+    changed = [f"objective.{f}" for f in sorted(others) if getattr(cfg.objective, f) != getattr(ObjectiveConfig(), f)]
+    if changed and cfg.model.kind == "ff":
+        users = sorted(name for name, s in strategies.items() if set(s.reads) & {c.split(".")[1] for c in changed})
+        raise FFError(f"{', '.join(changed)} shape(s) the negatives of objective.negatives = {' or '.join(users)}, "
+                      f"and this run uses {cfg.objective.negatives}: leave them at their defaults, or switch.")
 
 
 def _validate(cfg: Config) -> Config:
@@ -309,6 +359,8 @@ def _validate(cfg: Config) -> Config:
     if cfg.run.score_ways and cfg.objective.predict not in (*cfg.run.score_ways, "best"):
         raise FFError(f"objective.predict = {cfg.objective.predict} must be among run.score_ways "
                       f"{cfg.run.score_ways}: add it.")
+    _check_text(cfg)
+    _check_negatives_fields(cfg, NEGATIVES)
     if cfg.objective.predict == "best" and cfg.data.val_size == 0:
         raise FFError("objective.predict = best chooses on validation images, and data.val_size = 0 leaves none: "
                       "choose softmax, goodness or combined.")

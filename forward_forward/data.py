@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import text as text_mod
 from .config import DataConfig
 from .errors import FFError
 
@@ -82,8 +83,9 @@ class Datasets:
     test: Split
     shape: tuple[int, ...]  # one sample: (channels, height, width) for images, (features,) for tables
     num_classes: int
-    kind: str = "image"  # image | features
+    kind: str = "image"  # image | features | text
     label_room: bool = True  # the first num_classes values of every training image are blank: room for the label
+    corpus: text_mod.Corpus | None = None  # text: the strings the windows come from
 
 
 # ---- readers ------------------------------------------------------------------------------
@@ -294,8 +296,46 @@ def _split(train: Split, test: Split, shape: tuple[int, ...], num_classes: int, 
     return Datasets(train, val, test, tuple(shape), num_classes, kind, label_room)
 
 
+TEXT_DATASETS = ("aesop", "text")
+
+
+def text_file(cfg: DataConfig) -> Path:
+    """The text a text dataset reads: aesop/aesop.txt under the data folder (checked), or data.path."""
+    if cfg.dataset == "text":
+        if not cfg.path:
+            raise FFError("data.dataset = text reads data.path: set it to a plain-text file.")
+        return Path(cfg.path).expanduser()
+    path = data_root(cfg) / "aesop" / "aesop.txt"
+    if not path.exists():  # no mirror serves this posting any more: Gutenberg revised #21 in place
+        raise _missing_error(path.parent, ["aesop.txt"], "Project Gutenberg eBook #21, the posting of 2008 with MD5 "
+                             f"{text_mod.AESOP_MD5}; any other text works as data.dataset = text")
+    _check(path, text_mod.AESOP_MD5, cfg.verify_checksums)
+    return path
+
+
+def load_text(cfg: DataConfig) -> Datasets:
+    """Next-character data: one-hot windows of data.window characters, labelled by the next one."""
+    path = text_file(cfg)
+    raw = text_mod.read_text(path)
+    documents = text_mod.aesop_documents(raw) if cfg.dataset == "aesop" else text_mod.text_documents(raw)
+    corpus = text_mod.build_corpus(documents, window=cfg.window, length=cfg.string_length, strings=cfg.strings,
+                                   val_strings=cfg.val_size, source=str(path))
+
+    def split(strings: torch.Tensor) -> Split:
+        contexts, targets = text_mod.windows(strings, cfg.window)
+        return Split(text_mod.one_hot(contexts), targets)
+
+    train = split(corpus.train)
+    if cfg.train_limit:
+        train = Split(train.images[: cfg.train_limit], train.labels[: cfg.train_limit])
+    return Datasets(train, split(corpus.val), split(corpus.test), (cfg.window * len(text_mod.ALPHABET),),
+                    len(text_mod.ALPHABET), "text", False, corpus)
+
+
 def load(cfg: DataConfig) -> Datasets:
-    """The train/validation/test splits of `data.dataset` (a built-in dataset, or `file` at `data.path`)."""
+    """The train/validation/test splits of `data.dataset` (a built-in dataset, a text, or `file` at `data.path`)."""
+    if cfg.dataset in TEXT_DATASETS:
+        return load_text(cfg)
     if cfg.dataset == "file":
         if not cfg.path:
             raise FFError("data.dataset = file reads data.path: set it to a .npz or .pt file.")

@@ -99,6 +99,13 @@ class BackpropNetwork(nn.Module):
                     goodness_weight: float | None = None) -> dict[str, torch.Tensor]:
         return {how: self.predict(images, how) for how in ways}
 
+    @torch.no_grad()
+    def class_log_probs(self, images: torch.Tensor, ways: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """(B, C) log-probabilities of the output layer's softmax, the one way this network has."""
+        for how in ways:
+            self.predict(images[:0], how)  # the same checks and errors as predict
+        return dict.fromkeys(ways, self.logits(images).float().log_softmax(dim=1))
+
     def forward(self, images: torch.Tensor, labels: torch.Tensor, active: frozenset[str] | None = None,
                 phase: str = "both") -> tuple[dict[str, torch.Tensor], dict]:
         """One loss for the whole stack: cross-entropy at the output, backpropagated through every layer."""

@@ -116,6 +116,11 @@ class CompetitiveNetwork(LayerLosses):
         """Predicted classes (B,) by each of `ways`, all from one pass: the class groups' goodness
         ("goodness"), the readout ("softmax"), or the readout's log-probabilities plus `goodness_weight`
         (default objective.goodness_weight) times the goodness scores ("combined")."""
+        return {how: s.argmax(dim=1) for how, s in self.scores(images, ways, goodness_weight).items()}
+
+    def scores(self, images: torch.Tensor, ways: tuple[str, ...],
+               goodness_weight: float | None = None) -> dict[str, torch.Tensor]:
+        """(B, C) scores by each of `ways`, from one pass (see `predictions`)."""
         if not set(ways) <= set(self.ways):
             raise FFError(f"this network predicts by {' or '.join(self.ways)}, not by {', '.join(ways)}.")
         check_batch(images, self.data_shape, self.stack.layers[0].mean_activity)
@@ -126,7 +131,12 @@ class CompetitiveNetwork(LayerLosses):
                                                               self.norm_eps)).float()
             weight = self.objective.goodness_weight if goodness_weight is None else goodness_weight
             scores["combined"] = scores["softmax"].log_softmax(dim=1) + weight * scores["goodness"]
-        return {how: scores[how].argmax(dim=1) for how in ways}
+        return {how: scores[how] for how in ways}
+
+    @torch.no_grad()
+    def class_log_probs(self, images: torch.Tensor, ways: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """(B, C) log-probabilities: the softmax of each way's scores."""
+        return {how: s.float().log_softmax(dim=1) for how, s in self.scores(images, ways).items()}
 
     def predict(self, images: torch.Tensor, how: str = "goodness") -> torch.Tensor:
         return self.predictions(images, (how,))[how]

@@ -162,6 +162,31 @@ class FFNetwork(LayerLosses):
         """Predicted classes (B,) by one way (see `predictions`)."""
         return self.predictions(images, (how,))[how]
 
+    @torch.no_grad()
+    def class_log_probs(self, images: torch.Tensor, ways: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """(B, C) log-probabilities of the classes by each of `ways`: the readout's softmax, the softmax of
+        each label's goodness per unit summed over the prediction layers, or of the combined scores.
+        What hard and generated negatives sample from, and what bits per character are measured on."""
+        if not set(ways) <= set(self.ways):
+            raise FFError(f"this network predicts by {' or '.join(self.ways)}, not by {', '.join(ways)}.")
+        check_batch(images, self.data_shape, self.stack.layers[0].mean_activity)
+        scores = {}
+        if {"softmax", "combined"} & set(ways):
+            scores["softmax"] = self.readout_logits(images).float()
+        if {"goodness", "combined"} & set(ways):
+            goodness = self.label_goodness(images)[:, :, self.predict_from :]
+            scales = torch.tensor(self.goodness_scales[self.predict_from :], device=goodness.device)
+            scores["goodness"] = (goodness.float() / scales).sum(dim=2)
+        if "combined" in ways:
+            scores["combined"] = self.combined_scores(scores["softmax"], goodness)
+        return {how: scores[how].log_softmax(dim=1) for how in ways}
+
+    def sampling_probs(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C) probabilities hard and generated negatives draw from: objective.sample_from's
+        log-probabilities divided by objective.sample_temperature, through a softmax."""
+        logp = self.class_log_probs(images, (self.objective.sample_from,))[self.objective.sample_from]
+        return (logp / self.objective.sample_temperature).softmax(dim=1)
+
     # ---- training objectives ----------------------------------------------------------------
     def layer_loss(self, index: int, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Objective of layer `index` on positive and negative activities ((P, units), (N, units)): with
@@ -212,8 +237,9 @@ class FFNetwork(LayerLosses):
         wants_readout = self.readout is not None and "readout" in active
         losses, stats = {}, {}
         probs = readout_loss = None
-        if self.negatives.labelled and (wants_readout or self.negatives.needs_probs):
-            # the readout reads one pass of the neutral input; hard negatives are sampled from it
+        by_readout = self.negatives.needs_probs and self.objective.sample_from == "softmax"
+        if self.negatives.labelled and (wants_readout or by_readout):
+            # the readout reads one pass of the neutral input; hard negatives may be sampled from it
             with torch.no_grad():
                 features = self.neutral_features(images)
             with torch.set_grad_enabled(torch.is_grad_enabled() and wants_readout):
@@ -223,7 +249,9 @@ class FFNetwork(LayerLosses):
                 # backpropagated now under release_graphs: its graph would hold the features all step
                 readout_loss = self.release(F.cross_entropy(logits, labels), logits)
                 readout_acc = (logits.detach().argmax(1) == labels).float().mean()
-            probs = logits.detach().softmax(dim=1)
+            probs = (logits.detach() / self.objective.sample_temperature).softmax(dim=1)
+        if self.negatives.needs_probs and not by_readout:
+            probs = self.sampling_probs(images)
         trained, upto = self._layers_to_run(active)
         if upto == 0:  # the readout alone (a greedy readout step): no layer, no negatives
             batch = 0
@@ -267,8 +295,11 @@ class FFNetwork(LayerLosses):
         samples = 1 + self.negatives.per_image if upto else 0
         flops = sum(2 * (2 if i in trained else 1) * macs[i] * samples for i in range(upto))  # 2 FLOPs per MAC
         wants_readout = self.readout is not None and "readout" in active
-        if self.negatives.labelled and (wants_readout or self.negatives.needs_probs):
+        by_readout = self.negatives.needs_probs and self.objective.sample_from == "softmax"
+        if self.negatives.labelled and (wants_readout or by_readout):
             flops += 2 * sum(macs) + 2 * cast(nn.Linear, self.readout).weight.numel()  # the neutral pass and its logits
+        if self.negatives.needs_probs and not by_readout:
+            flops += 2 * sum(macs) * self.num_classes  # every label's pass, to sample from its goodness
         if wants_readout:  # forward (unsupervised: here; supervised: in the neutral pass) and weight gradient
             flops += (4 if self.negatives.labelled else 6) * cast(nn.Linear, self.readout).weight.numel()
         return flops

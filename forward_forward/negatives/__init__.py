@@ -9,6 +9,7 @@ in `make`.
 from __future__ import annotations
 
 from .base import Negatives
+from .generated import Generated
 from .hybrid import Hybrid
 from .wrong_labels import AllWrong, HardWrong, RandomWrong
 
@@ -17,6 +18,7 @@ NEGATIVES: dict[str, type[Negatives]] = {
     "hard": HardWrong,
     "all": AllWrong,
     "hybrid": Hybrid,
+    "generated": Generated,
 }
 
 __all__ = ["NEGATIVES", "Negatives"]

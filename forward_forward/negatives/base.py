@@ -10,7 +10,8 @@ from ..config import Config, ObjectiveConfig
 
 class Negatives:
     labelled = True  # the input carries a label; False: unsupervised FF, the input is the image alone
-    needs_probs = False  # `make` needs the readout's class probabilities (the readout runs first)
+    needs_probs = False  # `make` needs the model's class probabilities (objective.sample_from)
+    reads: tuple[str, ...] = ()  # the objective fields of its own it reads; set elsewhere they are refused
 
     def __init__(self, objective: ObjectiveConfig, num_classes: int, data_shape: tuple[int, ...]):
         self.objective, self.num_classes, self.data_shape = objective, num_classes, tuple(data_shape)

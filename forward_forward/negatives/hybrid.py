@@ -53,6 +53,7 @@ class Hybrid(Negatives):
     """Unsupervised FF: real images against hybrids of two of them; no label in the input."""
 
     labelled = False
+    reads = ("hybrid_blur_passes",)
 
     @staticmethod
     def check(cfg: Config) -> None:

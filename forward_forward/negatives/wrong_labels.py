@@ -32,14 +32,18 @@ class RandomWrong(WrongLabels):
 
 
 class HardWrong(WrongLabels):
-    """A wrong label sampled in proportion to the readout's belief in it (MATLAB recipe)."""
+    """A wrong label sampled in proportion to the model's belief in it: the readout's (MATLAB recipe) or,
+    with objective.sample_from = goodness, the softmax of each label's goodness. On text this is the
+    paper's teacher forcing: the real window with a wrong next character the network predicts."""
 
     needs_probs = True
+    reads = ("sample_from", "sample_temperature")
 
     @staticmethod
     def check(cfg: Config) -> None:
-        if not cfg.model.readout:
-            raise FFError("objective.negatives = hard samples from the softmax readout: set model.readout = true.")
+        if cfg.objective.sample_from == "softmax" and not cfg.model.readout:
+            raise FFError("objective.negatives = hard samples from the softmax readout: set model.readout = true, "
+                          "or sample from goodness (objective.sample_from = goodness).")
 
     def wrong(self, images, labels, probs):
         assert probs is not None, "hard negatives are sampled from the readout's probabilities"

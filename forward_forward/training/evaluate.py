@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any, Iterator, cast
 import torch
 
 from .. import data as data_mod
-from .. import runs
+from .. import runs, sequence
 from ..config import WAYS, Config, merge, read_json
 from ..data import Datasets, Split
 from ..errors import FFError
 from ..models import build_model
+from ..text import Corpus
 from .device import resolve_device
 
 if TYPE_CHECKING:
@@ -80,6 +81,24 @@ def scored_ways(cfg: Config, model: Network) -> tuple[str, ...]:
     return ways
 
 
+def text_scores(model: Network, corpus: Corpus, ways: tuple[str, ...], batch_size: int,
+                out: dict) -> tuple[dict[str, float], dict[str, float]]:
+    """A next-character model's validation and test errors by each way; into `out`, bits per character
+    (test: at the temperature that was best on validation) and free-running errors of both."""
+    with scoring(model):
+        val = sequence.scores(model, corpus.val, ways, batch_size) if len(corpus.val) else {}
+        best = {how: val[f"temperature_{how}"] if val else 1.0 for how in ways}
+        test = sequence.scores(model, corpus.test, ways, batch_size, temperatures=best)
+    for how in ways:
+        for split, got in (("val", val), ("test", test)):
+            if got:
+                out[f"{split}_bpc_{how}"] = got[f"bpc_{how}"]
+                out[f"{split}_free_error_{how}"] = 1 - got[f"free_acc_{how}"]
+        out[f"temperature_{how}"] = best[how]
+    return ({how: 1 - val[f"acc_{how}"] for how in ways} if val else {},
+            {how: 1 - test[f"acc_{how}"] for how in ways})
+
+
 def score(cfg: Config, model: Network, data: Datasets, device: torch.device) -> dict:
     """Validation and test error by every prediction the model supports; `test_error` is the configured
     one, or with "best" the one with the lower validation error.
@@ -87,10 +106,13 @@ def score(cfg: Config, model: Network, data: Datasets, device: torch.device) -> 
     The test set is only scored here, once training is over; nothing is selected on it.
     """
     ways = scored_ways(cfg, model)
-    # with data.val_size = 0 there is nothing to validate on: val_error_* are None
-    val = error_rates(model, data.val, ways, cfg.run.eval_batch_size, device) if len(data.val) else {}
-    test = error_rates(model, data.test, ways, cfg.run.eval_batch_size, device)
     out: dict[str, Any] = {}
+    if data.corpus is not None:
+        val, test = text_scores(model, data.corpus, ways, cfg.run.eval_batch_size, out)
+    else:
+        # with data.val_size = 0 there is nothing to validate on: val_error_* are None
+        val = error_rates(model, data.val, ways, cfg.run.eval_batch_size, device) if len(data.val) else {}
+        test = error_rates(model, data.test, ways, cfg.run.eval_batch_size, device)
     for how in ways:
         out[f"val_error_{how}"], out[f"test_error_{how}"] = val.get(how), test[how]
     chosen = cfg.objective.predict

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Iterator, cast
 import torch
 from tqdm import tqdm
 
-from .. import augment, checkpoint, runs
+from .. import augment, checkpoint, runs, sequence, text
 from ..config import Config
 from ..data import Datasets
+from ..text import Corpus
 from ..errors import Interrupted
 from . import distributed, pipeline
 from .device import autocast
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 
 SPARSITY_SAMPLES = 1000
+SAMPLE_STRINGS = 4  # strings a text model writes into RUN_DIR/samples after each epoch
 
 
 class Loop:
@@ -135,7 +137,12 @@ class Loop:
             entry["layers"].setdefault(name, {}).update(values)
         if len(self.data.val) and (epoch % cfg.run.eval_every == 0 or epoch == cfg.optim.epochs):
             way = self.model.validation_method
-            entry["val_error"] = error_rate(self.model, self.data.val, way, cfg.run.eval_batch_size, self.device)
+            if self.data.corpus is not None:  # text: bits per character and free-running accuracy too
+                with _own_random_stream(self.device), scoring(self.model):
+                    entry.update(text_epoch(self.model, self.data.corpus, way, cfg.run.eval_batch_size,
+                                            self.run_dir, epoch))
+            else:
+                entry["val_error"] = error_rate(self.model, self.data.val, way, cfg.run.eval_batch_size, self.device)
             entry["val_predict"] = way
             tqdm.write(f"epoch {epoch}: validation error {100 * entry['val_error']:.2f} % by {way}  "
                        f"({entry['seconds']:.0f} s)")
@@ -146,6 +153,18 @@ class Loop:
             log_tensorboard(self.tensorboard, self.model, entry)
         if epoch % cfg.run.checkpoint_every == 0 or epoch == cfg.optim.epochs:
             self.save(epoch + 1, 0, None, step_seconds)
+
+
+def text_epoch(model: Network, corpus: Corpus, way: str, batch_size: int, run_dir: Path, epoch: int) -> dict:
+    """A next-character model's validation after an epoch: error, bits per character and free-running
+    accuracy by `way`, and a few strings it writes from validation prompts (RUN_DIR/samples/)."""
+    got = sequence.scores(model, corpus.val, (way,), batch_size)
+    prompts = corpus.val[:SAMPLE_STRINGS, : corpus.window].to(next(model.parameters()).device)
+    written = sequence.write(model, prompts, corpus.val.shape[1] - corpus.window, way)
+    lines = [f"epoch {epoch}, sampled by {way} at temperature 1 after the first {corpus.window} characters:"]
+    lines += [text.decode(s) for s in written.cpu()]
+    runs.write_atomic(run_dir / "samples" / f"epoch{epoch:04d}.txt", lambda f: f.write("\n".join(lines + [""]).encode()))
+    return {"val_error": 1 - got[f"acc_{way}"], "val_bpc": got[f"bpc_{way}"], "val_free_error": 1 - got[f"free_acc_{way}"]}
 
 
 @contextlib.contextmanager
