@@ -220,6 +220,46 @@ def cmd_probe(args) -> None:
           f"train {100 * result['train_error']:.2f} %); saved in {args.run_dir / 'probe.json'}")
 
 
+def cmd_generate(args) -> None:
+    import torch
+
+    from . import sequence, text
+
+    cfg, model, data, device = _load_trained(args)
+    if data.corpus is None:
+        raise FFError(f"{args.run_dir} was trained on {cfg.data.dataset}, not on text: ff generate needs a run of "
+                      "data.dataset = aesop or text.")
+    how = args.predict or model.validation_method
+    if how not in model.ways:
+        raise FFError(f"{args.run_dir} can predict by {' or '.join(model.ways)} only, not by {how}.")
+    if args.length < 0 or not 0 <= args.temperature < math.inf:
+        raise FFError("--length must not be negative, and --temperature must be finite and not negative.")
+    window = data.corpus.window
+    prompt = text.encode(args.prompt, "the prompt")
+    if len(prompt) < window:  # the window before the prompt is spaces, as between words
+        prompt = torch.cat([text.encode(" " * (window - len(prompt))), prompt])
+    generator = torch.Generator(device).manual_seed(args.seed)
+    written = sequence.write(model, prompt[None].to(device), args.length, how, args.temperature, generator)
+    print(text.decode(written[0, -(len(text.encode(args.prompt)) + args.length):].cpu()))
+
+
+def cmd_baselines(args) -> None:
+    from . import data as data_mod
+    from . import ngram
+
+    cfg = _build_config(args)
+    if cfg.data.dataset not in data_mod.TEXT_DATASETS:
+        raise FFError(f"ff baselines scores count-based next-character models, and data.dataset = "
+                      f"{cfg.data.dataset}: use a text preset (aesop) or --set data.dataset=aesop.")
+    corpus = data_mod.load(cfg.data).corpus
+    assert corpus is not None
+    result = ngram.baselines(corpus)
+    for name, got in result.items():
+        print(f"{name}: test accuracy {100 * got['test']['acc']:.2f} %, {got['test']['bpc']:.3f} bits per character "
+              f"(validation {100 * got['val']['acc']:.2f} %, {got['val']['bpc']:.3f})")
+    print(json.dumps(result))
+
+
 def cmd_metrics(args) -> None:
     import csv
     import io
@@ -335,6 +375,24 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--device", help=DEVICE_HELP)
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
     w.set_defaults(func=cmd_sweep)
+
+    g = sub.add_parser("generate", help="continue a prompt with a next-character model trained on text")
+    g.add_argument("run_dir", type=Path, help="a run directory of a text model (data.dataset = aesop or text)")
+    g.add_argument("--prompt", required=True, help="the text to continue (a-z, space, , ; .)")
+    g.add_argument("--length", type=int, default=200, help="characters to write (default 200)")
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0: the likeliest each step")
+    g.add_argument("--predict", choices=config_mod.WAYS, help="the way it predicts (default: its validation way)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the sampling")
+    g.add_argument("--data-dir", help=DATA_DIR_HELP)
+    g.add_argument("--device", help=DEVICE_HELP)
+    g.set_defaults(func=cmd_generate)
+
+    n = sub.add_parser("baselines", help="unigram and n-gram next-character baselines on a text dataset")
+    n.add_argument("--preset", help="named config (default aesop)", default="aesop")
+    n.add_argument("--config", help="TOML file of [section] key = value overrides")
+    n.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one field (repeatable)")
+    n.add_argument("--data-dir", help=DATA_DIR_HELP)
+    n.set_defaults(func=cmd_baselines, device=None, no_progress=False, epochs=None)
 
     m = sub.add_parser("metrics", help="a run's metrics.jsonl as a table: one row per epoch")
     m.add_argument("run_dir", type=Path, help="a run directory")

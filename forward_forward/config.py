@@ -382,9 +382,9 @@ def _validate(cfg: Config) -> Config:
     if cfg.model.overlap and cfg.model.blackbox != "none":
         raise FFError("model.overlap trains a layer through the one above it, and a black-box stage between them "
                       "passes no derivative: set model.blackbox = none, or model.overlap = false.")
-    if cfg.data.path is not None and cfg.data.dataset != "file":
-        raise FFError(f"data.path is read only with data.dataset = file, and the dataset is {cfg.data.dataset}: "
-                      "set data.dataset = file, or drop data.path.")
+    if cfg.data.path is not None and cfg.data.dataset not in ("file", "text"):
+        raise FFError(f"data.path is read only with data.dataset = file or text, and the dataset is "
+                      f"{cfg.data.dataset}: set data.dataset = file or text, or drop data.path.")
     return cfg
 
 

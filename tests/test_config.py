@@ -38,7 +38,7 @@ from forward_forward.errors import FFError
         ({"objective": {"predict": "vote"}}, "objective.predict"),
         ({"model": {"readout": False}, "objective": {"predict": "combined"}}, "model.readout"),
         ({"optim": {"greedy_negatives": "chunk"}}, "optim.greedy_steps = 0 trains without it"),
-        ({"data": {"path": "x.npz"}}, "data.path is read only with data.dataset = file"),
+        ({"data": {"path": "x.npz"}}, "data.path is read only with data.dataset = file or text"),
         ({"model": {"kind": "backprop"}, "objective": {"predict": "combined"}}, "objective.predict"),
     ],
 )

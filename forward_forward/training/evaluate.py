@@ -84,19 +84,28 @@ def scored_ways(cfg: Config, model: Network) -> tuple[str, ...]:
 def text_scores(model: Network, corpus: Corpus, ways: tuple[str, ...], batch_size: int,
                 out: dict) -> tuple[dict[str, float], dict[str, float]]:
     """A next-character model's validation and test errors by each way; into `out`, bits per character
-    (test: at the temperature that was best on validation) and free-running errors of both."""
+    (test: at the temperature that was best on validation)."""
     with scoring(model):
-        val = sequence.scores(model, corpus.val, ways, batch_size) if len(corpus.val) else {}
+        val = sequence.scores(model, corpus.val, ways, batch_size, free_running=False) if len(corpus.val) else {}
         best = {how: val[f"temperature_{how}"] if val else 1.0 for how in ways}
-        test = sequence.scores(model, corpus.test, ways, batch_size, temperatures=best)
+        test = sequence.scores(model, corpus.test, ways, batch_size, temperatures=best, free_running=False)
     for how in ways:
         for split, got in (("val", val), ("test", test)):
             if got:
                 out[f"{split}_bpc_{how}"] = got[f"bpc_{how}"]
-                out[f"{split}_free_error_{how}"] = 1 - got[f"free_acc_{how}"]
         out[f"temperature_{how}"] = best[how]
     return ({how: 1 - val[f"acc_{how}"] for how in ways} if val else {},
             {how: 1 - test[f"acc_{how}"] for how in ways})
+
+
+def free_running_errors(model: Network, corpus: Corpus, how: str) -> dict[str, float]:
+    """Errors of the model writing on its own by `how` after each held-out string's first characters
+    (one pass per character written, so only for the way the run predicts by)."""
+    with scoring(model):
+        out = {"test_free_error": 1 - sequence.free_running_accuracy(model, corpus.test, how)}
+        if len(corpus.val):
+            out["val_free_error"] = 1 - sequence.free_running_accuracy(model, corpus.val, how)
+    return out
 
 
 def score(cfg: Config, model: Network, data: Datasets, device: torch.device) -> dict:
@@ -121,6 +130,8 @@ def score(cfg: Config, model: Network, data: Datasets, device: torch.device) -> 
     out["val_error"] = out[f"val_error_{chosen}"]
     out["test_error"] = out[f"test_error_{chosen}"]
     out["predict"] = chosen
+    if data.corpus is not None:
+        out.update(free_running_errors(model, data.corpus, chosen))
     return out
 
 

@@ -17,8 +17,8 @@ from tqdm import tqdm
 from .. import augment, checkpoint, runs, sequence, text
 from ..config import Config
 from ..data import Datasets
-from ..text import Corpus
 from ..errors import Interrupted
+from ..text import Corpus
 from . import distributed, pipeline
 from .device import autocast
 from .evaluate import error_rate, scoring
@@ -163,8 +163,10 @@ def text_epoch(model: Network, corpus: Corpus, way: str, batch_size: int, run_di
     written = sequence.write(model, prompts, corpus.val.shape[1] - corpus.window, way)
     lines = [f"epoch {epoch}, sampled by {way} at temperature 1 after the first {corpus.window} characters:"]
     lines += [text.decode(s) for s in written.cpu()]
-    runs.write_atomic(run_dir / "samples" / f"epoch{epoch:04d}.txt", lambda f: f.write("\n".join(lines + [""]).encode()))
-    return {"val_error": 1 - got[f"acc_{way}"], "val_bpc": got[f"bpc_{way}"], "val_free_error": 1 - got[f"free_acc_{way}"]}
+    page = "\n".join(lines + [""]).encode()
+    runs.write_atomic(run_dir / "samples" / f"epoch{epoch:04d}.txt", lambda f: f.write(page))
+    return {"val_error": 1 - got[f"acc_{way}"], "val_bpc": got[f"bpc_{way}"],
+            "val_free_error": 1 - got[f"free_acc_{way}"]}
 
 
 @contextlib.contextmanager

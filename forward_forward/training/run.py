@@ -34,7 +34,7 @@ def fit_to_data(cfg: Config, data: Datasets, given: bool = False) -> Config:
     changes: dict[str, dict] = {}
     if given:  # your Datasets are already split: the config says so instead of holding values it ignored
         changes["data"] = {"val_size": len(data.val), "train_limit": 0}
-    elif cfg.data.dataset == "file" and cfg.data.path:
+    elif cfg.data.dataset in ("file", "text") and cfg.data.path:
         changes["data"] = {"path": str(Path(cfg.data.path).expanduser().resolve())}
     if cfg.data.jitter and data.kind != "image":
         raise FFError(f"data.jitter shifts images, and this data is {data.kind} of shape {data.shape}: set it to 0.")

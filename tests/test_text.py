@@ -1,0 +1,268 @@
+"""Text data, next-character FF, generated negatives, writing, baselines (small texts made here,
+plus short real runs on Aesop's fables in FF_DATA_DIR)."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from forward_forward import cli, ngram, sequence, text
+from forward_forward.config import DataConfig, merge
+from forward_forward.data import load
+from forward_forward.errors import FFError
+from forward_forward.models import build_model
+from forward_forward.training import load_trained, train
+from tests.conftest import small_config
+
+WORDS = "the fox saw a crow on a branch with a piece of cheese in her beak and wished to have it for himself".split()
+
+
+def write_text(path: Path, documents: int = 40, seed: int = 0) -> Path:
+    """A text of `documents` blocks, each a few sentences of random words, separated by blank lines."""
+    g = torch.Generator().manual_seed(seed)
+    blocks = []
+    for d in range(documents):
+        words = [WORDS[i] for i in torch.randint(len(WORDS), (40,), generator=g).tolist()]
+        blocks.append(f"Story {d}\n\n" + " ".join(words).capitalize() + ". The End!")
+    path.write_text("\n\n\n\n".join(blocks) + "\n")
+    return path
+
+
+def text_config(path: Path, **sections):
+    base = {"data": {"dataset": "text", "path": str(path), "val_size": 8, "window": 4, "string_length": 30,
+                     "strings": 24},
+            "model": {"hidden": [48, 48]},
+            "objective": {"label_coding": "auto", "predict_layers_from": 0},
+            "optim": {"epochs": 1, "batch_size": 26}}
+    for section, values in sections.items():
+        base.setdefault(section, {}).update(values)
+    return small_config(**base)
+
+
+def test_encoding_round_trips_and_cleaning_maps_punctuation():
+    s = "the fox, the crow; the end."
+    assert text.decode(text.encode(s)) == s
+    assert text.encode("The Fox").tolist() == text.encode("the fox").tolist()
+    assert text.clean('"Well!" said he -- "No: never?"\n  ') == "well. said he no; never."
+    assert len(text.ALPHABET) == 30 and len(set(text.ALPHABET)) == 30
+
+
+def test_windows_pair_each_context_with_the_next_character():
+    strings = text.encode("abcdefg")[None]
+    contexts, targets = text.windows(strings, 3)
+    assert [text.decode(c) for c in contexts] == ["abc", "bcd", "cde", "def"]
+    assert text.decode(targets) == "defg"
+    x = text.one_hot(contexts)
+    assert x.shape == (4, 90) and x.sum(1).tolist() == [3.0] * 4
+
+
+def test_held_out_strings_come_from_other_documents_and_never_overlap_training(tmp_path):
+    path = write_text(tmp_path / "t.txt")
+    data = load(text_config(path).data)
+    corpus = data.corpus
+    assert corpus.train.shape == (24, 30) and len(corpus.val) and len(corpus.test)
+    assert len(corpus.val) <= 8
+    train = {text.decode(s) for s in corpus.train}
+    for held in (corpus.val, corpus.test):
+        for s in held:
+            assert text.decode(s) not in train
+    # each training string is the start of its own document; a held-out string starts no training document
+    documents = [text.clean(d) for d in text.text_documents(path.read_text())]
+    owners = {next(i for i, d in enumerate(documents) if d.startswith(s)) for s in train}
+    assert len(owners) == 24
+    held_docs = {i for i, d in enumerate(documents) for s in map(text.decode, corpus.test) if s in d}
+    assert not held_docs & owners
+    assert data.shape == (4 * 30,) and data.num_classes == 30 and data.kind == "text"
+    assert len(data.train) == 24 * (30 - 4)
+
+
+def test_the_split_is_reproducible_whatever_the_run_seed(tmp_path):
+    path = write_text(tmp_path / "t.txt")
+    a = load(text_config(path).data).corpus
+    torch.manual_seed(123)
+    b = load(text_config(path).data).corpus
+    assert torch.equal(a.train, b.train) and torch.equal(a.test, b.test)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "is empty"),
+    ("1234 5678 \n\n 9999 [] {}", "holds no characters of the alphabet"),
+    ("short text.", "needs"),
+])
+def test_bad_text_files_get_one_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.txt"
+    path.write_text(content)
+    with pytest.raises(FFError, match=message):
+        load(DataConfig(dataset="text", path=str(path), strings=5))
+
+
+def test_missing_and_binary_text_files_are_refused(tmp_path):
+    with pytest.raises(FFError, match="not a file"):
+        load(DataConfig(dataset="text", path=str(tmp_path / "nope.txt")))
+    binary = tmp_path / "b.txt"
+    binary.write_bytes(bytes(range(128, 256)) * 10)
+    with pytest.raises(FFError, match="not UTF-8"):
+        load(DataConfig(dataset="text", path=str(binary)))
+
+
+def test_text_fields_on_image_data_are_refused_not_ignored():
+    with pytest.raises(FFError, match="data.window"):
+        merge(small_config(), {"data": {"window": 5}})
+    with pytest.raises(FFError, match="string_length"):
+        merge(small_config(), {"data": {"dataset": "text", "path": "x", "window": 10, "string_length": 10}})
+
+
+def test_sampling_fields_are_refused_under_a_strategy_that_does_not_read_them():
+    with pytest.raises(FFError, match="objective.sample_from"):
+        merge(small_config(), {"objective": {"negatives": "random", "sample_from": "goodness"}})
+    with pytest.raises(FFError, match="regenerate_every"):
+        merge(small_config(), {"objective": {"negatives": "hard", "regenerate_every": 5}})
+    with pytest.raises(FFError, match="data.dataset = aesop or text"):
+        merge(small_config(), {"objective": {"negatives": "generated"}})
+
+
+def _text_model(tmp_path, **objective):
+    path = write_text(tmp_path / "t.txt")
+    cfg = text_config(path, objective=objective)
+    data = load(cfg.data)
+    from forward_forward.training.run import fit_to_data
+
+    cfg = fit_to_data(cfg, data)
+    return cfg, build_model(cfg, data.shape, data.num_classes), data
+
+
+def test_batched_candidate_scoring_equals_a_loop_over_candidates(tmp_path):
+    cfg, model, data = _text_model(tmp_path)
+    x = data.val.images[:7]
+    batched = model.label_goodness(x)  # (B, 30, layers) in one pass
+    looped = torch.stack([model.layer_goodness(model.with_label(x, torch.full((7,), c))) for c in range(30)], dim=1)
+    torch.testing.assert_close(batched, looped)
+    logp = model.class_log_probs(x, ("goodness",))["goodness"]
+    assert torch.allclose(logp.exp().sum(1), torch.ones(7))
+
+
+def test_generated_negatives_are_written_by_the_model_and_change_with_its_weights(tmp_path):
+    cfg, model, data = _text_model(tmp_path, negatives="generated", generated_length=12, regenerate_every=1)
+    strategy = model.negatives
+    x, y = data.train.images[:26], data.train.labels[:26]
+    torch.manual_seed(1)
+    pos, neg = strategy.make(x, y, model.coding, model=model)
+    assert torch.equal(pos, model.with_label(x, y))
+    first = strategy.bank
+    # windows of the batch's own windows continued: each holds a written character (12 written, 11 windows)
+    prompts = x.view(26, 4, 30).argmax(2)
+    assert torch.equal(first[0].view(26, 11, 4)[:, 0, :3], prompts[:, 1:])
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    torch.manual_seed(1)
+    strategy.make(x, y, model.coding, model=model)
+    assert not torch.equal(first[1], strategy.bank[1])  # same random stream, other weights: other text
+    # what was written is what the model's own probabilities say, drawn at the configured temperature
+    calls = []
+    original = sequence.write
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    sequence.write = spy
+    try:
+        strategy.make(x, y, model.coding, model=model)
+    finally:
+        sequence.write = original
+    assert calls and calls[0][0] is model and calls[0][3] == cfg.objective.sample_from
+
+
+def test_hard_negatives_from_goodness_never_carry_the_true_character(tmp_path):
+    cfg, model, data = _text_model(tmp_path, negatives="hard", sample_from="goodness", sample_temperature=0.5)
+    x, y = data.train.images[:50], data.train.labels[:50]
+    probs = model.sampling_probs(x)
+    assert probs.shape == (50, 30) and torch.allclose(probs.sum(1), torch.ones(50))
+    _, neg = model.negatives.make(x, y, model.coding, probs, model)
+    assert (neg[:, -30:].argmax(1) != y).all()
+
+
+def test_write_with_temperature_zero_takes_the_likeliest_character(tmp_path):
+    cfg, model, data = _text_model(tmp_path)
+    prompts = data.corpus.val[:3, :4]
+    out = sequence.write(model, prompts, 5, "softmax", temperature=0)
+    assert out.shape == (3, 9) and torch.equal(out[:, :4], prompts)
+    first = sequence.next_log_probs(model, prompts, "softmax").argmax(1)
+    assert torch.equal(out[:, 4], first)
+
+
+def test_ngram_probabilities_sum_to_one_and_beat_unigram_on_repetitive_text(tmp_path):
+    strings = text.encode("the fox and the crow. " * 20)[: 400].view(4, 100)
+    model = ngram.NGram(strings, 5)
+    for context in [(), tuple(text.encode("the f").tolist()), tuple(text.encode("zzzzz").tolist())]:
+        p = model.probs(context, 0.7)
+        assert abs(float(p.sum()) - 1) < 1e-9 and (p > 0).all()
+    corpus = text.Corpus(5, strings[:2], strings[2:3], strings[3:])
+    result = ngram.baselines(corpus)
+    assert result["6-gram"]["test"]["acc"] > 0.95 > result["unigram"]["test"]["acc"]
+    assert result["6-gram"]["test"]["bpc"] < result["unigram"]["test"]["bpc"]
+
+
+def test_a_text_run_reports_bits_free_running_error_and_samples_and_generates(tmp_path, capsys):
+    path = write_text(tmp_path / "t.txt")
+    cfg = text_config(path, objective={"negatives": "generated", "regenerate_every": 3, "predict": "best"})
+    run = tmp_path / "run"
+    summary = train(cfg, run)
+    for key in ("val_bpc_goodness", "test_bpc_softmax", "test_free_error", "val_free_error", "temperature_goodness"):
+        assert key in summary, key
+    assert 0 < summary["test_bpc_softmax"] < 10 and 0 <= summary["test_free_error"] <= 1
+    epoch = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"val_bpc", "val_free_error", "val_error"} <= set(epoch)
+    samples = (run / "samples" / "epoch0001.txt").read_text().splitlines()
+    assert len(samples) == 1 + min(4, len(load(cfg.data).corpus.val)) and all(len(s) == 30 for s in samples[1:])
+    capsys.readouterr()
+    assert cli.main(["generate", str(run), "--prompt", "The fox", "--length", "12", "--temperature", "0"]) == 0
+    written = capsys.readouterr().out.rstrip("\n")
+    assert written.startswith("the fox") and len(written) == 7 + 12
+    assert cli.main(["generate", str(run), "--prompt", "the fox #1"]) != 0
+    assert "outside the alphabet" in capsys.readouterr().err
+    _, model, _, _ = load_trained(run)
+    assert model.state_dict()
+
+
+def test_generate_refuses_an_image_run(tmp_path, fake_mnist, capsys):
+    run = tmp_path / "img"
+    train(small_config(fake_mnist, optim={"epochs": 1}), run)
+    assert cli.main(["generate", str(run), "--prompt", "the"]) != 0
+    assert "not on text" in capsys.readouterr().err
+
+
+@pytest.fixture
+def aesop_dir() -> Path:
+    root = os.environ.get("FF_DATA_DIR")
+    if not root or not (Path(root) / "aesop" / "aesop.txt").exists():
+        if os.environ.get("CI"):
+            pytest.fail("FF_DATA_DIR must hold aesop/aesop.txt in CI")
+        pytest.skip("FF_DATA_DIR with aesop/aesop.txt is not set")
+    return Path(root)
+
+
+def test_aesop_gives_the_papers_248_strings_of_100_characters(aesop_dir):
+    data = load(DataConfig(dataset="aesop", data_dir=str(aesop_dir), val_size=60))
+    assert data.corpus.train.shape == (248, 100) and len(data.train) == 248 * 90
+    assert data.corpus.val.shape == (60, 100) and len(data.corpus.test) > 100
+    assert text.decode(data.corpus.train[0]) != text.decode(data.corpus.train[1])
+    # the unigram baseline lands where the literature has it (19.6 % on its own strings)
+    got = ngram.unigram(data.corpus.train, data.corpus.test, 10)
+    assert 0.17 < got["acc"] < 0.22 and 4.0 < got["bpc"] < 4.4
+
+
+@pytest.mark.slow
+def test_ff_learns_next_characters_of_aesop(aesop_dir, tmp_path):
+    """A short real run: far above the unigram's 19 % after one epoch of a small net."""
+    cfg = merge(small_config(aesop_dir), {
+        "data": {"dataset": "aesop", "val_size": 30, "verify_checksums": True},
+        "model": {"hidden": [400, 400]}, "objective": {"label_coding": "auto", "predict": "softmax"},
+        "optim": {"epochs": 2, "batch_size": 100}, "run": {"score_ways": ["softmax"]}})
+    summary = train(cfg, tmp_path / "run")
+    assert summary["test_error"] < 0.72 and summary["test_bpc_softmax"] < 3.6
+    assert not math.isnan(summary["test_free_error"])
