@@ -82,6 +82,12 @@ class ModelConfig:
     peer_lambda: float = 0.0  # peer normalisation strength (paper/MATLAB: 0.03); 0 turns it off
     peer_decay: float = 0.9  # decay of each unit's running mean activity
     readout: bool = True  # a linear softmax readout trained alongside on detached activities
+    # fast weights (Ba et al. 2016, forward_forward/fast_weights.py): each layer adds a decaying
+    # outer-product memory of its activity at the earlier positions of a string (text data only)
+    fast_weights: bool = False
+    fast_decay: float = 0.95  # lambda: the memory of a position fades by this factor per position
+    fast_rate: float = 0.5  # eta: the memory's strength
+    fast_positions: int = 0  # windows per string the memory spans; 0: data.string_length - data.window
     blackbox: str = "none"  # stage between layers (blackbox.BLACKBOXES): none | quantize | noise | random_nonlinearity
     blackbox_strength: float = 0.0  # quantize: bits; noise: std relative to RMS; random_nonlinearity: amplitude
 
@@ -266,7 +272,9 @@ RANGES = [
       "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes", "objective.goodness_weight",
       "objective.channel_groups"),
      lambda v: v >= 0, "not negative"),
-    (("optim.momentum", "optim.dampening", "model.peer_decay"), lambda v: 0 <= v < 1, "in [0, 1)"),
+    (("optim.momentum", "optim.dampening", "model.peer_decay", "model.fast_decay"), lambda v: 0 <= v < 1,
+     "in [0, 1)"),
+    (("model.fast_rate", "model.fast_positions"), lambda v: 0 <= v < math.inf, "finite and not negative"),
     (("objective.threshold", "optim.lr", "objective.temperature", "optim.readout_lr", "objective.goodness_weight",
       "model.norm_eps", "model.peer_lambda", "model.blackbox_strength", "optim.weight_decay",
       "optim.readout_weight_decay", "objective.symba_alpha"),
@@ -300,6 +308,38 @@ def _check_text(cfg: Config) -> None:
     elif cfg.data.string_length <= cfg.data.window:
         raise FFError(f"data.string_length = {cfg.data.string_length} leaves nothing to predict after a window of "
                       f"data.window = {cfg.data.window} characters: make it longer than the window.")
+
+
+FAST_FIELDS = ("fast_decay", "fast_rate", "fast_positions")
+
+
+def _check_fast_weights(cfg: Config) -> None:
+    """Fast weights remember the earlier windows of a string: text data, whole strings in every batch."""
+    m = cfg.model
+    if not m.fast_weights:
+        changed = [f"model.{f}" for f in FAST_FIELDS if getattr(m, f) != getattr(ModelConfig(), f)]
+        if changed:
+            raise FFError(f"{', '.join(changed)} shape fast weights, and model.fast_weights is off: set it to true, "
+                          "or leave them at their defaults.")
+        return
+    positions = cfg.data.string_length - cfg.data.window
+    why = []
+    if cfg.data.dataset not in ("aesop", "text"):
+        why.append(f"data.dataset = {cfg.data.dataset} (they need text: aesop or text)")
+    if m.kind not in ("ff", "backprop"):
+        why.append(f"model.kind = {m.kind} (ff and its backprop twin have them)")
+    if m.kind == "ff" and cfg.objective.negatives not in ("random", "hard"):
+        why.append(f"objective.negatives = {cfg.objective.negatives} (negatives must be the real windows with "
+                   "another next character: random or hard)")
+    if cfg.optim.phase_steps or cfg.optim.greedy_steps:
+        why.append("optim.phase_steps or greedy_steps (a step needs the positives beside the negatives)")
+    if m.fast_positions and m.fast_positions != positions:
+        why.append(f"model.fast_positions = {m.fast_positions} (strings here have {positions} windows)")
+    for path in ("optim.batch_size", "run.eval_batch_size"):
+        if _get(cfg, path) % positions:
+            why.append(f"{path} = {_get(cfg, path)} (a multiple of the {positions} windows of a string)")
+    if why:
+        raise FFError("model.fast_weights cannot work with " + "; ".join(why) + ".")
 
 
 def _check_negatives_fields(cfg: Config, strategies: typing.Mapping) -> None:
@@ -361,6 +401,7 @@ def _validate(cfg: Config) -> Config:
                       f"{cfg.run.score_ways}: add it.")
     _check_text(cfg)
     _check_negatives_fields(cfg, NEGATIVES)
+    _check_fast_weights(cfg)
     if cfg.objective.predict == "best" and cfg.data.val_size == 0:
         raise FFError("objective.predict = best chooses on validation images, and data.val_size = 0 leaves none: "
                       "choose softmax, goodness or combined.")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import text
+from .errors import FFError
 
 if TYPE_CHECKING:
     from .models import Network
@@ -26,6 +27,12 @@ def next_log_probs(model: Network, contexts: torch.Tensor, how: str) -> torch.Te
     return model.class_log_probs(text.one_hot(contexts).to(like.device, like.dtype), (how,))[how]
 
 
+def writes(model: Network) -> bool:
+    """Whether the model can write text: a fast-weight model reads whole strings of fixed length, and
+    writing one a character at a time would rerun the string at every step; it is scored teacher-forced."""
+    return getattr(model, "fast", None) is None
+
+
 @torch.no_grad()
 def write(model: Network, prompts: torch.Tensor, length: int, how: str, temperature: float = 1.0,
           generator: torch.Generator | None = None) -> torch.Tensor:
@@ -34,6 +41,9 @@ def write(model: Network, prompts: torch.Tensor, length: int, how: str, temperat
     window = model.data_shape[0] // len(text.ALPHABET)
     if prompts.shape[1] < window:
         raise ValueError(f"a prompt needs at least {window} characters")
+    if not writes(model):
+        raise FFError("this model has fast weights, which read whole strings: it predicts teacher-forced only, and "
+                      "does not write text (train it with model.fast_weights = false to generate).")
     out = prompts
     for _ in range(length):
         logp = next_log_probs(model, out[:, -window:], how)

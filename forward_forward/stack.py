@@ -89,7 +89,8 @@ class LayerStack(nn.Module):
 
     def forward(self, x: torch.Tensor, *, detach: bool = True, upto: int | None = None,
                 frozen: frozenset[int] = frozenset(), start: int = 0,
-                each: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None, keep: bool = True) -> Pass:
+                each: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None, keep: bool = True,
+                recall: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> Pass:
         """Run (B, *input_shape) inputs through the first `upto` layers (default all); from layer
         `start` on, x being what that layer reads (a pipeline stage's layers), with Pass lists indexed
         from `start`.
@@ -98,7 +99,8 @@ class LayerStack(nn.Module):
         the graph across layers (backprop). Layers in `frozen` run without a graph: their losses are
         not wanted on this step. `each(i, z, y)` is called as soon as layer i has run (its loss can be
         computed and backpropagated then, freeing its graph); with `keep` False the Pass holds nothing, so
-        no layer's tensors outlive the next one.
+        no layer's tensors outlive the next one. `recall(z, y)`, given, turns each layer's pre-activation
+        into the one its activity is taken from (fast weights add their memory's term).
         """
         pre, act = [], []
         count = len(self.layers) if upto is None else upto
@@ -107,8 +109,8 @@ class LayerStack(nn.Module):
             with torch.set_grad_enabled(torch.is_grad_enabled() and i not in frozen):
                 # with overlap, x carries a graph into the layer below (and no further): this layer's
                 # loss trains both
-                z, y = self._layer(i, x, detach=detach and not overlap)
-                up = self._layer(i, x, detach=True)[1] if overlap and i + 1 < count else y
+                z, y = self._layer(i, x, detach=detach and not overlap, recall=recall)
+                up = self._layer(i, x, detach=True, recall=recall)[1] if overlap and i + 1 < count else y
             if each is not None:
                 each(i, z, y)
             if keep:
@@ -118,11 +120,16 @@ class LayerStack(nn.Module):
                 x = self.stages[i](up)
         return Pass(pre, act)
 
-    def _layer(self, i: int, x: torch.Tensor, detach: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _layer(self, i: int, x: torch.Tensor, detach: bool,
+               recall: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer i's pre-activation and activity on x (plus x itself for a residual layer)."""
         layer = self.layers[i]
         z = layer.pre_activation(x, detach=detach)
         y = layer.activation(z)
+        if recall is not None:
+            z = recall(z, y)
+            y = layer.activation(z)
         if self.residual[i]:  # under FF the input carries no derivative into this layer's loss
             y = y + (x.detach() if detach else x).reshape(y.shape)
         return z, y
@@ -136,6 +143,7 @@ class LayerStack(nn.Module):
         return [group for layer, factor in zip(self.layers, layer_lr)
                 for group in decay_groups(layer.named_parameters(), lr * factor, weight_decay)]
 
-    def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def activities(self, x: torch.Tensor,
+                   recall: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> list[torch.Tensor]:
         """(B, *input_shape) -> each hidden layer's activity (B, units); inputs detached per layer."""
-        return self.forward(x).act
+        return self.forward(x, recall=recall).act

@@ -266,3 +266,70 @@ def test_ff_learns_next_characters_of_aesop(aesop_dir, tmp_path):
     summary = train(cfg, tmp_path / "run")
     assert summary["test_error"] < 0.72 and summary["test_bpc_softmax"] < 3.6
     assert not math.isnan(summary["test_free_error"])
+
+
+def _fast_model(tmp_path, **model):
+    path = write_text(tmp_path / "t.txt")
+    cfg = text_config(path, model={"fast_weights": True, **model}, optim={"epochs": 1, "batch_size": 52},
+                      run={"eval_batch_size": 52 * 4})
+    data = load(cfg.data)
+    from forward_forward.training.run import fit_to_data
+
+    cfg = fit_to_data(cfg, data)
+    return cfg, build_model(cfg, data.shape, data.num_classes), data
+
+
+def test_fast_weights_reach_back_past_the_window_and_never_forward(tmp_path):
+    cfg, model, data = _fast_model(tmp_path)
+    assert cfg.model.fast_positions == 26
+    x = data.train.images[: 2 * 26].clone()  # two whole strings
+    base = model.label_goodness(x)
+    changed = x.clone()
+    changed[3] = text.one_hot(text.encode("zzzz")[None])[0]  # window 3 of the first string
+    after = model.label_goodness(changed)
+    assert torch.allclose(after[:3], base[:3])  # earlier windows: untouched
+    assert not torch.allclose(after[10], base[10])  # window 10 sees window 3 through its memory only
+    assert torch.allclose(after[26:], base[26:])  # the other string: untouched
+    # batched over labels equals a loop: label c's pass, its memory read from the real characters' passes
+    model.fast.rate = 0.0
+    plain = model.label_goodness(x)
+    cfg0 = merge(cfg, {"model": {"fast_weights": False, "fast_positions": 0}})
+    twin = build_model(cfg0, data.shape, data.num_classes)
+    twin.load_state_dict(model.state_dict())
+    torch.testing.assert_close(plain, twin.label_goodness(x))  # no memory: the window model itself
+
+
+def test_fast_weight_memory_is_read_from_the_real_next_characters(tmp_path):
+    cfg, model, data = _fast_model(tmp_path)
+    x, y = data.train.images[:26], data.train.labels[:26]
+    # the reference of each window is the next one's last character: the real next character
+    assert torch.equal(__import__("forward_forward.fast_weights", fromlist=["x"]).next_characters(x, 26)[:-1], y[:-1])
+    g = model.label_goodness(x)  # (26, 30, layers)
+    # the true label's goodness by the label-major pass equals a positive pass (memory from the same positives)
+    positive = model.layer_goodness(model.with_label(x, y))
+    torch.testing.assert_close(g[torch.arange(26), y], positive, rtol=1e-4, atol=1e-4)
+
+
+def test_fast_weights_train_and_score_teacher_forced(tmp_path, capsys):
+    cfg, _, _ = _fast_model(tmp_path)
+    run = tmp_path / "run"
+    summary = train(cfg, run)
+    assert "test_bpc_softmax" in summary and "test_free_error" not in summary
+    assert cli.main(["generate", str(run), "--prompt", "the fox"]) != 0
+    assert "fast weights" in capsys.readouterr().err
+    twin = train(merge(cfg, {"model": {"kind": "backprop"}, "objective": {"negatives": "random", "predict": "softmax",
+                                                                          "label_coding": "auto"}}), tmp_path / "bp")
+    assert 0 <= twin["test_error"] <= 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"optim": {"batch_size": 50}}, "optim.batch_size = 50"),
+    ({"objective": {"negatives": "all"}}, "random or hard"),
+    ({"data": {"dataset": "mnist", "path": None, "window": 10, "string_length": 100, "strings": 248}}, "need text"),
+    ({"model": {"fast_weights": False, "fast_rate": 0.1}}, "model.fast_rate"),
+])
+def test_fast_weights_refuse_what_they_cannot_honour(tmp_path, change, message):
+    path = write_text(tmp_path / "t.txt")
+    cfg = text_config(path, model={"fast_weights": True}, optim={"batch_size": 52}, run={"eval_batch_size": 52})
+    with pytest.raises(FFError, match=message):
+        merge(cfg, change)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import fast_weights
 from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
 from ..errors import FFError
 from ..stack import LayerStack, decay_groups
@@ -33,6 +34,7 @@ class BackpropNetwork(nn.Module):
         self.num_classes, self.data_shape = num_classes, tuple(data_shape)
         self.objective = objective
         self.stack = LayerStack.build(model, self.data_shape, peer_lambda=0.0)  # no peer loss: one end-to-end loss
+        self.fast = fast_weights.build(model)  # memory of a string's earlier windows, as the FF network's
         self.norm, self.norm_eps = model.norm, model.norm_eps
         self.predict_from = 0
         self.readout = nn.Linear(self.stack.units[-1], num_classes)  # the output layer
@@ -69,7 +71,7 @@ class BackpropNetwork(nn.Module):
 
     def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, ...) images -> each hidden layer's activity, with the graph kept across layers."""
-        return self.stack(x, detach=False).act
+        return self.stack(x, detach=False, recall=fast_weights.recall_for(self.fast)).act
 
     @torch.no_grad()
     def layer_sparsity(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, dict[str, float]]:

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
 from ..errors import FFError
+from ..fast_weights import FastWeights, recall_for
 from ..layers import normalize
 from ..stack import LayerStack, decay_groups
 
@@ -113,6 +114,7 @@ class LayerLosses(nn.Module):
 
     stack: LayerStack
     readout: nn.Linear | None
+    fast: FastWeights | None = None  # model.fast_weights: each layer's memory of a string's earlier windows
     # set by the training loop where nothing wraps the model (DDP needs one backward per step): each
     # layer's loss is then backpropagated as soon as it is computed, which frees that layer's graph and
     # tensors before the next layer runs, so a step's memory does not grow with depth
@@ -163,5 +165,6 @@ class LayerLosses(nn.Module):
         return groups
 
     def activities(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(B, *input_shape) inputs -> each hidden layer's activity (B, units), inputs detached per layer."""
-        return self.stack.activities(x)
+        """(B, *input_shape) inputs -> each hidden layer's activity (B, units), inputs detached per layer
+        (with fast weights, each window's memory is read from the rows of its own string)."""
+        return self.stack.activities(x, recall=recall_for(self.fast))

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import fast_weights
 from ..coding import LABEL_CODINGS, NoLabel, resolve
 from ..config import WAYS, Config, ModelConfig, ObjectiveConfig, per_layer
 from ..errors import FFError
@@ -36,6 +37,7 @@ class FFNetwork(LayerLosses):
                   if self.negatives.labelled else NoLabel)
         self.coding = coding(data_shape, num_classes, objective.label_value, objective.neutral_value)
         self.stack = LayerStack.build(model, self.coding.input_shape)
+        self.fast = fast_weights.build(model)
         self.norm, self.norm_eps = model.norm, model.norm_eps
         self.goodness = GOODNESS[objective.goodness].fn
         self.loss_fn = LOSSES[objective.loss]
@@ -95,7 +97,8 @@ class FFNetwork(LayerLosses):
         """The readout's input: one pass of the neutral input, each prediction layer's normalised
         activity kept as the layer runs (nothing else of a layer outlives the next)."""
         acts: list[torch.Tensor] = []
-        self.stack(self.unlabelled(images), each=lambda i, z, y: acts.append(y), keep=False)
+        self.stack(self.unlabelled(images), each=lambda i, z, y: acts.append(y), keep=False,
+                   recall=fast_weights.recall_for(self.fast))
         return self.readout_features(acts)
 
     def readout_features(self, acts: list[torch.Tensor]) -> torch.Tensor:
@@ -126,8 +129,23 @@ class FFNetwork(LayerLosses):
     def label_goodness(self, images: torch.Tensor) -> torch.Tensor:
         """Goodness of every image with every label in ONE batched pass: (B, ...) -> (B, C, layers)."""
         assert self.negatives.labelled, "an unsupervised network has no label to score"
+        if self.fast is not None:
+            return self._label_goodness_with_memory(images)
         g = self.layer_goodness(self.coding.every_label(images))  # (B*C, layers)
         return g.view(images.shape[0], self.num_classes, len(self.stack))
+
+    def _label_goodness_with_memory(self, images: torch.Tensor) -> torch.Tensor:
+        """label_goodness with fast weights: the labels label-major (copy c = every window with label c),
+        each window's memory read from the earlier windows with their real next characters."""
+        assert self.fast is not None
+        batch, classes = images.shape[0], self.num_classes
+        self.fast.check_rows(batch)
+        labels = torch.arange(classes, device=images.device).repeat_interleave(batch)
+        x = self.coding.write(images.repeat(classes, *[1] * (images.dim() - 1)), labels)
+        reference = fast_weights.next_characters(images, self.fast.positions)
+        acts = self.stack.activities(x, recall=fast_weights.recall_for(self.fast, classes, reference))
+        g = torch.stack([self.goodness_terms(i, a).mean(dim=1) for i, a in enumerate(acts)], dim=1)
+        return g.view(classes, batch, len(self.stack)).transpose(0, 1)
 
     def combined_scores(self, logits: torch.Tensor, goodness: torch.Tensor,
                         goodness_weight: float | None = None) -> torch.Tensor:
@@ -272,7 +290,8 @@ class FFNetwork(LayerLosses):
                 losses[f"layer{i}"] = self.release(loss, y)
 
             self.stack(torch.cat([pos, neg]), upto=upto,  # (P + N, ...): one matmul per layer for both
-                       frozen=frozenset(range(upto)) - set(trained), each=settle, keep=False)
+                       frozen=frozenset(range(upto)) - set(trained), each=settle, keep=False,
+                       recall=fast_weights.recall_for(self.fast, copies=2))  # memory: the positives
         if wants_readout and not self.negatives.labelled and batch:
             logits = cast(nn.Linear, self.readout)(self.readout_features(kept)).float()  # the readout's pass ran
             readout_loss = F.cross_entropy(logits, labels)

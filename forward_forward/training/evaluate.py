@@ -130,7 +130,7 @@ def score(cfg: Config, model: Network, data: Datasets, device: torch.device) -> 
     out["val_error"] = out[f"val_error_{chosen}"]
     out["test_error"] = out[f"test_error_{chosen}"]
     out["predict"] = chosen
-    if data.corpus is not None:
+    if data.corpus is not None and sequence.writes(model):
         out.update(free_running_errors(model, data.corpus, chosen))
     return out
 

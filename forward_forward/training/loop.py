@@ -158,6 +158,9 @@ class Loop:
 def text_epoch(model: Network, corpus: Corpus, way: str, batch_size: int, run_dir: Path, epoch: int) -> dict:
     """A next-character model's validation after an epoch: error, bits per character and free-running
     accuracy by `way`, and a few strings it writes from validation prompts (RUN_DIR/samples/)."""
+    if not sequence.writes(model):
+        got = sequence.scores(model, corpus.val, (way,), batch_size, free_running=False)
+        return {"val_error": 1 - got[f"acc_{way}"], "val_bpc": got[f"bpc_{way}"]}
     got = sequence.scores(model, corpus.val, (way,), batch_size)
     prompts = corpus.val[:SAMPLE_STRINGS, : corpus.window].to(next(model.parameters()).device)
     written = sequence.write(model, prompts, corpus.val.shape[1] - corpus.window, way)

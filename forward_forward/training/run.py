@@ -40,6 +40,8 @@ def fit_to_data(cfg: Config, data: Datasets, given: bool = False) -> Config:
         raise FFError(f"data.jitter shifts images, and this data is {data.kind} of shape {data.shape}: set it to 0.")
     if cfg.data.flip and data.kind != "image":
         raise FFError(f"data.flip mirrors images, and this data is {data.kind} of shape {data.shape}: set it to false.")
+    if cfg.model.fast_weights and not cfg.model.fast_positions:  # the memory spans a string's windows
+        changes["model"] = {"fast_positions": cfg.data.string_length - cfg.data.window}
     first_layer = cfg.model.layer if isinstance(cfg.model.layer, str) else cfg.model.layer[0]
     coding = resolve(cfg.objective.label_coding, data.shape, data.label_room, first_layer)
     takes_label = getattr(MODELS[cfg.model.kind], "label_in_input", None)  # plugin kinds may predate it

@@ -23,12 +23,17 @@ class Minibatch:
     def __init__(self, cfg: Config, loss_names: list[str], train_size: int):
         self.batch_size, self.phase_steps = cfg.optim.batch_size, cfg.optim.phase_steps
         self.train_size = train_size
+        # fast weights read whole strings in order: the order shuffles strings, not windows
+        self.group = cfg.data.string_length - cfg.data.window if cfg.model.fast_weights else 1
         self.steps_per_epoch = train_size // self.batch_size
         if self.steps_per_epoch == 0:
             raise FFError(f"optim.batch_size = {self.batch_size} is larger than the {train_size} training images.")
 
     def order(self, generator: torch.Generator) -> torch.Tensor | None:
-        return torch.randperm(self.train_size, generator=generator)
+        if self.group == 1:
+            return torch.randperm(self.train_size, generator=generator)
+        groups = torch.randperm(self.train_size // self.group, generator=generator)
+        return (groups[:, None] * self.group + torch.arange(self.group)).reshape(-1)
 
     def seed(self, epoch: int, step: int) -> int | None:
         """A seed for this step's random draws, or None: they continue the run's own streams."""
