@@ -333,3 +333,17 @@ def test_fast_weights_refuse_what_they_cannot_honour(tmp_path, change, message):
     cfg = text_config(path, model={"fast_weights": True}, optim={"batch_size": 52}, run={"eval_batch_size": 52})
     with pytest.raises(FFError, match=message):
         merge(cfg, change)
+
+
+def test_sleep_phases_train_on_generated_negatives(tmp_path, monkeypatch):
+    """Separate positive and negative phases (optim.phase_steps) with negatives the model writes."""
+    calls = []
+    original = sequence.write
+    monkeypatch.setattr(sequence, "write", lambda *a, **k: calls.append(1) or original(*a, **k))
+    path = write_text(tmp_path / "t.txt")
+    cfg = text_config(path, objective={"negatives": "generated", "regenerate_every": 4}, optim={"phase_steps": 3})
+    summary = train(cfg, tmp_path / "run")
+    steps = len(load(cfg.data).train) // cfg.optim.batch_size
+    assert len(calls) >= steps // 4  # rewritten every 4 steps (plus the epoch's free-running and samples)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {"g_pos", "g_neg"} <= set(records[-1]["layers"]["layer0"]) and 0 <= summary["test_error"] <= 1

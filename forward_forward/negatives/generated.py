@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .. import text
-from ..config import Config
+from ..config import Config, ObjectiveConfig
 from ..errors import FFError
 from .base import Negatives
 
@@ -19,7 +19,7 @@ from .base import Negatives
 class Generated(Negatives):
     reads = ("sample_from", "sample_temperature", "generated_length", "regenerate_every")
 
-    def __init__(self, objective, num_classes, data_shape):
+    def __init__(self, objective: ObjectiveConfig, num_classes: int, data_shape: tuple[int, ...]) -> None:
         super().__init__(objective, num_classes, data_shape)
         self.steps = 0
         self.bank: tuple[torch.Tensor, torch.Tensor] | None = None  # (windows (N, window), next characters (N,))

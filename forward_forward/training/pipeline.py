@@ -45,9 +45,11 @@ def check(cfg: Config, layers: int, ranks: Ranks) -> None:
     why = []
     if cfg.model.kind != "ff":
         why.append(f"model.kind = {cfg.model.kind} (the pipeline trains ff networks)")
-    if cfg.objective.negatives == "hard":
-        why.append("objective.negatives = hard (sampled from the readout at the top before the bottom can make "
-                   "them; use random or all)")
+    if cfg.objective.negatives in ("hard", "generated"):
+        why.append(f"objective.negatives = {cfg.objective.negatives} (sampled from the whole network's predictions "
+                   "before the bottom stage can make them; use random or all)")
+    if cfg.model.fast_weights:
+        why.append("model.fast_weights (a stage would need the positives' memory of every layer it runs)")
     if cfg.optim.greedy_steps or cfg.optim.phase_steps:
         why.append("optim.greedy_steps or optim.phase_steps (the pipeline runs the minibatch schedule)")
     if cfg.model.overlap:
