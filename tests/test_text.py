@@ -347,3 +347,24 @@ def test_sleep_phases_train_on_generated_negatives(tmp_path, monkeypatch):
     assert len(calls) >= steps // 4  # rewritten every 4 steps (plus the epoch's free-running and samples)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert {"g_pos", "g_neg"} <= set(records[-1]["layers"]["layer0"]) and 0 <= summary["test_error"] <= 1
+
+
+@pytest.mark.parametrize("change", [
+    {"objective": {"goodness": "mean_abs"}},
+    {"objective": {"loss": "symba"}},
+    {"model": {"activation": "gelu"}},
+    {"model": {"norm": "layernorm"}},
+    {"objective": {"negatives": "random"}, "model": {"fast_weights": True}},
+])
+def test_every_objective_option_works_on_text(tmp_path, change):
+    path = write_text(tmp_path / "t.txt")
+    cfg = merge(text_config(path, optim={"batch_size": 26}, run={"eval_batch_size": 26}), change)
+    data = load(cfg.data)
+    from forward_forward.training.run import fit_to_data
+
+    cfg = fit_to_data(cfg, data)
+    model = build_model(cfg, data.shape, data.num_classes)
+    losses, _ = model(data.train.images[:26], data.train.labels[:26])
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert all(p.grad is not None for p in model.stack.parameters())
