@@ -310,8 +310,9 @@ def test_fast_weight_memory_is_read_from_the_real_next_characters(tmp_path):
     torch.testing.assert_close(g[torch.arange(26), y], positive, rtol=1e-4, atol=1e-4)
 
 
-def test_fast_weights_train_and_score_teacher_forced(tmp_path, capsys):
+def test_fast_weights_train_and_score_teacher_forced(tmp_path, capsys, monkeypatch):
     cfg, _, _ = _fast_model(tmp_path)
+    monkeypatch.setattr("forward_forward.training.loop.SPARSITY_SAMPLES", 100)  # not a whole number of strings
     run = tmp_path / "run"
     summary = train(cfg, run)
     assert "test_bpc_softmax" in summary and "test_free_error" not in summary

@@ -128,7 +128,8 @@ class Loop:
         entry = {"epoch": epoch, "seconds": round(time.perf_counter() - self.started, 2),
                  "lr": self.scheduler.get_last_lr()[0], "layers": meter.means()}
         # sparsity once an epoch, on the first training images: every step would cost 3 % of its time
-        sample = slice(0, min(len(self.train), SPARSITY_SAMPLES))
+        count = min(len(self.train), SPARSITY_SAMPLES)
+        sample = slice(0, count - count % getattr(self.schedule, "group", 1))  # fast weights: whole strings
         # eval mode: batchnorm's running statistics are not moved by these images; and a noisy stage
         # must not shift the run's random stream
         with _own_random_stream(self.device), scoring(self.model):
