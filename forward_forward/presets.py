@@ -165,6 +165,7 @@ DESCRIPTIONS = {  # one line each, for `ff presets`
     "conv-fashion": "competitive conv FF (CwComp) on Fashion-MNIST, 4 conv layers, crops and flips, 40 epochs (GPU)",
     "conv-mnist": "competitive conv FF (CwComp) on MNIST, 4 conv layers, crops, 64 epochs (GPU)",
     "conv-cifar10": "competitive conv FF (CwComp) on CIFAR-10, 4 wider conv layers, crops and flips, 60 epochs (GPU)",
+    "aesop": "next character on Aesop's fables, 10-character window, 3 x 2000, teacher forcing, 20 epochs",
 }
 
 
