@@ -234,13 +234,12 @@ def cmd_generate(args) -> None:
         raise FFError(f"{args.run_dir} can predict by {' or '.join(model.ways)} only, not by {how}.")
     if args.length < 0 or not 0 <= args.temperature < math.inf:
         raise FFError("--length must not be negative, and --temperature must be finite and not negative.")
-    window = data.corpus.window
-    prompt = text.encode(args.prompt, "the prompt")
-    if len(prompt) < window:  # the window before the prompt is spaces, as between words
-        prompt = torch.cat([text.encode(" " * (window - len(prompt))), prompt])
+    given = text.encode(args.prompt, "the prompt")
+    padding = text.encode(" " * max(data.corpus.window - len(given), 0))  # before a short prompt, as between words
     generator = torch.Generator(device).manual_seed(args.seed)
-    written = sequence.write(model, prompt[None].to(device), args.length, how, args.temperature, generator)
-    print(text.decode(written[0, -(len(text.encode(args.prompt)) + args.length):].cpu()))
+    prompt = torch.cat([padding, given])[None].to(device)
+    written = sequence.write(model, prompt, args.length, how, args.temperature, generator)
+    print(text.decode(written[0, len(padding) :].cpu()))
 
 
 def cmd_baselines(args) -> None:
@@ -248,7 +247,7 @@ def cmd_baselines(args) -> None:
     from . import ngram
 
     cfg = _build_config(args)
-    if cfg.data.dataset not in data_mod.TEXT_DATASETS:
+    if cfg.data.dataset not in config_mod.TEXT_DATASETS:
         raise FFError(f"ff baselines scores count-based next-character models, and data.dataset = "
                       f"{cfg.data.dataset}: use a text preset (aesop) or --set data.dataset=aesop.")
     corpus = data_mod.load(cfg.data).corpus

@@ -199,8 +199,9 @@ class Config:
 MAX_UNITS = 100_000  # a layer wider than this is a typo, not a model: refuse it before allocating
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 WAYS = ("softmax", "goodness", "combined")  # the ways a network predicts (objective.predict also has best)
+TEXT_DATASETS = ("aesop", "text")  # next-character data: windows of a text
 CHOICES = {
-    "data.dataset": ("mnist", "fashion-mnist", "cifar10", "file", "arrays", "aesop", "text"),
+    "data.dataset": ("mnist", "fashion-mnist", "cifar10", "file", "arrays", *TEXT_DATASETS),
     "model.norm_scope": ("layer", "position"),
     "model.init": ("hinton", "torch"),
     "objective.label_value": ("one", "max"),
@@ -295,13 +296,16 @@ RANGES = [
 ]
 
 
-TEXT_FIELDS = ("window", "string_length", "strings")
+def _changed(cfg: Config, section: str, fields: typing.Iterable[str]) -> list[str]:
+    """The `section.field` paths among `fields` set away from their defaults."""
+    default = _section_class(section)()
+    return [f"{section}.{f}" for f in fields if getattr(getattr(cfg, section), f) != getattr(default, f)]
 
 
 def _check_text(cfg: Config) -> None:
     """The text fields shape text data only: refused on other data rather than ignored."""
-    if cfg.data.dataset not in ("aesop", "text"):
-        changed = [f"data.{f}" for f in TEXT_FIELDS if getattr(cfg.data, f) != getattr(DataConfig(), f)]
+    if cfg.data.dataset not in TEXT_DATASETS:
+        changed = _changed(cfg, "data", ("window", "string_length", "strings"))
         if changed:
             raise FFError(f"{', '.join(changed)} shape text data, and data.dataset = {cfg.data.dataset}: leave them "
                           "at their defaults, or use data.dataset = aesop or text.")
@@ -310,21 +314,18 @@ def _check_text(cfg: Config) -> None:
                       f"data.window = {cfg.data.window} characters: make it longer than the window.")
 
 
-FAST_FIELDS = ("fast_decay", "fast_rate", "fast_positions")
-
-
 def _check_fast_weights(cfg: Config) -> None:
     """Fast weights remember the earlier windows of a string: text data, whole strings in every batch."""
     m = cfg.model
     if not m.fast_weights:
-        changed = [f"model.{f}" for f in FAST_FIELDS if getattr(m, f) != getattr(ModelConfig(), f)]
+        changed = _changed(cfg, "model", ("fast_decay", "fast_rate", "fast_positions"))
         if changed:
             raise FFError(f"{', '.join(changed)} shape fast weights, and model.fast_weights is off: set it to true, "
                           "or leave them at their defaults.")
         return
     positions = cfg.data.string_length - cfg.data.window
     why = []
-    if cfg.data.dataset not in ("aesop", "text"):
+    if cfg.data.dataset not in TEXT_DATASETS:
         why.append(f"data.dataset = {cfg.data.dataset} (they need text: aesop or text)")
     if m.kind not in ("ff", "backprop"):
         why.append(f"model.kind = {m.kind} (ff and its backprop twin have them)")
@@ -346,7 +347,7 @@ def _check_negatives_fields(cfg: Config, strategies: typing.Mapping) -> None:
     """A strategy's own objective fields, set away from their defaults under another strategy, are refused."""
     own = strategies[cfg.objective.negatives].reads
     others = {f for s in strategies.values() for f in s.reads} - set(own)
-    changed = [f"objective.{f}" for f in sorted(others) if getattr(cfg.objective, f) != getattr(ObjectiveConfig(), f)]
+    changed = _changed(cfg, "objective", sorted(others))
     if changed and cfg.model.kind == "ff":
         users = sorted(name for name, s in strategies.items() if set(s.reads) & {c.split(".")[1] for c in changed})
         raise FFError(f"{', '.join(changed)} shape(s) the negatives of objective.negatives = {' or '.join(users)}, "

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import text as text_mod
-from .config import DataConfig
+from .config import TEXT_DATASETS, DataConfig
 from .errors import FFError
 
 MAX_BYTES = 1 << 31  # refuse headers that claim more than 2 GiB: no dataset here is that large
@@ -294,9 +294,6 @@ def _split(train: Split, test: Split, shape: tuple[int, ...], num_classes: int, 
         keep = min(keep, train_limit)
     train = Split(train.images[:keep], train.labels[:keep])
     return Datasets(train, val, test, tuple(shape), num_classes, kind, label_room)
-
-
-TEXT_DATASETS = ("aesop", "text")
 
 
 def text_file(cfg: DataConfig) -> Path:

@@ -65,15 +65,26 @@ def small_config(data_dir: Path | None = None, **sections) -> Config:
     return merge(Config(), base)
 
 
+def shared_data(file: str) -> Path:
+    """FF_DATA_DIR when it holds `file`; the test is skipped without it, except under CI where it must exist."""
+    root = os.environ.get("FF_DATA_DIR")
+    if not root or not (Path(root) / file).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"FF_DATA_DIR must point at a folder with {file} in CI")
+        pytest.skip(f"FF_DATA_DIR with {file} is not set")
+    return Path(root)
+
+
 @pytest.fixture
 def real_data_dir() -> Path:
-    """FF_DATA_DIR with the real MNIST files; skipped without it, except under CI where it must exist."""
-    root = os.environ.get("FF_DATA_DIR")
-    if not root or not (Path(root) / "mnist" / "train-images-idx3-ubyte.gz").exists():
-        if os.environ.get("CI"):
-            pytest.fail("FF_DATA_DIR must point at a folder with mnist/*.gz in CI")
-        pytest.skip("FF_DATA_DIR with the MNIST files is not set")
-    return Path(root)
+    """FF_DATA_DIR with the real MNIST files."""
+    return shared_data("mnist/train-images-idx3-ubyte.gz")
+
+
+@pytest.fixture
+def aesop_dir() -> Path:
+    """FF_DATA_DIR with Aesop's fables."""
+    return shared_data("aesop/aesop.txt")
 
 
 @pytest.fixture(autouse=True)

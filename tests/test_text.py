@@ -3,13 +3,12 @@ plus short real runs on Aesop's fables in FF_DATA_DIR)."""
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from forward_forward import cli, ngram, sequence, text
+from forward_forward import cli, fast_weights, ngram, sequence, text
 from forward_forward.config import DataConfig, merge
 from forward_forward.data import load
 from forward_forward.errors import FFError
@@ -144,7 +143,7 @@ def test_batched_candidate_scoring_equals_a_loop_over_candidates(tmp_path):
     assert torch.allclose(logp.exp().sum(1), torch.ones(7))
 
 
-def test_generated_negatives_are_written_by_the_model_and_change_with_its_weights(tmp_path):
+def test_generated_negatives_are_written_by_the_model_and_change_with_its_weights(tmp_path, monkeypatch):
     cfg, model, data = _text_model(tmp_path, negatives="generated", generated_length=12, regenerate_every=1)
     strategy = model.negatives
     x, y = data.train.images[:26], data.train.labels[:26]
@@ -161,27 +160,21 @@ def test_generated_negatives_are_written_by_the_model_and_change_with_its_weight
     torch.manual_seed(1)
     strategy.make(x, y, model.coding, model=model)
     assert not torch.equal(first[1], strategy.bank[1])  # same random stream, other weights: other text
-    # what was written is what the model's own probabilities say, drawn at the configured temperature
+    # what was written is what the model's own probabilities say, by the configured way and temperature
     calls = []
     original = sequence.write
-
-    def spy(*args, **kwargs):
-        calls.append(args)
-        return original(*args, **kwargs)
-
-    sequence.write = spy
-    try:
-        strategy.make(x, y, model.coding, model=model)
-    finally:
-        sequence.write = original
-    assert calls and calls[0][0] is model and calls[0][3] == cfg.objective.sample_from
+    monkeypatch.setattr(sequence, "write", lambda *a, **k: calls.append(a) or original(*a, **k))
+    strategy.make(x, y, model.coding, model=model)
+    assert calls and calls[0][0] is model and calls[0][3:5] == (cfg.objective.sample_from, 1.0)
 
 
 def test_hard_negatives_from_goodness_never_carry_the_true_character(tmp_path):
     cfg, model, data = _text_model(tmp_path, negatives="hard", sample_from="goodness", sample_temperature=0.5)
     x, y = data.train.images[:50], data.train.labels[:50]
     probs = model.sampling_probs(x)
-    assert probs.shape == (50, 30) and torch.allclose(probs.sum(1), torch.ones(50))
+    goodness = model.label_goodness(x)[:, :, model.predict_from :]
+    per_unit = (goodness / torch.tensor(model.goodness_scales[model.predict_from :])).sum(2)
+    torch.testing.assert_close(probs, (per_unit / 0.5).softmax(1))
     _, neg = model.negatives.make(x, y, model.coding, probs, model)
     assert (neg[:, -30:].argmax(1) != y).all()
 
@@ -234,16 +227,6 @@ def test_generate_refuses_an_image_run(tmp_path, fake_mnist, capsys):
     train(small_config(fake_mnist, optim={"epochs": 1}), run)
     assert cli.main(["generate", str(run), "--prompt", "the"]) != 0
     assert "not on text" in capsys.readouterr().err
-
-
-@pytest.fixture
-def aesop_dir() -> Path:
-    root = os.environ.get("FF_DATA_DIR")
-    if not root or not (Path(root) / "aesop" / "aesop.txt").exists():
-        if os.environ.get("CI"):
-            pytest.fail("FF_DATA_DIR must hold aesop/aesop.txt in CI")
-        pytest.skip("FF_DATA_DIR with aesop/aesop.txt is not set")
-    return Path(root)
 
 
 def test_aesop_gives_the_papers_248_strings_of_100_characters(aesop_dir):
@@ -303,7 +286,7 @@ def test_fast_weight_memory_is_read_from_the_real_next_characters(tmp_path):
     cfg, model, data = _fast_model(tmp_path)
     x, y = data.train.images[:26], data.train.labels[:26]
     # the reference of each window is the next one's last character: the real next character
-    assert torch.equal(__import__("forward_forward.fast_weights", fromlist=["x"]).next_characters(x, 26)[:-1], y[:-1])
+    assert torch.equal(fast_weights.next_characters(x, 26)[:-1], y[:-1])
     g = model.label_goodness(x)  # (26, 30, layers)
     # the true label's goodness by the label-major pass equals a positive pass (memory from the same positives)
     positive = model.layer_goodness(model.with_label(x, y))
@@ -338,14 +321,16 @@ def test_fast_weights_refuse_what_they_cannot_honour(tmp_path, change, message):
 
 def test_sleep_phases_train_on_generated_negatives(tmp_path, monkeypatch):
     """Separate positive and negative phases (optim.phase_steps) with negatives the model writes."""
-    calls = []
-    original = sequence.write
-    monkeypatch.setattr(sequence, "write", lambda *a, **k: calls.append(1) or original(*a, **k))
+    from forward_forward.negatives.generated import Generated
+
+    rewrites = []
+    original = Generated.rewrite
+    monkeypatch.setattr(Generated, "rewrite", lambda self, *a: rewrites.append(1) or original(self, *a))
     path = write_text(tmp_path / "t.txt")
     cfg = text_config(path, objective={"negatives": "generated", "regenerate_every": 4}, optim={"phase_steps": 3})
     summary = train(cfg, tmp_path / "run")
     steps = len(load(cfg.data).train) // cfg.optim.batch_size
-    assert len(calls) >= steps // 4  # rewritten every 4 steps (plus the epoch's free-running and samples)
+    assert len(rewrites) == math.ceil(steps / 4)  # rewritten on steps 0, 4, 8, ...
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert {"g_pos", "g_neg"} <= set(records[-1]["layers"]["layer0"]) and 0 <= summary["test_error"] <= 1
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .. import text
-from ..config import Config, ObjectiveConfig
+from ..config import TEXT_DATASETS, Config, ObjectiveConfig
 from ..errors import FFError
 from .base import Negatives
 
@@ -26,9 +26,9 @@ class Generated(Negatives):
 
     @staticmethod
     def check(cfg: Config) -> None:
-        if cfg.data.dataset not in ("aesop", "text") or cfg.model.kind != "ff":
-            raise FFError("objective.negatives = generated writes text with a next-character FF model: use "
-                          "data.dataset = aesop or text and model.kind = ff.")
+        if cfg.data.dataset not in TEXT_DATASETS:
+            raise FFError("objective.negatives = generated writes text with a next-character model: use "
+                          "data.dataset = aesop or text.")
         if cfg.objective.sample_from == "softmax" and not cfg.model.readout:
             raise FFError("objective.negatives = generated samples from the softmax readout: set model.readout = "
                           "true, or sample from goodness (objective.sample_from = goodness).")
