@@ -88,6 +88,12 @@ class ModelConfig:
     fast_decay: float = 0.95  # lambda: the memory of a position fades by this factor per position
     fast_rate: float = 0.5  # eta: the memory's strength
     fast_positions: int = 0  # windows per string the memory spans; 0: data.string_length - data.window
+    # the recurrent top-down net (paper §4, forward_forward/recurrence.py): 0 runs the layers once, bottom
+    # to top; N > 0 sets the hidden layers by one bottom-up pass, then runs N synchronous iterations in
+    # which each layer reads the layers below and above it (above the top one: the label) as they were
+    iterations: int = 0
+    damping: float = 0.3  # each iteration's activity = damping * the previous one + (1 - damping) * computed
+    predict_iterations: list[int] = field(default_factory=lambda: [3, 4, 5])  # whose goodness (or output) predicts
     blackbox: str = "none"  # stage between layers (blackbox.BLACKBOXES): none | quantize | noise | random_nonlinearity
     blackbox_strength: float = 0.0  # quantize: bits; noise: std relative to RMS; random_nonlinearity: amplitude
 
@@ -271,9 +277,10 @@ RANGES = [
     (("run.seed", "data.val_size", "data.train_limit", "data.jitter", "model.peer_lambda", "model.blackbox_strength",
       "optim.weight_decay", "optim.readout_lr", "optim.readout_weight_decay", "optim.greedy_steps",
       "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes", "objective.goodness_weight",
-      "objective.channel_groups"),
+      "objective.channel_groups", "model.iterations"),
      lambda v: v >= 0, "not negative"),
-    (("optim.momentum", "optim.dampening", "model.peer_decay", "model.fast_decay"), lambda v: 0 <= v < 1,
+    (("optim.momentum", "optim.dampening", "model.peer_decay", "model.fast_decay", "model.damping"),
+     lambda v: 0 <= v < 1,
      "in [0, 1)"),
     (("model.fast_rate", "model.fast_positions"), lambda v: 0 <= v < math.inf, "finite and not negative"),
     (("objective.threshold", "optim.lr", "objective.temperature", "optim.readout_lr", "objective.goodness_weight",
@@ -287,6 +294,7 @@ RANGES = [
     (("data.window", "data.string_length", "objective.generated_length"), lambda v: v <= 100_000,
      "at most 100,000 characters"),
     (("data.strings",), lambda v: v <= 10**7, "at most 10,000,000"),
+    (("model.iterations",), lambda v: v <= 1000, "at most 1000"),
     (("objective.hybrid_blur_passes", "objective.region_size", "objective.channel_groups"), lambda v: v <= 1000,
      "at most 1000"),
     (("optim.epochs", "optim.greedy_steps", "run.eval_every", "run.checkpoint_every"),
@@ -343,6 +351,14 @@ def _check_fast_weights(cfg: Config) -> None:
         raise FFError("model.fast_weights cannot work with " + "; ".join(why) + ".")
 
 
+def _check_recurrent(cfg: Config) -> None:
+    """The recurrent net's fields are refused when it is off, rather than ignored."""
+    changed = _changed(cfg, "model", ("damping", "predict_iterations"))
+    if not cfg.model.iterations and changed:
+        raise FFError(f"{', '.join(changed)} shape the recurrent net, and model.iterations = 0: set it to the number "
+                      "of iterations (the paper: 8), or leave them at their defaults.")
+
+
 def _check_negatives_fields(cfg: Config, strategies: typing.Mapping) -> None:
     """A strategy's own objective fields, set away from their defaults under another strategy, are refused."""
     own = strategies[cfg.objective.negatives].reads
@@ -360,7 +376,7 @@ def _validate(cfg: Config) -> Config:
     from .blackbox import BLACKBOXES
     from .coding import LABEL_CODINGS
     from .layers import ACTIVATIONS, LAYERS, NORMS
-    from .models import MODELS
+    from .models import MODELS, model_class
     from .negatives import NEGATIVES
     from .objectives import GOODNESS, LOSSES, SCOPES
 
@@ -389,7 +405,7 @@ def _validate(cfg: Config) -> Config:
         )
     _check_layers(cfg.model, LAYERS)
     BLACKBOXES[cfg.model.blackbox].check(cfg.model.blackbox_strength)
-    MODELS[cfg.model.kind].check(cfg)
+    model_class(cfg).check(cfg)
     _warn_if_unreachable(cfg)
     if cfg.optim.layer_lr and (len(cfg.optim.layer_lr) != len(cfg.model.hidden)
                                or not all(0 < f < math.inf for f in cfg.optim.layer_lr)):
@@ -403,6 +419,7 @@ def _validate(cfg: Config) -> Config:
     _check_text(cfg)
     _check_negatives_fields(cfg, NEGATIVES)
     _check_fast_weights(cfg)
+    _check_recurrent(cfg)
     if cfg.objective.predict == "best" and cfg.data.val_size == 0:
         raise FFError("objective.predict = best chooses on validation images, and data.val_size = 0 leaves none: "
                       "choose softmax, goodness or combined.")

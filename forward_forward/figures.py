@@ -16,6 +16,12 @@ from . import runs
 from .errors import FFError
 
 FIGURES = ("curves", "goodness", "activity", "weights", "confusion", "layer_error")
+RECURRENT_FIGURES = ("iterations",)  # drawn for the recurrent net (model.iterations > 0) too
+
+
+def figures_of(config: dict) -> tuple[str, ...]:
+    """The figures `ff plot` draws for a run of this config (as config.json holds it)."""
+    return FIGURES + (RECURRENT_FIGURES if config.get("model", {}).get("iterations") else ())
 
 
 def pyplot():
@@ -73,6 +79,13 @@ def analyse(model, data, predict: str, samples: int, seed: int = 0) -> dict:
     out["confusion"] = confusion.tolist()
     out["predict"] = predict
 
+    if hasattr(model, "trajectory"):
+        by_goodness = goodness[:, :, model.prediction_layers].sum(2).argmax(1)
+        out["iterations"] = iteration_facts(model, data.test.images, truth, by_goodness)
+        for kind, lab in (("true", labels), ("wrong", wrong)):  # the validation samples of the histograms
+            curves = model.trajectory(model.with_label(images, lab))[:, :, model.prediction_layers].sum(2)
+            out["iterations"].setdefault("mean", {})[kind] = curves.mean(0).tolist()
+
     # One test image with its true label and a wrong one (the article's figure).
     image, label = data.test.images[:1], int(data.test.labels[0])
     other = (label + 3) % model.num_classes
@@ -80,6 +93,21 @@ def analyse(model, data, predict: str, samples: int, seed: int = 0) -> dict:
     for kind, lab in (("with_label", label), ("with_wrong_label", other)):
         acts = model.activities(model.with_label(image, torch.tensor([lab])))
         out["activity"][kind] = [a[0].tolist() for a in acts]
+    return out
+
+
+def iteration_facts(model, images: torch.Tensor, truth: torch.Tensor, predicted: torch.Tensor) -> dict:
+    """The recurrent net's goodness over its iterations with every label, summed over the prediction
+    layers, for the first test image it classifies right by goodness and the first it gets wrong."""
+    out: dict = {"predict_iterations": list(model.predict_iterations)}
+    for name, hits in (("right", predicted == truth), ("wrong", predicted != truth)):
+        found = hits.nonzero().flatten()
+        if not len(found):
+            continue
+        index = int(found[0])
+        curves = model.trajectory(model.coding.every_label(images[index : index + 1]))  # (C, T + 1, layers)
+        out[name] = {"index": index, "label": int(truth[index]), "predicted": int(predicted[index]),
+                     "goodness": curves[:, :, model.prediction_layers].sum(2).tolist()}
     return out
 
 
@@ -215,4 +243,47 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
     ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
     ax.set(ylabel="test error (%)", title="prediction by goodness, one layer at a time")
     save(fig, "layer_error")
+
+    if "iterations" in facts:
+        save(iterations_figure(plt, facts["iterations"], data.test.images), "iterations")
     return written
+
+
+def iterations_figure(plt, facts: dict, images: torch.Tensor):
+    """Goodness over the recurrent net's iterations: averaged over the samples with their true label and
+    with a random wrong one; then with the true label, the strongest wrong one and the others, for a
+    test image it gets right and one it gets wrong. The iterations that predict are shaded."""
+    cases = [name for name in ("right", "wrong") if name in facts]
+    fig, axes = plt.subplots(1, 1 + 2 * len(cases), figsize=(4 + 6.5 * len(cases), 3.6), squeeze=False,
+                             gridspec_kw={"width_ratios": [3] + [1, 3] * len(cases)}, layout="constrained")
+    shown = facts["predict_iterations"]
+    ax = axes[0][0]
+    steps = np.arange(len(facts["mean"]["true"]))
+    ax.axvspan(min(shown) - 0.5, max(shown) + 0.5, color="0.92", label="iterations that predict")
+    ax.plot(steps, facts["mean"]["true"], "o-", color="tab:green", label="true label")
+    ax.plot(steps, facts["mean"]["wrong"], "o-", color="tab:red", label="a random wrong label")
+    ax.set(xlabel="iteration (0: the bottom-up pass)", ylabel="goodness (prediction layers)", xticks=steps,
+           title="mean over the samples")
+    ax.legend(fontsize=7)
+    for k, name in enumerate(cases):
+        case = facts[name]
+        ax_img, ax = axes[0][1 + 2 * k], axes[0][2 + 2 * k]
+        image = images[case["index"]]
+        ax_img.imshow(image.mean(0).numpy() if image.ndim == 3 else _grid(image.numpy()), cmap="gray")
+        ax_img.set_title(f"test image {case['index']}\ntrue {case['label']}, predicted {case['predicted']}", fontsize=8)
+        ax_img.axis("off")
+        curves = np.asarray(case["goodness"])  # (labels, iterations + 1)
+        steps = np.arange(curves.shape[1])
+        ax.axvspan(min(shown) - 0.5, max(shown) + 0.5, color="0.92", label="iterations that predict")
+        strongest = max((c for c in range(len(curves)) if c != case["label"]), key=lambda c: curves[c][shown].mean())
+        for c, curve in enumerate(curves):
+            if c not in (case["label"], strongest):
+                ax.plot(steps, curve, color="0.7", linewidth=0.8)
+        ax.plot(steps, curves[strongest], "o-", color="tab:red", label=f"wrong label {strongest} (the strongest)")
+        ax.plot(steps, curves[case["label"]], "o-", color="tab:green", label=f"true label {case['label']}")
+        ax.plot([], [], color="0.7", linewidth=0.8, label="other wrong labels")
+        ax.set(xlabel="iteration (0: the bottom-up pass)", ylabel="goodness (prediction layers)",
+               title="classified right" if name == "right" else "misclassified")
+        ax.set_xticks(steps)
+        ax.legend(fontsize=7)
+    return fig

@@ -11,7 +11,7 @@ from pathlib import Path
 from . import runs
 from .config import read_json
 from .errors import FFError
-from .figures import FIGURES, pyplot, read_metrics
+from .figures import figures_of, pyplot, read_metrics
 
 SUMMARY_KEYS = ("test_error", "val_error", "test_error_softmax", "test_error_goodness", "test_error_combined",
                 "epochs", "train_seconds", "device")
@@ -99,7 +99,7 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         parts.append(f"<h2>{html.escape(run_dir.name)}</h2><table>")
         parts += [f"<tr><th>{k}</th><td>{_fmt(k, summary.get(k, ''))}</td></tr>" for k in SUMMARY_KEYS]
         parts.append("</table>")
-        for name in FIGURES if needs_figures(summary) else ():
+        for name in figures_of(summary.get("config", {})) if needs_figures(summary) else ():
             png = run_dir / "figures" / f"{name}.png"
             if not png.exists():
                 raise FFError(f"{png} is missing: run `ff plot {run_dir}` first.")

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from forward_forward.config import Config, merge
+from forward_forward.models import MODELS, RECURRENT
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -60,9 +61,17 @@ def small_config(data_dir: Path | None = None, **sections) -> Config:
     if sections.get("model", {}).get("kind") == "competitive":  # no negatives, no label input, channels in tens
         base["objective"] = {"predict_layers_from": 0}
         base["model"]["hidden"] = [60, 60]
+    if sections.get("model", {}).get("iterations"):  # the recurrent net's label is its top layer
+        base["objective"]["label_coding"] = "auto"
     for section, values in sections.items():
         base.setdefault(section, {}).update(values)
     return merge(Config(), base)
+
+
+# every architecture as (model.kind, further model fields): each kind feed-forward, and the recurrent net
+# (two iterations) under each kind that trains it
+RECURRENT_FIELDS = {"iterations": 2, "predict_iterations": [1, 2]}
+ARCHITECTURES = [(kind, {}) for kind in sorted(MODELS)] + [(kind, RECURRENT_FIELDS) for kind in sorted(RECURRENT)]
 
 
 def shared_data(file: str) -> Path:

@@ -10,12 +10,12 @@ from forward_forward import checkpoint
 from forward_forward import data as data_mod
 from forward_forward.config import merge
 from forward_forward.errors import FFError
-from forward_forward.models import MODELS, build_model
+from forward_forward.models import build_model
 from forward_forward.negatives import NEGATIVES
 from forward_forward.negatives.wrong_labels import WrongLabels
 from forward_forward.training import build_optimizer, train
 from forward_forward.training.loop import Loop
-from tests.conftest import ctrl_c_at_step, small_config
+from tests.conftest import ARCHITECTURES, ctrl_c_at_step, small_config
 
 GREEDY = {"greedy_steps": 2, "chunk_size": 500, "epochs": 1}
 
@@ -138,9 +138,9 @@ def test_greedy_run_with_every_feature_on_learns_and_resumes_mid_epoch(fake_mnis
 
 
 # ---- models own their interface ------------------------------------------------------------------
-@pytest.mark.parametrize("kind", sorted(MODELS))
-def test_every_parameter_a_model_has_is_optimised_even_a_new_one(kind):
-    cfg = small_config(model={"kind": kind}, objective={"predict": "softmax"})
+@pytest.mark.parametrize("kind, fields", ARCHITECTURES)
+def test_every_parameter_a_model_has_is_optimised_even_a_new_one(kind, fields):
+    cfg = small_config(model={"kind": kind, **fields}, objective={"predict": "softmax"})
     model = build_model(cfg, (1, 8, 8), 10)
     units = model.layers[0].out_features
     model.layers[0].gain = nn.Parameter(torch.ones(units))  # a part a researcher adds to a layer
@@ -152,14 +152,17 @@ def test_every_parameter_a_model_has_is_optimised_even_a_new_one(kind):
     assert not torch.equal(model.layers[0].gain, torch.ones(units))
 
 
-@pytest.mark.parametrize("kind", sorted(MODELS))
-def test_each_layer_may_have_its_own_learning_rate(kind):
-    cfg = small_config(model={"kind": kind}, objective={"predict": "softmax"}, optim={"layer_lr": [1.0, 0.25]})
+@pytest.mark.parametrize("kind, fields", ARCHITECTURES)
+def test_each_layer_may_have_its_own_learning_rate(kind, fields):
+    cfg = small_config(model={"kind": kind, **fields}, objective={"predict": "softmax"},
+                       optim={"layer_lr": [1.0, 0.25]})
     model = build_model(cfg, (1, 8, 8), 10)
     optimizer, _ = build_optimizer(cfg, model, total_steps=10)
     lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     assert lr_of[id(model.layers[0].weight)] == lr_of[id(model.layers[0].bias)] == pytest.approx(0.01)
     assert lr_of[id(model.layers[1].weight)] == lr_of[id(model.layers[1].bias)] == pytest.approx(0.0025)
+    if fields:  # a layer's top-down weights are its incoming weights too
+        assert lr_of[id(model.topdown.down[1].weight)] == pytest.approx(0.0025)
     with pytest.raises(FFError, match="one positive factor per hidden layer"):
         small_config(optim={"layer_lr": [1.0]})
 
@@ -172,11 +175,12 @@ def test_a_model_whose_groups_leave_a_parameter_out_is_refused():
         build_optimizer(cfg, model, total_steps=10)
 
 
-@pytest.mark.parametrize("kind", sorted(MODELS))
-def test_forward_is_the_named_losses_and_works_under_data_parallel(kind, tmp_path):
+@pytest.mark.parametrize("kind, fields", ARCHITECTURES)
+def test_forward_is_the_named_losses_and_works_under_data_parallel(kind, fields, tmp_path):
     import torch.distributed as dist
 
-    cfg = small_config(model={"kind": kind, "peer_lambda": 0.0}, objective={"predict": "softmax"})  # no running means
+    cfg = small_config(model={"kind": kind, "peer_lambda": 0.0, **fields},  # no running means
+                       objective={"predict": "softmax"})
     model = build_model(cfg, (1, 8, 8), 10)
     images, labels = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
     torch.manual_seed(3)

@@ -4,16 +4,19 @@ A model kind is an `nn.Module` class with the interface the loop and the tools u
 `forward(images, labels, active=None, phase="both") -> (losses, stats)`, `loss_names`,
 `param_groups(optim)`, `predictions(images, ways)`, `predict`, `ways`, `validation_method`,
 `features(images, layers)`, `prediction_layers`, `layers`, `matmul_flops_per_image`, and a static
-`check(cfg)` with its own config checks. `build_model` is the one place a kind is looked up.
+`check(cfg)` with its own config checks. `model_class` is the one place a kind is looked up: with
+`model.iterations > 0` the kind trains the recurrent top-down net (`RECURRENT`).
 """
 
 from __future__ import annotations
 
 from ..config import Config
+from ..errors import FFError
 from .backprop import BackpropNetwork
 from .base import ModelKind, Network
 from .competitive import CompetitiveNetwork
 from .ff import FFNetwork
+from .recurrent import RecurrentBackpropNetwork, RecurrentFFNetwork
 
 MODELS: dict[str, ModelKind] = {
     "ff": FFNetwork,
@@ -21,11 +24,28 @@ MODELS: dict[str, ModelKind] = {
     "backprop": BackpropNetwork,
 }
 
+# the recurrent top-down net (model.iterations > 0) as each kind that can train it
+RECURRENT: dict[str, ModelKind] = {
+    "ff": RecurrentFFNetwork,
+    "backprop": RecurrentBackpropNetwork,
+}
+
+
+def model_class(cfg: Config) -> ModelKind:
+    """The class that builds `cfg`'s network: its kind's, or for model.iterations > 0 its recurrent one."""
+    if not cfg.model.iterations:
+        return MODELS[cfg.model.kind]
+    if cfg.model.kind not in RECURRENT:
+        raise FFError(f"model.iterations = {cfg.model.iterations} makes the recurrent top-down net, which "
+                      f"model.kind = {' or '.join(RECURRENT)} trains, not {cfg.model.kind}: set model.iterations = 0.")
+    return RECURRENT[cfg.model.kind]
+
 
 def build_model(cfg: Config, data_shape: tuple[int, ...], num_classes: int) -> Network:
     """The network `cfg` describes, for samples of `data_shape` in `num_classes` classes."""
-    return MODELS[cfg.model.kind](data_shape=tuple(data_shape), num_classes=num_classes, model=cfg.model,
+    return model_class(cfg)(data_shape=tuple(data_shape), num_classes=num_classes, model=cfg.model,
                                   objective=cfg.objective)
 
 
-__all__ = ["MODELS", "BackpropNetwork", "CompetitiveNetwork", "FFNetwork", "ModelKind", "Network", "build_model"]
+__all__ = ["MODELS", "RECURRENT", "BackpropNetwork", "CompetitiveNetwork", "FFNetwork", "ModelKind", "Network",
+           "RecurrentBackpropNetwork", "RecurrentFFNetwork", "build_model", "model_class"]

@@ -1,5 +1,6 @@
 """The Forward-Forward network: supervised with the label in the input (paper §3.3), or unsupervised
-with hybrid negatives (§3.2), by its negative-data strategy; never a subclass per variant.
+with hybrid negatives (§3.2), by its negative-data strategy; never a subclass per variant. (The recurrent
+net, models/recurrent.py, subclasses it for another pass through the same layers.)
 
 The model hands the training loop named per-layer losses; it never steps an optimiser itself.
 Every layer's input is detached, so each loss trains exactly one layer (with model.overlap, that
@@ -36,7 +37,7 @@ class FFNetwork(LayerLosses):
         coding = (LABEL_CODINGS[resolve(objective.label_coding, data_shape, first_layer=first_layer)]
                   if self.negatives.labelled else NoLabel)
         self.coding = coding(data_shape, num_classes, objective.label_value, objective.neutral_value)
-        self.stack = LayerStack.build(model, self.coding.input_shape)
+        self.stack = LayerStack.build(model, self.stack_input_shape)
         self.fast = fast_weights.build(model)
         self.norm, self.norm_eps = model.norm, model.norm_eps
         self.goodness = GOODNESS[objective.goodness].fn
@@ -51,6 +52,11 @@ class FFNetwork(LayerLosses):
         self.goodness_scales = [abs(default(n)) for n in sizes]
         self._add_readout(model, objective, num_classes)
         accept_legacy_keys(self)
+
+    @property
+    def stack_input_shape(self) -> tuple[int, ...]:
+        """What the first hidden layer reads: the coded input (the recurrent net reads the image alone)."""
+        return self.coding.input_shape
 
     # ---- config checks that belong to this kind of model ------------------------------------
     @staticmethod
@@ -124,7 +130,7 @@ class FFNetwork(LayerLosses):
     def readout_logits(self, images: torch.Tensor) -> torch.Tensor:
         """One pass of the unlabelled input; (B, ...) -> (B, C) logits."""
         assert self.readout is not None, "this model was built without a readout"
-        return self.readout(self.readout_features(self.activities(self.unlabelled(images))))
+        return self.readout(self.neutral_features(images))
 
     def label_goodness(self, images: torch.Tensor) -> torch.Tensor:
         """Goodness of every image with every label in ONE batched pass: (B, ...) -> (B, C, layers)."""
@@ -242,6 +248,27 @@ class FFNetwork(LayerLosses):
         unsupervised_readout = self.readout is not None and "readout" in active and not self.negatives.labelled
         return trained, len(self.stack) if unsupervised_readout else max(trained, default=-1) + 1
 
+    def train_layers(self, x: torch.Tensor, batch: int, trained: list[int], upto: int,
+                     losses: dict, stats: dict, keep: bool) -> list[torch.Tensor]:
+        """Run the coded inputs x (`batch` positives, then the negatives) through the first `upto`
+        layers, putting each trained layer's loss into `losses` and its statistics into `stats` as
+        soon as the layer has run (backpropagated at once under release_graphs). With `keep`, returns
+        the positives' detached activities (what the unsupervised readout reads)."""
+        kept: list[torch.Tensor] = []
+
+        def settle(i: int, z: torch.Tensor, y: torch.Tensor) -> None:
+            if keep:
+                kept.append(y[:batch].detach())
+            if i not in trained:
+                return
+            loss, stats[f"layer{i}"] = self.layer_objective(i, z, y, batch)
+            losses[f"layer{i}"] = self.release(loss, y)
+
+        self.stack(x, upto=upto,  # (P + N, ...): one matmul per layer for both
+                   frozen=frozenset(range(upto)) - set(trained), each=settle, keep=False,
+                   recall=fast_weights.recall_for(self.fast, copies=2))  # memory: the positives
+        return kept
+
     def forward(self, images: torch.Tensor, labels: torch.Tensor, active: frozenset[str] | None = None,
                 phase: str = "both") -> tuple[dict[str, torch.Tensor], dict]:
         """Named losses for one minibatch, one per active layer plus "readout", and detached statistics.
@@ -253,7 +280,8 @@ class FFNetwork(LayerLosses):
         check_batch(images, self.data_shape, self.stack.layers[0].mean_activity)
         active = frozenset(self.loss_names) if active is None else active
         wants_readout = self.readout is not None and "readout" in active
-        losses, stats = {}, {}
+        losses: dict[str, torch.Tensor] = {}
+        stats: dict[str, dict] = {}
         probs = readout_loss = None
         by_readout = self.negatives.needs_probs and self.objective.sample_from == "softmax"
         if self.negatives.labelled and (wants_readout or by_readout):
@@ -271,27 +299,15 @@ class FFNetwork(LayerLosses):
         if self.negatives.needs_probs and not by_readout:
             probs = self.sampling_probs(images)
         trained, upto = self._layers_to_run(active)
+        kept: list[torch.Tensor] = []
         if upto == 0:  # the readout alone (a greedy readout step): no layer, no negatives
             batch = 0
         else:
             pos, neg = self.negatives.make(images, labels, self.coding, probs, self)
             pos, neg = (pos, neg[:0]) if phase == "positive" else (pos[:0], neg) if phase == "negative" else (pos, neg)
             batch = pos.shape[0]
-
-            kept: list[torch.Tensor] = []  # the positives' activities, for the unsupervised readout
-
-            def settle(i: int, z: torch.Tensor, y: torch.Tensor) -> None:
-                """Layer i's loss, as soon as the layer has run; backpropagated at once with release_graphs."""
-                if wants_readout and not self.negatives.labelled:
-                    kept.append(y[:batch].detach())
-                if i not in trained:
-                    return
-                loss, stats[f"layer{i}"] = self.layer_objective(i, z, y, batch)
-                losses[f"layer{i}"] = self.release(loss, y)
-
-            self.stack(torch.cat([pos, neg]), upto=upto,  # (P + N, ...): one matmul per layer for both
-                       frozen=frozenset(range(upto)) - set(trained), each=settle, keep=False,
-                       recall=fast_weights.recall_for(self.fast, copies=2))  # memory: the positives
+            kept = self.train_layers(torch.cat([pos, neg]), batch, trained, upto, losses, stats,
+                                     keep=wants_readout and not self.negatives.labelled)
         if wants_readout and not self.negatives.labelled and batch:
             logits = cast(nn.Linear, self.readout)(self.readout_features(kept)).float()  # the readout's pass ran
             readout_loss = F.cross_entropy(logits, labels)

@@ -18,7 +18,7 @@ from ..coding import resolve
 from ..config import Config, merge
 from ..data import Datasets
 from ..errors import Diverged, FFError
-from ..models import MODELS, build_model
+from ..models import build_model, model_class
 from ..negatives import NEGATIVES
 from . import distributed, pipeline
 from .device import channels_last, device_name, resolve_device, resolve_precision
@@ -44,7 +44,7 @@ def fit_to_data(cfg: Config, data: Datasets, given: bool = False) -> Config:
         changes["model"] = {"fast_positions": cfg.data.string_length - cfg.data.window}
     first_layer = cfg.model.layer if isinstance(cfg.model.layer, str) else cfg.model.layer[0]
     coding = resolve(cfg.objective.label_coding, data.shape, data.label_room, first_layer)
-    takes_label = getattr(MODELS[cfg.model.kind], "label_in_input", None)  # plugin kinds may predate it
+    takes_label = getattr(model_class(cfg), "label_in_input", None)  # plugin kinds may predate it
     label_in_input = takes_label(cfg) if takes_label else NEGATIVES[cfg.objective.negatives].labelled
     if label_in_input and coding != cfg.objective.label_coding:
         changes["objective"] = {"label_coding": coding}
