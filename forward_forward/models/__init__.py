@@ -44,7 +44,7 @@ def model_class(cfg: Config) -> ModelKind:
 def build_model(cfg: Config, data_shape: tuple[int, ...], num_classes: int) -> Network:
     """The network `cfg` describes, for samples of `data_shape` in `num_classes` classes."""
     return model_class(cfg)(data_shape=tuple(data_shape), num_classes=num_classes, model=cfg.model,
-                                  objective=cfg.objective)
+                            objective=cfg.objective)
 
 
 __all__ = ["MODELS", "RECURRENT", "BackpropNetwork", "CompetitiveNetwork", "FFNetwork", "ModelKind", "Network",
