@@ -52,7 +52,7 @@ PRESETS: dict[str, dict] = {
     # layers around it as they were, damped (0.3 old + 0.7 new); prediction by goodness averaged over
     # iterations 3-5. Hard negatives from the readout's single bottom-up pass, as the paper does; the
     # MATLAB recipe. Two layers of 1000, not the feed-forward net's width: an iteration costs a pass of
-    # every weight twice (up and down), and 60 epochs of this net take under an hour on a 2-core CPU.
+    # every weight twice (up and down), and 60 epochs of this net take about an hour on a 2-core CPU.
     # It holds out 10,000 images so the end of the run chooses its way to predict on validation.
     "hinton-recurrent": {
         "data": {"val_size": 10000},

@@ -20,6 +20,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import nn
 
+from .config import ModelConfig
 from .layers import normalize
 from .stack import LayerStack, decay_groups
 
@@ -48,6 +49,12 @@ class TopDown(nn.Module):
         self.iterations, self.damping = iterations, damping
         # batchnorm's running statistics belong to the bottom-up input; the top-down one is scaled per sample
         self.norm, self.norm_eps = ("rms" if norm == "batchnorm" else norm), norm_eps
+
+    @classmethod
+    def build(cls, stack: LayerStack, top_units: int, model: ModelConfig) -> TopDown:
+        """The top-down weights and iterations `model` describes, over `stack`, under a top of `top_units`."""
+        return cls(stack, top_units, iterations=model.iterations, damping=model.damping, norm=model.norm,
+                   norm_eps=model.norm_eps)
 
     @property
     def macs(self) -> list[int]:

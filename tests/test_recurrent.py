@@ -146,6 +146,7 @@ def test_the_twin_is_trained_end_to_end_through_every_iteration():
     images, labels = torch.rand(8, *SHAPE), torch.randint(0, 10, (8,))
     losses, _ = twin(images, labels)
     losses["output"].backward()
+    # down[0] feeds layer 0, which reaches the output only an iteration later: its gradient crossed one
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in twin.parameters())
     assert twin.matmul_flops_per_image() > build_model(small_config(model={"kind": "backprop", "hidden": [20, 16]},
                                                                     objective={"predict": "softmax"}),
@@ -160,6 +161,8 @@ def test_the_twin_is_trained_end_to_end_through_every_iteration():
     ({"model": {"iterations": 8, "kind": "competitive"}}, "which model.kind = ff or backprop trains, not competitive"),
     ({"model": {"iterations": 8}, "objective": {"label_coding": "pixels"}}, "leave objective.label_coding = auto"),
     ({"model": {"iterations": 8}, "objective": {"negatives": "hybrid"}}, "use random, hard or all"),
+    ({"model": {"iterations": 8}, "objective": {"label_value": "max"}}, "leave objective.label_value at its"),
+    ({"model": {"iterations": 8}, "objective": {"neutral_value": 0.5}}, "leave objective.neutral_value at its"),
     ({"model": {"iterations": 8}, "run": {"parallel": "pipeline"}}, "cannot take run.parallel = pipeline"),
     ({"model": {"iterations": 8, "overlap": True}}, "cannot take model.overlap"),
 ])

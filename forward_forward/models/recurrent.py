@@ -59,8 +59,7 @@ class RecurrentFFNetwork(FFNetwork):
         super().__init__(data_shape=data_shape, num_classes=num_classes, model=model,
                          objective=replace(objective, label_coding="extra"))
         self.objective = objective
-        self.topdown = TopDown(self.stack, num_classes, iterations=model.iterations, damping=model.damping,
-                               norm=model.norm, norm_eps=model.norm_eps)
+        self.topdown = TopDown.build(self.stack, num_classes, model)
         self.predict_iterations = list(model.predict_iterations)
 
     @property
@@ -85,6 +84,11 @@ class RecurrentFFNetwork(FFNetwork):
         if cfg.objective.label_coding != "auto":
             raise FFError("the recurrent net's label is its top layer, not part of its input: leave "
                           "objective.label_coding = auto.")
+        changed = [f for f, default in (("label_value", "one"), ("neutral_value", 0.1))
+                   if getattr(cfg.objective, f) != default]
+        if changed:
+            raise FFError(f"the recurrent net normalises the label vector before its top-down weights read it, so "
+                          f"the scale of its values cannot matter: leave objective.{changed[0]} at its default.")
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Coded inputs (B, D + C) -> the images (B, *data_shape) and the label vectors (B, C)."""
@@ -165,8 +169,7 @@ class RecurrentBackpropNetwork(BackpropNetwork):
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
         super().__init__(data_shape=data_shape, num_classes=num_classes, model=model, objective=objective)
-        self.topdown = TopDown(self.stack, num_classes, iterations=model.iterations, damping=model.damping,
-                               norm=model.norm, norm_eps=model.norm_eps)
+        self.topdown = TopDown.build(self.stack, num_classes, model)
         self.predict_iterations = list(model.predict_iterations)
 
     @staticmethod
