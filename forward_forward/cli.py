@@ -197,6 +197,26 @@ def cmd_sweep(args) -> None:
     print(f"sweep saved in {args.out} (results.md, results.json, results.png, runs/)")
 
 
+def cmd_samples(args) -> None:
+    import torch
+
+    from . import sample_quality
+
+    cfg, model, data, device = _load_trained(args)
+    if getattr(model, "generator", None) is None:
+        raise FFError(f"{args.run_dir} has no generator: ff samples measures runs trained with objective.negatives "
+                      "= generated on images.")
+    reference = args.reference or (Path(cfg.run.reference) if cfg.run.reference else None)
+    if reference is None:
+        raise FFError("ff samples judges samples by a reference classifier: pass --reference RUN_DIR (e.g. the "
+                      "backprop twin of `quick`), or train with run.reference set.")
+    out = args.out or args.run_dir / "figures"
+    torch.manual_seed(args.seed)
+    result = sample_quality.run_measures(model, sample_quality.load_reference(reference, device),
+                                         data.test.images.to(device), out, f"samples of {args.run_dir.name}")
+    print(json.dumps(result))
+
+
 def cmd_probe(args) -> None:
     from . import runs  # torch: imported when a command runs, inside main's try
     from .probe import run_probe
@@ -347,6 +367,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("run_dirs", type=Path, nargs="+", help="run directories, each plotted with ff plot")
     r.add_argument("--out", type=Path, help="default RUN_DIR/report.html for one run, ./report.html for several")
     r.set_defaults(func=cmd_report)
+
+    q = sub.add_parser("samples", help="measure a generator's samples: class coverage, confidence, Frechet distance")
+    q.add_argument("run_dir", type=Path, help="a run directory trained with objective.negatives = generated")
+    q.add_argument("--reference", type=Path, help="a trained classifier's run directory (default: run.reference)")
+    q.add_argument("--out", type=Path, help="folder for samples.png and samples.json (default RUN_DIR/figures)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the samples drawn")
+    q.add_argument("--data-dir", help=DATA_DIR_HELP)
+    q.add_argument("--device", help=DEVICE_HELP)
+    q.set_defaults(func=cmd_samples)
 
     b = sub.add_parser("probe", help="fit a linear softmax on a trained network's frozen features and score it")
     b.add_argument("run_dir", type=Path, help="a run directory")

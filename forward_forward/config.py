@@ -127,6 +127,16 @@ class ObjectiveConfig:
     # windows, and negatives are drawn from those strings, rewritten every `regenerate_every` steps
     generated_length: int = 90
     regenerate_every: int = 100
+    # generated negatives on images (forward_forward/generator.py): the fraction of negatives the generator
+    # makes; the rest, and all until its prior is first fitted (after regenerate_every steps), come from
+    # generated_base: hybrid (unsupervised FF) | random | hard (the label in the input; a sample is then
+    # drawn from its image's own class). The prior: a mixture of prior_components diagonal Gaussians per
+    # class (one mixture when unsupervised) over the top layer's code, refitted every regenerate_every
+    # steps to the codes of the last prior_codes real images.
+    generated_mix: float = 1.0
+    generated_base: str = "hybrid"
+    prior_components: int = 10
+    prior_codes: int = 10000
     hybrid_blur_passes: int = 6  # hybrid negatives: blur passes that make the mask (more: larger regions)
     # test_error by: softmax (one pass) | goodness (every label) | combined (both) | best (lowest val error)
     predict: str = "softmax"
@@ -149,6 +159,10 @@ class OptimConfig:
     batch_size: int = 100
     epochs: int = 60
     phase_steps: int = 0  # >0: "sleep" phases, K steps on positive data only, then K on negative only
+    # >0: sleep deprivation: the negative phase stops after N steps, and every later step trains on
+    # positive data alone
+    negatives_until: int = 0
+    generator_lr: float = 0.3  # learning rate of the generator's decoders (generated negatives on images)
     greedy_steps: int = 0  # >0: the article's greedy schedule, N full-chunk steps per layer
     chunk_size: int = 20000  # images per chunk in the greedy schedule
     # greedy: step draws fresh negatives (and jitter, noise) on every step | chunk draws them once per
@@ -178,6 +192,9 @@ class RunConfig:
     # how the processes of a distributed run (ff train --nproc N, torchrun) share the work: data (each a
     # slice of every batch) | pipeline (each its own consecutive layers, activities sent forward)
     parallel: str = "data"
+    # a finished run whose classifier measures a generator's samples after every epoch (class coverage,
+    # confidence, Frechet distance on its features; generated negatives on images): its run directory
+    reference: str = ""
     # modules imported before this config is checked, so the parts they register (goodness, losses,
     # activations, negative strategies, layer types, model kinds) can be named in it: in ff train,
     # sweeps, resumed runs and ff eval alike
@@ -272,12 +289,13 @@ RANGES = [
     (("optim.batch_size", "optim.epochs", "optim.chunk_size", "optim.lr", "objective.temperature",
       "data.window", "data.string_length", "data.strings", "objective.sample_temperature",
       "objective.generated_length", "objective.regenerate_every",
-      "objective.region_size", "model.norm_eps", "run.eval_every", "run.checkpoint_every", "run.eval_batch_size"),
+      "objective.region_size", "objective.prior_components", "objective.prior_codes", "optim.generator_lr",
+      "model.norm_eps", "run.eval_every", "run.checkpoint_every", "run.eval_batch_size"),
      lambda v: v > 0, "positive"),
     (("run.seed", "data.val_size", "data.train_limit", "data.jitter", "model.peer_lambda", "model.blackbox_strength",
       "optim.weight_decay", "optim.readout_lr", "optim.readout_weight_decay", "optim.greedy_steps",
       "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes", "objective.goodness_weight",
-      "objective.channel_groups", "model.iterations"),
+      "objective.channel_groups", "model.iterations", "optim.negatives_until"),
      lambda v: v >= 0, "not negative"),
     (("optim.momentum", "optim.dampening", "model.peer_decay", "model.fast_decay", "model.damping"),
      lambda v: 0 <= v < 1,
@@ -285,7 +303,7 @@ RANGES = [
     (("model.fast_rate", "model.fast_positions"), lambda v: 0 <= v < math.inf, "finite and not negative"),
     (("objective.threshold", "optim.lr", "objective.temperature", "optim.readout_lr", "objective.goodness_weight",
       "model.norm_eps", "model.peer_lambda", "model.blackbox_strength", "optim.weight_decay",
-      "optim.readout_weight_decay", "objective.symba_alpha"),
+      "optim.readout_weight_decay", "objective.symba_alpha", "objective.generated_mix", "optim.generator_lr"),
      lambda v: v is None or math.isfinite(v), "a finite number"),
     # sizes that would overflow a C integer, allocate without bound or run without end: refused up front
     (("run.seed",), lambda v: v < 2**63, "below 2**63"),
@@ -295,16 +313,17 @@ RANGES = [
      "at most 100,000 characters"),
     (("data.strings",), lambda v: v <= 10**7, "at most 10,000,000"),
     (("model.iterations",), lambda v: v <= 1000, "at most 1000"),
-    (("objective.hybrid_blur_passes", "objective.region_size", "objective.channel_groups"), lambda v: v <= 1000,
-     "at most 1000"),
+    (("objective.hybrid_blur_passes", "objective.region_size", "objective.channel_groups",
+      "objective.prior_components"), lambda v: v <= 1000, "at most 1000"),
+    (("objective.prior_codes",), lambda v: v <= 10**7, "at most 10,000,000"),
     (("optim.epochs", "optim.greedy_steps", "run.eval_every", "run.checkpoint_every"),
      lambda v: v <= 10**7, "at most 10,000,000"),
-    (("optim.batch_size", "optim.chunk_size", "run.eval_batch_size", "optim.phase_steps"),
+    (("optim.batch_size", "optim.chunk_size", "run.eval_batch_size", "optim.phase_steps", "optim.negatives_until"),
      lambda v: v <= 10**8, "at most 100,000,000"),
 ]
 
 
-def _changed(cfg: Config, section: str, fields: typing.Iterable[str]) -> list[str]:
+def changed_fields(cfg: Config, section: str, fields: typing.Iterable[str]) -> list[str]:
     """The `section.field` paths among `fields` set away from their defaults."""
     default = _section_class(section)()
     return [f"{section}.{f}" for f in fields if getattr(getattr(cfg, section), f) != getattr(default, f)]
@@ -313,7 +332,7 @@ def _changed(cfg: Config, section: str, fields: typing.Iterable[str]) -> list[st
 def _check_text(cfg: Config) -> None:
     """The text fields shape text data only: refused on other data rather than ignored."""
     if cfg.data.dataset not in TEXT_DATASETS:
-        changed = _changed(cfg, "data", ("window", "string_length", "strings"))
+        changed = changed_fields(cfg, "data", ("window", "string_length", "strings"))
         if changed:
             raise FFError(f"{', '.join(changed)} shape text data, and data.dataset = {cfg.data.dataset}: leave them "
                           "at their defaults, or use data.dataset = aesop or text.")
@@ -326,7 +345,7 @@ def _check_fast_weights(cfg: Config) -> None:
     """Fast weights remember the earlier windows of a string: text data, whole strings in every batch."""
     m = cfg.model
     if not m.fast_weights:
-        changed = _changed(cfg, "model", ("fast_decay", "fast_rate", "fast_positions"))
+        changed = changed_fields(cfg, "model", ("fast_decay", "fast_rate", "fast_positions"))
         if changed:
             raise FFError(f"{', '.join(changed)} shape fast weights, and model.fast_weights is off: set it to true, "
                           "or leave them at their defaults.")
@@ -353,17 +372,33 @@ def _check_fast_weights(cfg: Config) -> None:
 
 def _check_recurrent(cfg: Config) -> None:
     """The recurrent net's fields are refused when it is off, rather than ignored."""
-    changed = _changed(cfg, "model", ("damping", "predict_iterations"))
+    changed = changed_fields(cfg, "model", ("damping", "predict_iterations"))
     if not cfg.model.iterations and changed:
         raise FFError(f"{', '.join(changed)} shape the recurrent net, and model.iterations = 0: set it to the number "
                       "of iterations (the paper: 8), or leave them at their defaults.")
+
+
+def _check_generator(cfg: Config) -> None:
+    """What only a generator of images uses is refused without one, rather than ignored."""
+    generates = cfg.objective.negatives == "generated" and cfg.data.dataset not in TEXT_DATASETS
+    if not generates:
+        changed = changed_fields(cfg, "optim", ("generator_lr",)) + changed_fields(cfg, "run", ("reference",))
+        if changed:
+            raise FFError(f"{', '.join(changed)} shape(s) the generator of images, which only objective.negatives = "
+                          "generated on image data builds: leave them at their defaults, or switch.")
+    if cfg.optim.negatives_until and (cfg.optim.phase_steps or cfg.optim.greedy_steps):
+        raise FFError("optim.negatives_until stops the negatives of interleaved training; with optim.phase_steps or "
+                      "greedy_steps set the schedule is another: set one of them to 0.")
+    if cfg.optim.negatives_until and cfg.model.kind != "ff":
+        raise FFError(f"optim.negatives_until stops FF's negative data, and model.kind = {cfg.model.kind} has none: "
+                      "set it to 0.")
 
 
 def _check_negatives_fields(cfg: Config, strategies: typing.Mapping) -> None:
     """A strategy's own objective fields, set away from their defaults under another strategy, are refused."""
     own = strategies[cfg.objective.negatives].reads
     others = {f for s in strategies.values() for f in s.reads} - set(own)
-    changed = _changed(cfg, "objective", sorted(others))
+    changed = changed_fields(cfg, "objective", sorted(others))
     if changed and cfg.model.kind == "ff":
         users = sorted(name for name, s in strategies.items() if set(s.reads) & {c.split(".")[1] for c in changed})
         raise FFError(f"{', '.join(changed)} shape(s) the negatives of objective.negatives = {' or '.join(users)}, "
@@ -425,6 +460,7 @@ def _validate(cfg: Config) -> Config:
                       "choose softmax, goodness or combined.")
     if cfg.optim.phase_steps and cfg.objective.loss == "symba":
         raise FFError("optim.phase_steps needs a loss that scores each side alone; symba pairs them: use logistic.")
+    _check_generator(cfg)
     if cfg.optim.phase_steps and cfg.optim.greedy_steps:
         raise FFError("optim.phase_steps and optim.greedy_steps are two different schedules: set one to 0.")
     if cfg.optim.greedy_negatives != "step" and not cfg.optim.greedy_steps:

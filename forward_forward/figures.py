@@ -111,9 +111,23 @@ def iteration_facts(model, images: torch.Tensor, truth: torch.Tensor, predicted:
     return out
 
 
+def _flat(entry: dict, prefix: str = "") -> dict:
+    """Nested values as columns: {"generator": {"goodness_real": [a, b]}} -> generator.goodness_real.0, .1."""
+    out: dict = {}
+    for key, value in entry.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, name + "."))
+        elif isinstance(value, list):
+            out.update(_flat({str(i): v for i, v in enumerate(value)}, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
 def metrics_table(records: list[dict]) -> tuple[list[str], list[list]]:
     """metrics.jsonl as a table: one row per epoch, one column per value (`layer0.loss`, `readout.acc`, ...)."""
-    rows = [{**{k: v for k, v in r.items() if k != "layers"},
+    rows = [{**_flat({k: v for k, v in r.items() if k != "layers"}),
              **{f"{name}.{key}": v for name, values in r.get("layers", {}).items() for key, v in values.items()}}
             for r in records]
     columns = list(dict.fromkeys(k for row in rows for k in row))

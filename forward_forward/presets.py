@@ -98,6 +98,19 @@ PRESETS: dict[str, dict] = {
         "objective": {"negatives": "random", "predict_layers_from": 1},
         "optim": {"lr": 0.001, "momentum": 0.99, "dampening": 0.99, "phase_steps": 1000, "epochs": 20},
     },
+    # FF as a generative model (forward_forward/generator.py): unsupervised FF on 3 x 1000 whose negatives
+    # are its own generator's samples, decoded from a Gaussian mixture over the top layer's code by
+    # top-down decoders trained by the delta rule; a linear softmax on the last two layers reads the
+    # classes. 10,000 images held out: the generator is measured on them after every epoch when
+    # run.reference names a trained classifier.
+    "ff-gen-mnist": {
+        "data": {"val_size": 10000},
+        "model": {"hidden": [1000, 1000, 1000], "peer_lambda": 0.03},
+        "objective": {"negatives": "generated", "generated_base": "hybrid", "generated_mix": 1.0,
+                      "predict": "softmax", "predict_layers_from": 1},
+        "optim": {"name": "sgd", "lr": 0.01, "readout_lr": 0.01, "epochs": 10, "schedule": "hinton"},
+        "run": {"precision": "auto"},
+    },
     # The default of `ff train`: the same recipe on 3 x 1000 units, small enough for 10 minutes on
     # a 2-core CPU.
     "quick": {
@@ -181,6 +194,7 @@ DESCRIPTIONS = {  # one line each, for `ff presets`
     "conv-fashion": "competitive conv FF (CwComp) on Fashion-MNIST, 4 conv layers, crops and flips, 40 epochs (GPU)",
     "conv-mnist": "competitive conv FF (CwComp) on MNIST, 4 conv layers, crops, 64 epochs (GPU)",
     "conv-cifar10": "competitive conv FF (CwComp) on CIFAR-10, 4 wider conv layers, crops and flips, 60 epochs (GPU)",
+    "ff-gen-mnist": "unsupervised FF whose negatives its own generator makes, 3 x 1000, 10 epochs",
     "aesop": "next character on Aesop's fables, 10-character window, 3 x 2000, teacher forcing, 20 epochs",
 }
 

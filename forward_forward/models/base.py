@@ -10,6 +10,7 @@ from torch import nn
 from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
 from ..errors import FFError
 from ..fast_weights import FastWeights, recall_for
+from ..generator import Generator
 from ..layers import normalize
 from ..stack import LayerStack, decay_groups
 
@@ -115,6 +116,9 @@ class LayerLosses(nn.Module):
     stack: LayerStack
     readout: nn.Linear | None
     fast: FastWeights | None = None  # model.fast_weights: each layer's memory of a string's earlier windows
+    # generated negatives on images: decoders and a prior, trained alongside (no class default: nn.Module
+    # finds a registered submodule only when ordinary lookup fails)
+    generator: Generator | None
     # set by the training loop where nothing wraps the model (DDP needs one backward per step): each
     # layer's loss is then backpropagated as soon as it is computed, which frees that layer's graph and
     # tensors before the next layer runs, so a step's memory does not grow with depth
@@ -149,7 +153,8 @@ class LayerLosses(nn.Module):
     @property
     def loss_names(self) -> list[str]:
         """Every loss `forward` can return, in order; a schedule activates some of them per step."""
-        return [f"layer{i}" for i in range(len(self.stack))] + (["readout"] if self.readout is not None else [])
+        return ([f"layer{i}" for i in range(len(self.stack))] + (["readout"] if self.readout is not None else [])
+                + (["generator"] if getattr(self, "generator", None) is not None else []))
 
     @property
     def prediction_layers(self) -> list[int]:
@@ -157,11 +162,14 @@ class LayerLosses(nn.Module):
         return list(range(self.predict_from, len(self.stack)))
 
     def param_groups(self, optim: OptimConfig) -> list[dict]:
-        """The layers at optim.lr (times optim.layer_lr's factors) and the readout at optim.readout_lr;
-        weights decayed, biases not."""
+        """The layers at optim.lr (times optim.layer_lr's factors), the readout at optim.readout_lr and a
+        generator's decoders at optim.generator_lr (not decayed); weights decayed, biases not."""
         groups = self.stack.param_groups(optim.lr, optim.weight_decay, optim.layer_lr)
         if self.readout is not None:
             groups += decay_groups(self.readout.named_parameters(), optim.readout_lr, optim.readout_weight_decay)
+        generator = getattr(self, "generator", None)
+        if generator is not None:
+            groups += decay_groups(generator.named_parameters(), optim.generator_lr, 0.0)
         return groups
 
     def activities(self, x: torch.Tensor) -> list[torch.Tensor]:

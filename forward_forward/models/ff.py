@@ -51,6 +51,8 @@ class FFNetwork(LayerLosses):
         # goodness per unit for sum goodness, as is for mean goodness: the same scale whatever the width
         self.goodness_scales = [abs(default(n)) for n in sizes]
         self._add_readout(model, objective, num_classes)
+        # generated negatives on images: decoders and a prior over this stack, trained beside it
+        self.generator = self.negatives.generator_for(self.stack.units, model.norm, model.norm_eps)
         accept_legacy_keys(self)
 
     @property
@@ -62,7 +64,7 @@ class FFNetwork(LayerLosses):
     @staticmethod
     def label_in_input(cfg: Config) -> bool:
         """Whether the label enters the input (objective.label_coding matters)."""
-        return NEGATIVES[cfg.objective.negatives].labelled
+        return NEGATIVES[cfg.objective.negatives].takes_label(cfg)
 
     @staticmethod
     def check(cfg: Config) -> None:
@@ -246,7 +248,8 @@ class FFNetwork(LayerLosses):
         active one, or all of them when the unsupervised readout (which reads this pass) is active."""
         trained = [i for i in range(len(self.stack)) if f"layer{i}" in active]
         unsupervised_readout = self.readout is not None and "readout" in active and not self.negatives.labelled
-        return trained, len(self.stack) if unsupervised_readout else max(trained, default=-1) + 1
+        every_layer = unsupervised_readout or "generator" in active  # both read the whole pass
+        return trained, len(self.stack) if every_layer else max(trained, default=-1) + 1
 
     def train_layers(self, x: torch.Tensor, batch: int, trained: list[int], upto: int,
                      losses: dict, stats: dict, keep: bool) -> list[torch.Tensor]:
@@ -300,6 +303,7 @@ class FFNetwork(LayerLosses):
             probs = self.sampling_probs(images)
         trained, upto = self._layers_to_run(active)
         kept: list[torch.Tensor] = []
+        wants_generator = self.generator is not None and "generator" in active
         if upto == 0:  # the readout alone (a greedy readout step): no layer, no negatives
             batch = 0
         else:
@@ -307,7 +311,12 @@ class FFNetwork(LayerLosses):
             pos, neg = (pos, neg[:0]) if phase == "positive" else (pos[:0], neg) if phase == "negative" else (pos, neg)
             batch = pos.shape[0]
             kept = self.train_layers(torch.cat([pos, neg]), batch, trained, upto, losses, stats,
-                                     keep=wants_readout and not self.negatives.labelled)
+                                     keep=wants_generator or (wants_readout and not self.negatives.labelled))
+        if wants_generator and batch:  # the decoders learn from real images and their codes
+            assert self.generator is not None
+            loss, stats["generator"] = self.generator.loss(images, kept)
+            losses["generator"] = self.release(loss, loss)
+            self.generator.remember(kept[-1], labels)
         if wants_readout and not self.negatives.labelled and batch:
             logits = cast(nn.Linear, self.readout)(self.readout_features(kept)).float()  # the readout's pass ran
             readout_loss = F.cross_entropy(logits, labels)
@@ -337,4 +346,6 @@ class FFNetwork(LayerLosses):
             flops += 2 * sum(macs) * self.num_classes  # every label's pass, to sample from its goodness
         if wants_readout:  # forward (unsupervised: here; supervised: in the neutral pass) and weight gradient
             flops += (4 if self.negatives.labelled else 6) * cast(nn.Linear, self.readout).weight.numel()
+        if self.generator is not None and "generator" in active:  # each decoder's forward and weight gradient
+            flops += 4 * sum(p.numel() for name, p in self.generator.decoders.named_parameters() if "weight" in name)
         return flops

@@ -16,9 +16,18 @@ class Negatives:
     def __init__(self, objective: ObjectiveConfig, num_classes: int, data_shape: tuple[int, ...]):
         self.objective, self.num_classes, self.data_shape = objective, num_classes, tuple(data_shape)
 
+    @classmethod
+    def takes_label(cls, cfg: Config) -> bool:
+        """Whether `cfg`'s input carries a label (what `labelled` says of a built strategy)."""
+        return cls.labelled
+
     @staticmethod
     def check(cfg: Config) -> None:
         """Raise FFError for a config this strategy cannot honour, naming the fields."""
+
+    def generator_for(self, units: list[int], norm: str, eps: float):
+        """The generator this strategy samples from, built over hidden layers of `units`; None: it needs none."""
+        return None
 
     @property
     def per_image(self) -> int:

@@ -1,7 +1,8 @@
-"""Negatives the network writes itself (paper §3.4): the step that makes an offline "sleep" phase possible.
+"""Negatives the network makes itself: the step that makes an offline "sleep" phase possible.
 
-Every `objective.regenerate_every` steps the model continues each of the batch's real windows by
-`objective.generated_length` characters, each drawn from its own predictions (objective.sample_from,
+On images (data of shape (C, H, W)) they are samples of the model's generator (negatives/dreamed.py).
+On text (paper §3.4) every `objective.regenerate_every` steps the model continues each of the batch's
+real windows by `objective.generated_length` characters, each drawn from its own predictions (objective.sample_from,
 at objective.sample_temperature). Until the next rewrite, each step's negatives are windows of those
 strings, picked at random, with the character the model wrote after them as the candidate.
 """
@@ -11,13 +12,26 @@ from __future__ import annotations
 import torch
 
 from .. import text
-from ..config import TEXT_DATASETS, Config, ObjectiveConfig
+from ..config import TEXT_DATASETS, Config, ObjectiveConfig, changed_fields
 from ..errors import FFError
 from .base import Negatives
+from .dreamed import GeneratedImages
+
+TEXT_ONLY = ("generated_length",)
 
 
 class Generated(Negatives):
-    reads = ("sample_from", "sample_temperature", "generated_length", "regenerate_every")
+    reads = tuple(dict.fromkeys(("sample_from", "sample_temperature", *TEXT_ONLY, "regenerate_every",
+                                 *GeneratedImages.reads)))
+
+    def __new__(cls, objective: ObjectiveConfig, num_classes: int, data_shape: tuple[int, ...]):
+        if len(data_shape) == 3:  # images: the generator's samples
+            return GeneratedImages(objective, num_classes, data_shape)
+        return super().__new__(cls)
+
+    @classmethod
+    def takes_label(cls, cfg: Config) -> bool:
+        return cfg.data.dataset in TEXT_DATASETS or GeneratedImages.takes_label(cfg)
 
     def __init__(self, objective: ObjectiveConfig, num_classes: int, data_shape: tuple[int, ...]) -> None:
         super().__init__(objective, num_classes, data_shape)
@@ -27,8 +41,16 @@ class Generated(Negatives):
     @staticmethod
     def check(cfg: Config) -> None:
         if cfg.data.dataset not in TEXT_DATASETS:
-            raise FFError("objective.negatives = generated writes text with a next-character model: use "
-                          "data.dataset = aesop or text.")
+            changed = changed_fields(cfg, "objective", TEXT_ONLY)
+            if changed:
+                raise FFError(f"{', '.join(changed)} shape(s) generated text, and data.dataset = {cfg.data.dataset}: "
+                              "leave it at its default.")
+            GeneratedImages.check(cfg)
+            return
+        changed = changed_fields(cfg, "objective", [f for f in GeneratedImages.reads if f != "regenerate_every"])
+        if changed:
+            raise FFError(f"{', '.join(changed)} shape(s) the generator of images, and this run writes text: leave "
+                          "them at their defaults.")
         if cfg.objective.sample_from == "softmax" and not cfg.model.readout:
             raise FFError("objective.negatives = generated samples from the softmax readout: set model.readout = "
                           "true, or sample from goodness (objective.sample_from = goodness).")

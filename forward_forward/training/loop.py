@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterator, cast
 import torch
 from tqdm import tqdm
 
-from .. import augment, checkpoint, runs, sequence, text
+from .. import augment, checkpoint, runs, sample_quality, sequence, text
 from ..config import Config
 from ..data import Datasets
 from ..errors import Interrupted
@@ -64,6 +64,8 @@ class Loop:
             torch.manual_seed(cfg.run.seed + 7919 * ranks.rank + 104729 * self.position.epoch + self.position.step)
         self.started = time.perf_counter() - self.position.elapsed
         self.tensorboard = tensorboard_writer(run_dir) if cfg.log.tensorboard and ranks.main else None
+        # run.reference: the classifier that judges a generator's samples after each epoch
+        self.reference = sample_quality.load_reference(cfg.run.reference, device) if cfg.run.reference else None
 
     def save(self, epoch: int, step: int, order: torch.Tensor | None, step_seconds: float) -> None:
         self.position = checkpoint.Position(epoch, step, order, time.perf_counter() - self.started, step_seconds)
@@ -149,6 +151,12 @@ class Loop:
                        f"({entry['seconds']:.0f} s)")
         elif not len(self.data.val):
             tqdm.write(f"epoch {epoch} done ({entry['seconds']:.0f} s; data.val_size = 0, no validation)")
+        if getattr(self.model, "generator", None) is not None:  # validation images, or training ones without
+            real = self.data.val if len(self.data.val) else self.data.train
+            with _own_random_stream(self.device), scoring(self.model):
+                entry["generator"] = sample_quality.epoch_report(self.model, self.reference,
+                                                                 real.images[: sample_quality.SAMPLES].to(self.device),
+                                                                 real.labels[: sample_quality.SAMPLES].to(self.device))
         runs.append_metrics(self.run_dir, entry)
         if self.tensorboard is not None:
             log_tensorboard(self.tensorboard, self.model, entry)

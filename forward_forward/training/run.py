@@ -45,7 +45,7 @@ def fit_to_data(cfg: Config, data: Datasets, given: bool = False) -> Config:
     first_layer = cfg.model.layer if isinstance(cfg.model.layer, str) else cfg.model.layer[0]
     coding = resolve(cfg.objective.label_coding, data.shape, data.label_room, first_layer)
     takes_label = getattr(model_class(cfg), "label_in_input", None)  # plugin kinds may predate it
-    label_in_input = takes_label(cfg) if takes_label else NEGATIVES[cfg.objective.negatives].labelled
+    label_in_input = takes_label(cfg) if takes_label else NEGATIVES[cfg.objective.negatives].takes_label(cfg)
     if label_in_input and coding != cfg.objective.label_coding:
         changes["objective"] = {"label_coding": coding}
     return merge(cfg, changes) if changes else cfg

@@ -18,10 +18,12 @@ from ..errors import FFError
 
 class Minibatch:
     """Every loss on every minibatch (paper §3.3); with optim.phase_steps = K, K steps on positive
-    data alone alternate with K on negative data alone (§3.5)."""
+    data alone alternate with K on negative data alone (§3.5); with optim.negatives_until = N, every
+    step after the first N trains on positive data alone (sleep deprivation)."""
 
     def __init__(self, cfg: Config, loss_names: list[str], train_size: int):
         self.batch_size, self.phase_steps = cfg.optim.batch_size, cfg.optim.phase_steps
+        self.negatives_until = cfg.optim.negatives_until
         self.train_size = train_size
         # fast weights read whole strings in order: the order shuffles strings, not windows
         self.group = cfg.data.string_length - cfg.data.window if cfg.model.fast_weights else 1
@@ -46,6 +48,8 @@ class Minibatch:
         phase = "both"
         if self.phase_steps:
             phase = "positive" if (global_step // self.phase_steps) % 2 == 0 else "negative"
+        elif self.negatives_until and global_step >= self.negatives_until:  # sleep deprivation
+            phase = "positive"
         return index, None, phase
 
 
