@@ -144,30 +144,40 @@ def cmd_eval(args) -> None:
 
 
 
-def cmd_plot(args) -> None:
-    from .figures import plot_run
+def _draw(run_dir: Path, cfg, model, data, out: Path | None = None, samples: int = 1000) -> list[Path]:
+    """Every figure `ff plot` draws of a run: the label-goodness figures of supervised FF, a generator's."""
+    from .figures import plot_generator, plot_run
 
+    generates = getattr(model, "generator", None) is not None
+    supervised = cfg.model.kind == "ff" and "goodness" in model.ways
+    if not (supervised or generates):
+        raise FFError(f"ff plot draws the label-goodness figures of supervised FF networks and a generator's, and "
+                      f"{run_dir} has neither: compare it with other runs in `ff report`.")
+    model.cpu()
+    paths = plot_run(run_dir, model, data, cfg.objective.predict, out, samples) if supervised else []
+    return paths + (plot_generator(run_dir, model, out) if generates else [])
+
+
+def cmd_plot(args) -> None:
     if args.samples < 1:
         raise FFError(f"--samples must be at least 1, got {args.samples}.")
     cfg, model, data, _ = _load_trained(args)
-    if cfg.model.kind != "ff" or "goodness" not in model.ways:
-        raise FFError(f"ff plot draws the label-goodness figures of supervised FF networks, and {args.run_dir} "
-                      f"is not one: compare it with other runs in `ff report`.")
-    model.cpu()
-    for path in plot_run(args.run_dir, model, data, cfg.objective.predict, args.out, args.samples):
+    for path in _draw(args.run_dir, cfg, model, data, args.out, args.samples):
         print(path)
 
 
 def cmd_report(args) -> None:
-    from .figures import plot_run
+    from .figures import figures_of
     from .report import load_summary, needs_figures, write_report
     from .training import load_trained
 
     for run_dir in args.run_dirs:  # plot what has not been plotted yet
-        if needs_figures(load_summary(run_dir)) and not (run_dir / "figures" / "curves.png").exists():
+        summary = load_summary(run_dir)
+        drawn = all((run_dir / "figures" / f"{name}.png").exists() for name in figures_of(summary.get("config", {})))
+        if needs_figures(summary) and not drawn:
             print(f"plotting {run_dir} first", flush=True)
             cfg, model, data, _ = load_trained(run_dir, device="cpu")
-            plot_run(run_dir, model, data, cfg.objective.predict)
+            _draw(run_dir, cfg, model, data)
     out = args.out or (args.run_dirs[0] / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
     print(write_report(args.run_dirs, out))
 

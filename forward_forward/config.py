@@ -380,7 +380,8 @@ def _check_recurrent(cfg: Config) -> None:
 
 def _check_generator(cfg: Config) -> None:
     """What only a generator of images uses is refused without one, rather than ignored."""
-    generates = cfg.objective.negatives == "generated" and cfg.data.dataset not in TEXT_DATASETS
+    generates = (cfg.model.kind == "ff" and cfg.objective.negatives == "generated"
+                 and cfg.data.dataset not in TEXT_DATASETS)
     if not generates:
         changed = changed_fields(cfg, "optim", ("generator_lr",)) + changed_fields(cfg, "run", ("reference",))
         if changed:

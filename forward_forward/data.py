@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import pickle
 import shutil
@@ -107,7 +108,8 @@ def read_idx(path: str | Path) -> np.ndarray:
                 raise FFError(f"{path} is not an IDX file of unsigned bytes (magic {magic.hex()}); check the file.")
             dims = struct.unpack(f">{ndim}I", _read_exact(f, 4 * ndim, path, "short header"))
             size = int(np.prod(dims, dtype=np.int64))
-            if size > MAX_BYTES:
+            # a zero dimension makes the size 0, yet numpy refuses a shape whose other sides overflow it
+            if size > MAX_BYTES or math.prod(max(d, 1) for d in dims) > MAX_BYTES:
                 raise FFError(f"{path} claims {size} bytes of data, more than any dataset here; check the file.")
             body = _read_exact(f, size, path, f"header promises {size} bytes")
             if f.read(1):

@@ -19,9 +19,53 @@ FIGURES = ("curves", "goodness", "activity", "weights", "confusion", "layer_erro
 RECURRENT_FIGURES = ("iterations",)  # drawn for the recurrent net (model.iterations > 0) too
 
 
+GENERATOR_FIGURES = ("samples", "generator")  # drawn for a run with a generator of images
+
+
 def figures_of(config: dict) -> tuple[str, ...]:
-    """The figures `ff plot` draws for a run of this config (as config.json holds it)."""
-    return FIGURES + (RECURRENT_FIGURES if config.get("model", {}).get("iterations") else ())
+    """The figures `ff plot` draws for a run of this config (as config.json holds it): the label-goodness
+    figures of supervised FF, the recurrent net's, and a generator's (its only ones when unsupervised)."""
+    objective = config.get("objective", {})
+    text = config.get("data", {}).get("dataset") in ("aesop", "text")
+    ff = config.get("model", {}).get("kind", "ff") == "ff"
+    generates = ff and objective.get("negatives") == "generated" and not text
+    supervised = not generates or objective.get("generated_base") in ("random", "hard")
+    return ((FIGURES if supervised else ()) + (RECURRENT_FIGURES if config.get("model", {}).get("iterations") else ())
+            + (GENERATOR_FIGURES if generates else ()))
+
+
+def plot_generator(run_dir: Path, model, out_dir: Path | None = None) -> list[Path]:
+    """A generator's figures: 100 samples (a column per class when drawn by class), and its measures
+    over the epochs from metrics.jsonl (goodness of real and generated images per layer; with a
+    reference, the Frechet distance and the classes under half their share)."""
+    from .sample_quality import draw, sample_grid
+
+    plt = pyplot()
+    out_dir = Path(out_dir or Path(run_dir) / "figures")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [sample_grid(draw(model, 100), out_dir / "samples.png", f"samples of {Path(run_dir).name}")]
+    logged = [(m["epoch"], m["generator"]) for m in read_metrics(run_dir) if m.get("generator")]
+    measured = [(e, g) for e, g in logged if "frechet" in g]
+    fig, axes = plt.subplots(1, 2 if measured else 1, figsize=(11 if measured else 5.5, 4), squeeze=False)
+    ax = axes[0, 0]
+    epochs = [e for e, _ in logged]
+    for i in range(len(logged[0][1]["goodness_real"]) if logged else 0):
+        line, = ax.plot(epochs, [g["goodness_real"][i] for _, g in logged], "o-", label=f"layer{i} real")
+        ax.plot(epochs, [g["goodness_generated"][i] for _, g in logged], "o--", color=line.get_color(),
+                label=f"layer{i} generated")
+    ax.set(xlabel="epoch", ylabel="mean goodness", title="goodness of real and generated images")
+    ax.legend(fontsize=7)
+    if measured:
+        ax = axes[0, 1]
+        ax.plot([e for e, _ in measured], [g["frechet"] for _, g in measured], "o-", color="C0")
+        ax.set(xlabel="epoch", ylabel="Frechet distance", title="samples under the reference classifier")
+        twin = ax.twinx()
+        twin.plot([e for e, _ in measured], [g["classes_under_half"] for _, g in measured], "s--", color="C3")
+        twin.set_ylabel("classes under half their share", color="C3")
+    path = out_dir / "generator.png"
+    runs.write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
+    plt.close(fig)
+    return [*written, path]
 
 
 def pyplot():

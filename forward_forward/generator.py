@@ -46,12 +46,13 @@ class GaussianMixture(nn.Module):
         self.register_buffer("log_weights", torch.full((groups, components), -math.log(components)))
         self.register_buffer("fitted", torch.zeros(groups, dtype=torch.bool))
 
-    def _log_joint(self, x: torch.Tensor, group: int) -> torch.Tensor:
-        """(N, dim) codes -> (N, components) log p(x, component) under `group`'s mixture."""
+    def _log_joint(self, x: torch.Tensor, group: int, x2: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, dim) codes (and their squares, if at hand) -> (N, components) log p(x, component) under
+        `group`'s mixture."""
         mu, var = self.means[group], self.variances[group]
         # sum over dims of log N(x; mu, var), expanded so no (N, K, dim) tensor is formed
         inv = 1.0 / var
-        quad = (x * x) @ inv.T - 2 * x @ (mu * inv).T + (mu * mu * inv).sum(1)
+        quad = (x * x if x2 is None else x2) @ inv.T - 2 * x @ (mu * inv).T + (mu * mu * inv).sum(1)
         return self.log_weights[group] - 0.5 * (quad + var.log().sum(1) + x.shape[1] * math.log(2 * math.pi))
 
     @torch.no_grad()
@@ -66,16 +67,17 @@ class GaussianMixture(nn.Module):
             self.means[group] = x[pick] if len(pick) == k else x[pick].repeat(k // len(pick) + 1, 1)[:k]
             self.variances[group] = x.var(0, unbiased=False).clamp_min(MIN_VARIANCE).expand(k, -1)
             self.log_weights[group] = -math.log(k)
+        x2 = x * x  # once, not per iteration: the fit's largest elementwise cost
         for _ in range(iterations):
-            log_joint = self._log_joint(x, group)
+            log_joint = self._log_joint(x, group, x2)
             resp = (log_joint - log_joint.logsumexp(1, keepdim=True)).exp()  # (N, K)
             counts = resp.sum(0) + EPS
             mu = (resp.T @ x) / counts[:, None]
-            var = (resp.T @ (x * x)) / counts[:, None] - mu * mu
+            var = (resp.T @ x2) / counts[:, None] - mu * mu
             self.means[group], self.variances[group] = mu, var.clamp_min(MIN_VARIANCE)
             self.log_weights[group] = (counts / counts.sum()).log()
         self.fitted[group] = True
-        return self._log_joint(x, group).logsumexp(1).mean()
+        return self._log_joint(x, group, x2).logsumexp(1).mean()
 
     @torch.no_grad()
     def sample(self, groups: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,12 @@ GOODNESS: dict[str, Goodness] = {
     "neg_sum_squares": Goodness(lambda y: -y.pow(2).sum(dim=-1), lambda units: -float(units)),
     "neg_mean_squares": Goodness(lambda y: -y.pow(2).mean(dim=-1), lambda units: -1.0),
     "neg_sum_abs": Goodness(lambda y: -y.abs().sum(dim=-1), lambda units: -float(units)),
+    # Scale-free: D sum(y^4) / sum(y^2)^2, 1 when every unit is equally active, D when one unit is (about 6
+    # for a random ReLU layer). Scaling a layer's weights cannot change it, so a phase of positive data
+    # alone cannot win by raising every activity, which the next phase of negatives would then undo: an
+    # attempt at the paper's question whether the positive and negative phases can be separated (§3.5).
+    "peak": Goodness(lambda y: y.shape[-1] * y.pow(4).sum(dim=-1) / y.pow(2).sum(dim=-1).pow(2).clamp_min(1e-12),
+                     lambda units: 8.0),
 }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from . import runs
 from .config import read_json
 from .errors import FFError
-from .figures import figures_of, pyplot, read_metrics
+from .figures import GENERATOR_FIGURES, figures_of, pyplot, read_metrics
 
 SUMMARY_KEYS = ("test_error", "val_error", "test_error_softmax", "test_error_goodness", "test_error_combined",
                 "epochs", "train_seconds", "device")
@@ -67,10 +67,12 @@ def config_differences(summaries: list[dict]) -> dict[str, list]:
 
 
 def needs_figures(summary: dict) -> bool:
-    """`ff plot` draws FF networks with the label in the input (they predict by goodness per label); the
-    summary lists every way a run was scored by, and its config the model kind."""
-    kind = summary.get("config", {}).get("model", {}).get("kind", "ff")
-    return kind == "ff" and "goodness" in summary.get("ways", ["goodness"] if "test_error_goodness" in summary else [])
+    """`ff plot` draws FF networks with the label in the input (they predict by goodness per label) and
+    networks with a generator; the summary lists every way a run was scored by, and its config the rest."""
+    config = summary.get("config", {})
+    kind = config.get("model", {}).get("kind", "ff")
+    ways = summary.get("ways", ["goodness"] if "test_error_goodness" in summary else [])
+    return kind == "ff" and ("goodness" in ways or bool(set(figures_of(config)) & set(GENERATOR_FIGURES)))
 
 
 def write_report(run_dirs: list[Path], out: Path) -> Path:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from forward_forward import config as config_mod
 from forward_forward import sample_quality
@@ -168,7 +169,7 @@ def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"model": {"layer": "local", "kernel": 3}}, "dense FF layers"),
+    ({"model": {"layer": "local", "kernel": 3}}, "dense feed-forward layers"),
     ({"objective": {"generated_base": "all"}}, "generated_base must be one of"),
     ({"objective": {"generated_mix": 1.5}}, "between 0 and 1"),
     ({"objective": {"generated_length": 20}}, "generated text"),
@@ -221,3 +222,25 @@ def test_a_short_real_run_measures_its_samples(tmp_path, capsys):
     assert (tmp_path / "figs" / "samples.png").stat().st_size > 1000
     assert json.loads((tmp_path / "figs" / "samples.json").read_text()) == printed
     assert 0 < printed["confidence"] <= 1
+
+
+def test_plot_and_report_draw_a_generators_figures(tmp_path, fake_mnist):
+    cfg = small_config(fake_mnist, objective={"negatives": "generated", "predict": "softmax", "label_coding": "auto",
+                                              "regenerate_every": 5})
+    run = tmp_path / "run"
+    train(cfg, run_dir=run)
+    main(["plot", str(run)])
+    assert sorted(p.name for p in (run / "figures").glob("*.png")) == ["generator.png", "samples.png"]
+    main(["report", str(run), "--out", str(tmp_path / "report.html")])
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<img") == 2 and "<h3>samples</h3>" in page and "<h3>generator</h3>" in page
+
+
+def test_peak_goodness_is_scale_free_and_spans_one_to_the_width():
+    from forward_forward.objectives import GOODNESS
+
+    peak = GOODNESS["peak"].fn
+    y = torch.relu(torch.randn(64, 50))
+    assert torch.allclose(peak(y), peak(7.5 * y))  # a phase cannot win by scaling every activity
+    assert torch.allclose(peak(torch.ones(2, 50)), torch.tensor(1.0))
+    assert torch.allclose(peak(F.one_hot(torch.tensor([3]), 50).float()), torch.tensor(50.0))

@@ -119,8 +119,8 @@ def test_sampling_fields_are_refused_under_a_strategy_that_does_not_read_them():
         merge(small_config(), {"objective": {"negatives": "random", "sample_from": "goodness"}})
     with pytest.raises(FFError, match="regenerate_every"):
         merge(small_config(), {"objective": {"negatives": "hard", "regenerate_every": 5}})
-    with pytest.raises(FFError, match="data.dataset = aesop or text"):
-        merge(small_config(), {"objective": {"negatives": "generated"}})
+    with pytest.raises(FFError, match="generated text"):  # on images, generated negatives are the generator's
+        merge(small_config(), {"objective": {"negatives": "generated", "generated_length": 20}})
 
 
 def _text_model(tmp_path, **objective):

@@ -18,6 +18,7 @@ EXPECTED_GOODNESS = {
     "neg_sum_squares": -Y.pow(2).sum(1),
     "neg_mean_squares": -Y.pow(2).mean(1),
     "neg_sum_abs": -Y.abs().sum(1),
+    "peak": 4 * Y.pow(4).sum(1) / Y.pow(2).sum(1).pow(2),
 }
 
 

@@ -50,9 +50,12 @@ class GeneratedImages(Negatives):
             raise FFError(f"objective.generated_mix is the fraction of negatives the generator makes: between 0 and "
                           f"1; got {o.generated_mix!r}.")
         layers = cfg.model.layer if isinstance(cfg.model.layer, list) else [cfg.model.layer]
-        if set(layers) != {"dense"} or cfg.model.iterations or cfg.model.kind != "ff":
-            raise FFError("objective.negatives = generated decodes images from dense FF layers: use model.layer = "
-                          "dense, model.kind = ff and model.iterations = 0, or another strategy.")
+        if set(layers) != {"dense"} or cfg.model.iterations:
+            raise FFError("objective.negatives = generated decodes images from dense feed-forward layers: use "
+                          "model.layer = dense and model.iterations = 0, or another strategy.")
+        if cfg.run.parallel == "pipeline":
+            raise FFError("objective.negatives = generated trains its generator on every layer's activity at once, "
+                          "which no pipeline stage holds: use run.parallel = data, or another strategy.")
         NEGATIVES[o.generated_base].check(cfg)
 
     def generator_for(self, units: list[int], norm: str, eps: float):
@@ -62,13 +65,16 @@ class GeneratedImages(Negatives):
                          o.prior_codes, o.regenerate_every, norm, eps)
 
     def make(self, images, labels, coding, probs=None, model=None):
-        pos, neg = self.base.make(images, labels, coding, probs, model)
         generator = getattr(model, "generator", None)
         if generator is None:
             raise FFError("generated negatives are sampled from the model's generator: pass the model to make().")
-        if not generator.ready or self.objective.generated_mix == 0:
+        mix = self.objective.generated_mix
+        if generator.ready and mix == 1:  # every negative generated: the base strategy's would be thrown away
+            return coding.write(images, labels), coding.write(generator.sample(labels).to(images.dtype), labels)
+        pos, neg = self.base.make(images, labels, coding, probs, model)
+        if not generator.ready or mix == 0:
             return pos, neg
-        rows = (torch.rand(images.shape[0], device=images.device) < self.objective.generated_mix).nonzero().squeeze(1)
+        rows = (torch.rand(images.shape[0], device=images.device) < mix).nonzero().squeeze(1)
         if len(rows):
             dreamed = generator.sample(labels[rows]).to(images.dtype)
             neg = neg.clone()
