@@ -29,7 +29,6 @@ from forward_forward import data as data_mod
 from forward_forward import presets, sample_quality
 from forward_forward.config import merge, parse_overrides
 
-
 LATENT = 100
 
 
