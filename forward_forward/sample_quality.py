@@ -126,7 +126,7 @@ def sample_grid(images: torch.Tensor, path: Path, title: str, columns: int = 10)
         ax.imshow(np.moveaxis(image, 0, -1) if image.shape[0] == 3 else image[0], cmap="gray", vmin=0, vmax=1)
         ax.axis("off")
     fig.suptitle(title)
-    runs.write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=80, bbox_inches="tight"))
+    runs.write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=50, bbox_inches="tight"))
     plt.close(fig)
     return path
 

@@ -171,3 +171,9 @@ def test_the_pipeline_refuses_what_it_cannot_carry():
         pipeline.check(cfg, 2, Ranks(0, 2))
     with pytest.raises(FFError, match="2 hidden layers for 3 processes"):
         pipeline.check(small_config(objective={"negatives": "random"}), 2, Ranks(0, 3))
+
+
+def test_generated_negatives_are_refused_under_several_processes(fake_mnist, tmp_path):
+    cfg = small_config(fake_mnist, objective={"negatives": "generated", "predict": "softmax", "label_coding": "auto"})
+    _run(2, cfg, tmp_path / "run", timeout=60)
+    assert "run it without --nproc" in (tmp_path / "run.error0.txt").read_text()

@@ -137,8 +137,11 @@ def test_with_labels_a_sample_is_drawn_for_its_images_class_and_carries_it():
 
 
 def test_a_supervised_generator_has_a_mixture_per_class_and_an_unsupervised_one_one():
-    assert generative(base="random").generator.prior.means.shape[0] == 10
-    assert generative(base="hybrid").generator.prior.means.shape[0] == 1
+    assert generative(base="random").generator.prior.means.shape == (10, 2, 16)  # prior_components = 2
+    net = generative(base="hybrid", prior_components=3, prior_codes=40)
+    assert net.generator.prior.means.shape == (1, 3, 16) and net.generator.codes.shape == (40, 16)
+    optim = config_mod.OptimConfig(generator_lr=0.7)
+    assert [g["lr"] for g in net.param_groups(optim)[-2:]] == [0.7, 0.7]  # the decoders' weights and biases
 
 
 def test_sleep_deprivation_stops_the_negative_phase():
@@ -224,7 +227,7 @@ def test_a_short_real_run_measures_its_samples(tmp_path, capsys):
     assert 0 < printed["confidence"] <= 1
 
 
-def test_plot_and_report_draw_a_generators_figures(tmp_path, fake_mnist):
+def test_plot_and_report_draw_a_generators_figures(tmp_path, fake_mnist, capsys):
     cfg = small_config(fake_mnist, objective={"negatives": "generated", "predict": "softmax", "label_coding": "auto",
                                               "regenerate_every": 5})
     run = tmp_path / "run"
@@ -234,6 +237,10 @@ def test_plot_and_report_draw_a_generators_figures(tmp_path, fake_mnist):
     main(["report", str(run), "--out", str(tmp_path / "report.html")])
     page = (tmp_path / "report.html").read_text()
     assert page.count("<img") == 2 and "<h3>samples</h3>" in page and "<h3>generator</h3>" in page
+    assert main(["samples", str(run)]) == 2  # no reference: one clear error
+    assert "--reference" in capsys.readouterr().err
+    assert main(["samples", str(run), "--reference", str(tmp_path / "nowhere")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
 
 
 def test_peak_goodness_is_scale_free_and_spans_one_to_the_width():

@@ -53,9 +53,6 @@ class GeneratedImages(Negatives):
         if set(layers) != {"dense"} or cfg.model.iterations:
             raise FFError("objective.negatives = generated decodes images from dense feed-forward layers: use "
                           "model.layer = dense and model.iterations = 0, or another strategy.")
-        if cfg.run.parallel == "pipeline":
-            raise FFError("objective.negatives = generated trains its generator on every layer's activity at once, "
-                          "which no pipeline stage holds: use run.parallel = data, or another strategy.")
         NEGATIVES[o.generated_base].check(cfg)
 
     def generator_for(self, units: list[int], norm: str, eps: float):

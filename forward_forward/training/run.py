@@ -100,6 +100,10 @@ def _train(cfg: Config, run_dir: Path, preset: str, resume: bool, data: Datasets
     if cfg.run.parallel != "data" and not ranks.parallel:
         warnings.warn(f"run.parallel = {cfg.run.parallel} shares the work of several processes (ff train --nproc N); "
                       "this run is one process and trains alone.", UserWarning, stacklevel=3)
+    if ranks.parallel and getattr(model, "generator", None) is not None:
+        # each rank would fit its prior to its own codes, and averaging mixtures whose components do not
+        # correspond (as every buffer is averaged after a step) would make nonsense of them
+        raise FFError("objective.negatives = generated trains its generator in one process: run it without --nproc.")
     if piped:
         pipeline.check(cfg, len(model.layers), ranks)
     elif ranks.parallel:
