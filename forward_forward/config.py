@@ -192,7 +192,7 @@ class RunConfig:
     # how the processes of a distributed run (ff train --nproc N, torchrun) share the work: data (each a
     # slice of every batch) | pipeline (each its own consecutive layers, activities sent forward)
     parallel: str = "data"
-    # a finished run whose classifier measures a generator's samples after every epoch (class coverage,
+    # a finished run whose classifier measures a generator's samples at every validation (class coverage,
     # confidence, Frechet distance on its features; generated negatives on images): its run directory
     reference: str = ""
     # modules imported before this config is checked, so the parts they register (goodness, losses,

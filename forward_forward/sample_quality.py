@@ -101,7 +101,8 @@ def draw(model, count: int) -> torch.Tensor:
 def epoch_report(model, reference, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """What the loop logs of a generator after each epoch: each layer's mean goodness on real images
     (with their labels) and on generated ones (with the labels they were drawn for), what sleep
-    deprivation moves; with a reference, the measures against these real images."""
+    deprivation moves; with a reference (the loop passes it at validation's epochs), the measures
+    against these real images."""
     if not model.generator.ready:
         return {}
     count = min(GOODNESS_SAMPLES, len(images))

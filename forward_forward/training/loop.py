@@ -138,7 +138,8 @@ class Loop:
             sparsity = self.model.layer_sparsity(self.train.images[sample], self.train.labels[sample])
         for name, values in sparsity.items():
             entry["layers"].setdefault(name, {}).update(values)
-        if len(self.data.val) and (epoch % cfg.run.eval_every == 0 or epoch == cfg.optim.epochs):
+        due = epoch % cfg.run.eval_every == 0 or epoch == cfg.optim.epochs  # validation's epochs
+        if len(self.data.val) and due:
             way = self.model.validation_method
             if self.data.corpus is not None:  # text: bits per character and free-running accuracy too
                 with _own_random_stream(self.device), scoring(self.model):
@@ -153,8 +154,8 @@ class Loop:
             tqdm.write(f"epoch {epoch} done ({entry['seconds']:.0f} s; data.val_size = 0, no validation)")
         if getattr(self.model, "generator", None) is not None:  # validation images, or training ones without
             real = self.data.val if len(self.data.val) else self.data.train
-            with _own_random_stream(self.device), scoring(self.model):
-                entry["generator"] = sample_quality.epoch_report(self.model, self.reference,
+            with _own_random_stream(self.device), scoring(self.model):  # the reference's measures as validation's
+                entry["generator"] = sample_quality.epoch_report(self.model, self.reference if due else None,
                                                                  real.images[: sample_quality.SAMPLES].to(self.device),
                                                                  real.labels[: sample_quality.SAMPLES].to(self.device))
         runs.append_metrics(self.run_dir, entry)
