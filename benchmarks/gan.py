@@ -8,7 +8,7 @@ MNIST: LeakyReLU 0.2 in both nets, dropout 0.3 in the discriminator, pixels scal
 a tanh output, one-sided label smoothing (real = 0.9), the non-saturating generator loss, Adam (lr
 2e-4, betas 0.5, 0.999); the preset's images, batch size and epochs. Without the dropout, the
 smoothing and the tanh it collapsed to one blob within 10 epochs (the discriminator's loss near 0).
-Writes samples.png and samples.json into --out. Last line: one JSON object.
+Writes measured_samples.png and samples.json into --out. Last line: one JSON object.
 
     python benchmarks/gan.py --preset ff-gen-mnist --reference RUN_DIR [--epochs N] [--out DIR] [--seed S]
 """

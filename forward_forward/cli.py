@@ -222,7 +222,7 @@ def cmd_samples(args) -> None:
                       "backprop twin of `quick`), or train with run.reference set.")
     out = args.out or args.run_dir / "figures"
     torch.manual_seed(args.seed)
-    result = sample_quality.run_measures(model, sample_quality.load_reference(reference, device),
+    result = sample_quality.run_measures(model, sample_quality.load_reference(reference, device, model),
                                          data.test.images.to(device), out, f"samples of {args.run_dir.name}")
     print(json.dumps(result))
 
@@ -381,7 +381,8 @@ def parser() -> argparse.ArgumentParser:
     q = sub.add_parser("samples", help="measure a generator's samples: class coverage, confidence, Frechet distance")
     q.add_argument("run_dir", type=Path, help="a run directory trained with objective.negatives = generated")
     q.add_argument("--reference", type=Path, help="a trained classifier's run directory (default: run.reference)")
-    q.add_argument("--out", type=Path, help="folder for samples.png and samples.json (default RUN_DIR/figures)")
+    q.add_argument("--out", type=Path,
+                   help="folder for measured_samples.png and samples.json (default RUN_DIR/figures)")
     q.add_argument("--seed", type=int, default=0, help="seed of the samples drawn")
     q.add_argument("--data-dir", help=DATA_DIR_HELP)
     q.add_argument("--device", help=DEVICE_HELP)

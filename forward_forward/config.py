@@ -315,7 +315,7 @@ RANGES = [
     (("model.iterations",), lambda v: v <= 1000, "at most 1000"),
     (("objective.hybrid_blur_passes", "objective.region_size", "objective.channel_groups",
       "objective.prior_components"), lambda v: v <= 1000, "at most 1000"),
-    (("objective.prior_codes",), lambda v: v <= 10**7, "at most 10,000,000"),
+    (("objective.prior_codes",), lambda v: v <= 10**6, "at most 1,000,000"),
     (("optim.epochs", "optim.greedy_steps", "run.eval_every", "run.checkpoint_every"),
      lambda v: v <= 10**7, "at most 10,000,000"),
     (("optim.batch_size", "optim.chunk_size", "run.eval_batch_size", "optim.phase_steps", "optim.negatives_until"),
@@ -390,6 +390,9 @@ def _check_generator(cfg: Config) -> None:
     if cfg.optim.negatives_until and (cfg.optim.phase_steps or cfg.optim.greedy_steps):
         raise FFError("optim.negatives_until stops the negatives of interleaved training; with optim.phase_steps or "
                       "greedy_steps set the schedule is another: set one of them to 0.")
+    if cfg.optim.negatives_until and cfg.objective.loss == "symba":
+        raise FFError("optim.negatives_until leaves steps of positive data alone, and objective.loss = symba scores "
+                      "pairs of a positive and a negative: use logistic or hinge.")
     if cfg.optim.negatives_until and cfg.model.kind != "ff":
         raise FFError(f"optim.negatives_until stops FF's negative data, and model.kind = {cfg.model.kind} has none: "
                       "set it to 0.")

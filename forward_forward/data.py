@@ -110,7 +110,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             size = int(np.prod(dims, dtype=np.int64))
             # a zero dimension makes the size 0, yet numpy refuses a shape whose other sides overflow it
             if size > MAX_BYTES or math.prod(max(d, 1) for d in dims) > MAX_BYTES:
-                raise FFError(f"{path} claims {size} bytes of data, more than any dataset here; check the file.")
+                raise FFError(f"{path} claims an array of shape {dims}, larger than any dataset here; check the file.")
             body = _read_exact(f, size, path, f"header promises {size} bytes")
             if f.read(1):
                 raise FFError(f"{path} has data after the {size} bytes its header promises; check the file.")

@@ -13,6 +13,7 @@ import torch
 
 from . import labels as label_ops
 from . import runs
+from .config import TEXT_DATASETS
 from .errors import FFError
 
 FIGURES = ("curves", "goodness", "activity", "weights", "confusion", "layer_error")
@@ -26,7 +27,7 @@ def figures_of(config: dict) -> tuple[str, ...]:
     """The figures `ff plot` draws for a run of this config (as config.json holds it): the label-goodness
     figures of supervised FF, the recurrent net's, and a generator's (its only ones when unsupervised)."""
     objective = config.get("objective", {})
-    text = config.get("data", {}).get("dataset") in ("aesop", "text")
+    text = config.get("data", {}).get("dataset") in TEXT_DATASETS
     ff = config.get("model", {}).get("kind", "ff") == "ff"
     generates = ff and objective.get("negatives") == "generated" and not text
     supervised = not generates or objective.get("generated_base") in ("random", "hard")
@@ -43,7 +44,11 @@ def plot_generator(run_dir: Path, model, out_dir: Path | None = None) -> list[Pa
     plt = pyplot()
     out_dir = Path(out_dir or Path(run_dir) / "figures")
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [sample_grid(draw(model, 100), out_dir / "samples.png", f"samples of {Path(run_dir).name}")]
+    written = []
+    if model.generator.ready:  # a run stopped before the prior's first fit has nothing to draw from
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # the same figure each time
+            written.append(sample_grid(draw(model, 100), out_dir / "samples.png", f"samples of {Path(run_dir).name}"))
     logged = [(m["epoch"], m["generator"]) for m in read_metrics(run_dir) if m.get("generator")]
     measured = [(e, g) for e, g in logged if "frechet" in g]
     fig, axes = plt.subplots(1, 2 if measured else 1, figsize=(11 if measured else 5.5, 4), squeeze=False)

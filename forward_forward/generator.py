@@ -98,12 +98,18 @@ class Generator(nn.Module):
 
     codes: torch.Tensor
     code_labels: torch.Tensor
+    steps: torch.Tensor
 
     def __init__(self, units: list[int], data_shape: tuple[int, ...], classes: int, components: int,
-                 bank: int, refit_every: int, norm: str = "rms", eps: float = 1e-8):
+                 bank: int, refit_every: int, activation: nn.Module | None = None, eps: float = 1e-8):
         super().__init__()
-        # batchnorm's statistics belong to the layers; a code is scaled to unit RMS as the readout's is
-        self.data_shape, self.norm, self.eps = tuple(data_shape), "rms" if norm == "batchnorm" else norm, eps
+        # codes are activities scaled to unit RMS whatever the layers' own input norm: the generator's
+        # codes never enter a layer, only its images do
+        self.data_shape, self.norm, self.eps = tuple(data_shape), "rms", eps
+        # a hidden decoder's units are the layers' own (ReLU by default); a code of units that are never
+        # negative is drawn never negative
+        self.activation = activation or nn.ReLU()
+        self.nonnegative = bool((self.activation(torch.linspace(-3, 3, 7)) >= 0).all())
         sizes = [math.prod(data_shape), *units]
         # decoders[i] predicts layer i's input from layer i's normalised activity: decoders[0] the image
         decoders = [nn.Linear(sizes[i + 1], sizes[i]) for i in range(len(units))]
@@ -114,7 +120,8 @@ class Generator(nn.Module):
             nn.init.zeros_(decoder.bias)
         self.decoders = nn.ModuleList(decoders)
         self.prior = GaussianMixture(classes, components, units[-1])
-        self.refit_every, self.steps, self.filled = refit_every, 0, 0
+        self.refit_every, self.filled = refit_every, 0
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # steps remembered: the refits' cadence
         # recent top-level codes, not saved: a resumed run refills them before its next fit
         self.register_buffer("codes", torch.zeros(bank, units[-1]), persistent=False)
         self.register_buffer("code_labels", torch.zeros(bank, dtype=torch.long), persistent=False)
@@ -145,14 +152,15 @@ class Generator(nn.Module):
 
     def decode_one(self, index: int, code: torch.Tensor, sampling: bool = True) -> torch.Tensor:
         """Decoder `index` on a normalised code: the image (linear units, clipped to [0, 1] when
-        sampling), or a hidden layer's activity (ReLU; normalised when sampling, as the layer below's
-        decoder reads it).
+        sampling), or a hidden layer's activity (the layers' activation; normalised when sampling, as the
+        layer below's decoder reads it).
         Linear pixels keep the delta rule's step the same size for every decoder: a sigmoid's slope
         would shrink the pixels' by up to 16 times."""
         out = self.decoders[index](code)
-        if not sampling:  # the delta rule compares the units' own output with the target
-            return out if index == 0 else F.relu(out)
-        return out.clamp(0, 1) if index == 0 else normalize(F.relu(out), self.norm, self.eps)
+        if index == 0:
+            return out.clamp(0, 1) if sampling else out
+        out = self.activation(out)  # the delta rule compares the units' own output with the target
+        return normalize(out, self.norm, self.eps) if sampling else out
 
     def decode(self, top: torch.Tensor) -> torch.Tensor:
         """(N, top units) codes -> (N, *data_shape) images, decoded one layer at a time."""
@@ -165,27 +173,30 @@ class Generator(nn.Module):
     def remember(self, top: torch.Tensor, labels: torch.Tensor) -> None:
         """Keep a batch's top-level codes (with their classes) and refit the prior every refit_every steps."""
         n, size = top.shape[0], self.codes.shape[0]
-        at = (self.steps * n) % size if n < size else 0
+        at = (int(self.steps) * n) % size if n < size else 0
         take = min(n, size - at)
         self.codes[at : at + take] = self.code(top[:take])
         self.code_labels[at : at + take] = labels[:take]
         self.filled = min(size, self.filled + take)
         self.steps += 1
-        if self.steps % self.refit_every == 0:
+        if int(self.steps) % self.refit_every == 0:
             self.refit()
 
     @torch.no_grad()
     def refit(self) -> None:
-        """Fit the prior to the remembered codes: each class's mixture to its own codes."""
+        """Fit the prior to the remembered codes: each class's mixture to its own codes. In fp32 whatever
+        the run's precision: EM's sums of squares lose most of their digits in bf16."""
         codes, labels = self.codes[: self.filled], self.code_labels[: self.filled]
-        for group in range(self.prior.means.shape[0]):
-            mine = codes if self.prior.means.shape[0] == 1 else codes[labels == group]
-            if len(mine) >= 2:
-                self.prior.fit(mine, group)
+        with torch.autocast(codes.device.type, enabled=False):
+            for group in range(self.prior.means.shape[0]):
+                mine = codes if self.prior.means.shape[0] == 1 else codes[labels == group]
+                if len(mine) >= 2:
+                    self.prior.fit(mine, group)
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor) -> torch.Tensor:
         """(N,) classes -> (N, *data_shape) samples; with one mixture the classes are ignored."""
         groups = labels if self.prior.means.shape[0] > 1 else torch.zeros_like(labels)
-        top = self.prior.sample(groups).clamp_min(0)  # codes of ReLU layers are never negative
+        top = self.prior.sample(groups)
+        top = top.clamp_min(0) if self.nonnegative else top
         return self.decode(normalize(top, self.norm, self.eps))

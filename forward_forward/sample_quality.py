@@ -25,8 +25,9 @@ SAMPLES = 10_000  # samples a measure draws
 GOODNESS_SAMPLES = 1000  # real and generated images whose goodness is compared after each epoch
 
 
-def load_reference(run_dir: str | Path, device: torch.device):
-    """The reference classifier of a finished run, in eval mode, on `device`."""
+def load_reference(run_dir: str | Path, device: torch.device, judged=None):
+    """The reference classifier of a finished run, in eval mode, on `device`; checked against the model
+    whose samples it will judge (`judged`: same sample shape and classes), if given."""
     from .training.evaluate import load_trained  # late: training imports the loop, which imports this
 
     run_dir = Path(run_dir)
@@ -37,6 +38,11 @@ def load_reference(run_dir: str | Path, device: torch.device):
     if "softmax" not in model.ways:
         raise FFError(f"the reference {run_dir} has no softmax to judge samples by: use a run with a readout, such "
                       "as a backprop twin.")
+    if judged is not None and (tuple(model.data_shape), model.num_classes) != (tuple(judged.data_shape),
+                                                                             judged.num_classes):
+        raise FFError(f"the reference {run_dir} classifies samples of shape {tuple(model.data_shape)} into "
+                      f"{model.num_classes} classes, and the generator makes {tuple(judged.data_shape)} in "
+                      f"{judged.num_classes}: use a reference trained on the same data.")
     return model.eval()
 
 
@@ -135,10 +141,10 @@ def sample_grid(images: torch.Tensor, path: Path, title: str, columns: int = 10)
 def run_measures(model, reference, test: torch.Tensor, out_dir: Path, title: str,
                  sampler: Callable[[int], torch.Tensor] | None = None) -> dict:
     """The measures on SAMPLES samples against the test images, the first 100 (a column per class when
-    sampled by class) in out_dir/samples.png, and the measures in out_dir/samples.json."""
+    sampled by class) in out_dir/measured_samples.png, and the measures in out_dir/samples.json."""
     samples = (sampler or (lambda n: draw(model, n)))(SAMPLES)
     result = measure(reference, samples.to(test.dtype), test)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sample_grid(samples[:100], out_dir / "samples.png", title)
+    sample_grid(samples[:100], out_dir / "measured_samples.png", title)
     runs.write_json_atomic(out_dir / "samples.json", result)
     return result

@@ -176,6 +176,9 @@ def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians():
     ({"objective": {"generated_base": "all"}}, "generated_base must be one of"),
     ({"objective": {"generated_mix": 1.5}}, "between 0 and 1"),
     ({"objective": {"generated_length": 20}}, "generated text"),
+    ({"objective": {"sample_temperature": 2.0}}, "generated_base = hybrid does not make"),
+    ({"objective": {"generated_base": "random", "hybrid_blur_passes": 3, "label_coding": "pixels"}},
+     "generated_base = random does not make"),
 ])
 def test_generated_negatives_config_errors(change, message):
     fields = {"negatives": "generated", "predict": "softmax", "label_coding": "auto"}
@@ -188,6 +191,7 @@ def test_generated_negatives_config_errors(change, message):
     ({"run": {"reference": "somewhere"}}, "generator of images"),
     ({"objective": {"generated_mix": 0.5}}, "objective.negatives = generated"),
     ({"optim": {"negatives_until": 10, "phase_steps": 5}, "objective": {"loss": "logistic"}}, "negatives_until"),
+    ({"optim": {"negatives_until": 10}, "objective": {"loss": "symba"}}, "symba scores pairs"),
 ])
 def test_generator_fields_are_refused_without_a_generator(change, message):
     with pytest.raises(FFError, match=message):
@@ -222,7 +226,7 @@ def test_a_short_real_run_measures_its_samples(tmp_path, capsys):
     capsys.readouterr()
     main(["samples", str(run), "--out", str(tmp_path / "figs")])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert (tmp_path / "figs" / "samples.png").stat().st_size > 1000
+    assert (tmp_path / "figs" / "measured_samples.png").stat().st_size > 1000
     assert json.loads((tmp_path / "figs" / "samples.json").read_text()) == printed
     assert 0 < printed["confidence"] <= 1
 
@@ -251,3 +255,49 @@ def test_peak_goodness_is_scale_free_and_spans_one_to_the_width():
     assert torch.allclose(peak(y), peak(7.5 * y))  # a phase cannot win by scaling every activity
     assert torch.allclose(peak(torch.ones(2, 50)), torch.tensor(1.0))
     assert torch.allclose(peak(F.one_hot(torch.tensor([3]), 50).float()), torch.tensor(50.0))
+
+
+def test_the_prior_is_fitted_in_fp32_under_bf16_autocast():
+    a, b = generative(), generative()
+    codes, labels = torch.relu(torch.randn(64, 16)), torch.zeros(64, dtype=torch.long)
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(3):  # refitted on the third
+            a.generator.remember(codes, labels)
+    torch.manual_seed(1)
+    for _ in range(3):
+        b.generator.remember(codes, labels)
+    assert a.generator.ready and torch.equal(a.generator.prior.means, b.generator.prior.means)
+
+
+def test_the_refit_cadence_is_saved_and_the_decoders_use_the_layers_activation():
+    net = generative()
+    net.generator.remember(torch.rand(4, 16), torch.zeros(4, dtype=torch.long))
+    copy = generative()
+    copy.load_state_dict(net.state_dict())
+    assert int(copy.generator.steps) == 1
+    gelu = build_model(small_config(model={"hidden": [20, 16], "activation": "gelu"}, objective={
+        "negatives": "generated", "predict": "softmax", "label_coding": "auto"}), SHAPE, 10)
+    assert isinstance(gelu.generator.activation, torch.nn.GELU) and not gelu.generator.nonnegative
+    assert net.generator.nonnegative
+
+
+def test_a_text_strategy_copies_and_features_are_refused(tmp_path):
+    import copy
+
+    from forward_forward.negatives.generated import Generated
+
+    text = Generated(config_mod.ObjectiveConfig(negatives="generated"), 30, (300,))
+    assert isinstance(copy.deepcopy(text), Generated)
+    import numpy as np
+
+    path = tmp_path / "features.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.random((200, 12)).astype("float32"), y_train=rng.integers(0, 3, 200),
+             x_test=rng.random((50, 12)).astype("float32"), y_test=rng.integers(0, 3, 50))
+    cfg = config_mod.merge(config_mod.Config(), {
+        "data": {"dataset": "file", "path": str(path), "val_size": 0}, "model": {"hidden": [8]},
+        "objective": {"negatives": "generated", "generated_base": "random", "predict_layers_from": 0},
+        "run": {"progress": False, "device": "cpu"}})
+    with pytest.raises(FFError, match="features"):
+        train(cfg, run_dir=tmp_path / "run")

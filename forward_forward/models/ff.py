@@ -19,6 +19,7 @@ from .. import fast_weights
 from ..coding import LABEL_CODINGS, NoLabel, resolve
 from ..config import WAYS, Config, ModelConfig, ObjectiveConfig, per_layer
 from ..errors import FFError
+from ..layers import ACTIVATIONS
 from ..negatives import NEGATIVES
 from ..objectives import GOODNESS, LOSSES, scope_of
 from ..stack import LayerStack
@@ -52,7 +53,8 @@ class FFNetwork(LayerLosses):
         self.goodness_scales = [abs(default(n)) for n in sizes]
         self._add_readout(model, objective, num_classes)
         # generated negatives on images: decoders and a prior over this stack, trained beside it
-        self.generator = self.negatives.generator_for(self.stack.units, model.norm, model.norm_eps)
+        self.generator = self.negatives.generator_for(self.stack.units, ACTIVATIONS[model.activation](),
+                                                      model.norm_eps)
         accept_legacy_keys(self)
 
     @property
@@ -316,7 +318,8 @@ class FFNetwork(LayerLosses):
             assert self.generator is not None
             loss, stats["generator"] = self.generator.loss(images, kept)
             losses["generator"] = self.release(loss, loss)
-            self.generator.remember(kept[-1], labels)
+            if self.training:  # a forward pass outside training leaves the prior's codes as they are
+                self.generator.remember(kept[-1], labels)
         if wants_readout and not self.negatives.labelled and batch:
             logits = cast(nn.Linear, self.readout)(self.readout_features(kept)).float()  # the readout's pass ran
             readout_loss = F.cross_entropy(logits, labels)

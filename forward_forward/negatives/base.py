@@ -25,7 +25,7 @@ class Negatives:
     def check(cfg: Config) -> None:
         """Raise FFError for a config this strategy cannot honour, naming the fields."""
 
-    def generator_for(self, units: list[int], norm: str, eps: float):
+    def generator_for(self, units: list[int], activation, eps: float):
         """The generator this strategy samples from, built over hidden layers of `units`; None: it needs none."""
         return None
 

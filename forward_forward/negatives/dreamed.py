@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import torch
 
-from ..config import Config, ObjectiveConfig
+from ..config import Config, ObjectiveConfig, changed_fields
 from ..errors import FFError
 from ..generator import Generator
 from .base import Negatives
 
 BASES = ("hybrid", "random", "hard")  # strategies a mix may fall back on: one negative per image each
+SAMPLING = ("sample_from", "sample_temperature", "hybrid_blur_passes")  # fields of one base or another
 
 
 class GeneratedImages(Negatives):
@@ -53,13 +54,18 @@ class GeneratedImages(Negatives):
         if set(layers) != {"dense"} or cfg.model.iterations:
             raise FFError("objective.negatives = generated decodes images from dense feed-forward layers: use "
                           "model.layer = dense and model.iterations = 0, or another strategy.")
+        base_reads = set(NEGATIVES[o.generated_base].reads)
+        ignored = changed_fields(cfg, "objective", [f for f in SAMPLING if f not in base_reads])
+        if ignored:
+            raise FFError(f"{', '.join(ignored)} shape(s) negatives that objective.generated_base = "
+                          f"{o.generated_base} does not make: leave them at their defaults, or change the base.")
         NEGATIVES[o.generated_base].check(cfg)
 
-    def generator_for(self, units: list[int], norm: str, eps: float):
+    def generator_for(self, units: list[int], activation, eps: float):
         """The model's generator: decoders over layers of `units` and a prior over the top one's code."""
         o = self.objective
         return Generator(units, self.data_shape, self.num_classes if self.labelled else 1, o.prior_components,
-                         o.prior_codes, o.regenerate_every, norm, eps)
+                         o.prior_codes, o.regenerate_every, activation, eps)
 
     def make(self, images, labels, coding, probs=None, model=None):
         generator = getattr(model, "generator", None)

@@ -24,10 +24,11 @@ class Generated(Negatives):
     reads = tuple(dict.fromkeys(("sample_from", "sample_temperature", *TEXT_ONLY, "regenerate_every",
                                  *GeneratedImages.reads)))
 
-    def __new__(cls, objective: ObjectiveConfig, num_classes: int, data_shape: tuple[int, ...]):
-        if len(data_shape) == 3:  # images: the generator's samples
-            return GeneratedImages(objective, num_classes, data_shape)
-        return super().__new__(cls)
+    def __new__(cls, objective: ObjectiveConfig | None = None, num_classes: int | None = None,
+                data_shape: tuple[int, ...] | None = None):
+        if objective is not None and num_classes is not None and data_shape is not None and len(data_shape) == 3:
+            return GeneratedImages(objective, num_classes, data_shape)  # images: the generator's samples
+        return super().__new__(cls)  # text; without arguments, as copy and pickle make one
 
     @classmethod
     def takes_label(cls, cfg: Config) -> bool:

@@ -65,7 +65,9 @@ class Loop:
         self.started = time.perf_counter() - self.position.elapsed
         self.tensorboard = tensorboard_writer(run_dir) if cfg.log.tensorboard and ranks.main else None
         # run.reference: the classifier that judges a generator's samples after each epoch
-        self.reference = sample_quality.load_reference(cfg.run.reference, device) if cfg.run.reference else None
+        with _own_random_stream(device):  # building the reference draws initial weights: not from the run's stream
+            self.reference = (sample_quality.load_reference(cfg.run.reference, device, model) if cfg.run.reference
+                              else None)
 
     def save(self, epoch: int, step: int, order: torch.Tensor | None, step_seconds: float) -> None:
         self.position = checkpoint.Position(epoch, step, order, time.perf_counter() - self.started, step_seconds)

@@ -38,6 +38,9 @@ def fit_to_data(cfg: Config, data: Datasets, given: bool = False) -> Config:
         changes["data"] = {"path": str(Path(cfg.data.path).expanduser().resolve())}
     if cfg.data.jitter and data.kind != "image":
         raise FFError(f"data.jitter shifts images, and this data is {data.kind} of shape {data.shape}: set it to 0.")
+    if cfg.objective.negatives == "generated" and data.kind == "features":
+        raise FFError(f"objective.negatives = generated makes images or writes text, and this data is features of "
+                      f"shape {data.shape}: choose another strategy.")
     if cfg.data.flip and data.kind != "image":
         raise FFError(f"data.flip mirrors images, and this data is {data.kind} of shape {data.shape}: set it to false.")
     if cfg.model.fast_weights and not cfg.model.fast_positions:  # the memory spans a string's windows
