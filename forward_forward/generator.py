@@ -56,14 +56,13 @@ class GaussianMixture(nn.Module):
         return self.log_weights[group] - 0.5 * (quad + var.log().sum(1) + x.shape[1] * math.log(2 * math.pi))
 
     @torch.no_grad()
-    def fit(self, x: torch.Tensor, group: int = 0, iterations: int = EM_ITERATIONS,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+    def fit(self, x: torch.Tensor, group: int = 0, iterations: int = EM_ITERATIONS) -> torch.Tensor:
         """EM on (N, dim) codes for `group`'s mixture; a first fit starts from `components` random codes.
         Returns the mean log-likelihood per code after the last E-step."""
         x = x.float()
         k = self.means.shape[1]
         if not bool(self.fitted[group]):
-            pick = torch.randperm(x.shape[0], generator=generator)[:k].to(x.device)
+            pick = torch.randperm(x.shape[0])[:k].to(x.device)
             self.means[group] = x[pick] if len(pick) == k else x[pick].repeat(k // len(pick) + 1, 1)[:k]
             self.variances[group] = x.var(0, unbiased=False).clamp_min(MIN_VARIANCE).expand(k, -1)
             self.log_weights[group] = -math.log(k)
@@ -120,7 +119,7 @@ class Generator(nn.Module):
             nn.init.zeros_(decoder.bias)
         self.decoders = nn.ModuleList(decoders)
         self.prior = GaussianMixture(classes, components, units[-1])
-        self.refit_every, self.filled = refit_every, 0
+        self.refit_every, self.filled, self.next = refit_every, 0, 0  # codes held; where the next goes
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # steps remembered: the refits' cadence
         # recent top-level codes, not saved: a resumed run refills them before its next fit
         self.register_buffer("codes", torch.zeros(bank, units[-1]), persistent=False)
@@ -172,12 +171,11 @@ class Generator(nn.Module):
     @torch.no_grad()
     def remember(self, top: torch.Tensor, labels: torch.Tensor) -> None:
         """Keep a batch's top-level codes (with their classes) and refit the prior every refit_every steps."""
-        n, size = top.shape[0], self.codes.shape[0]
-        at = (int(self.steps) * n) % size if n < size else 0
-        take = min(n, size - at)
+        at, size = self.next, self.codes.shape[0]
+        take = min(top.shape[0], size - at)  # a ring: the oldest codes are overwritten first
         self.codes[at : at + take] = self.code(top[:take])
         self.code_labels[at : at + take] = labels[:take]
-        self.filled = min(size, self.filled + take)
+        self.next, self.filled = (at + take) % size, min(size, self.filled + take)
         self.steps += 1
         if int(self.steps) % self.refit_every == 0:
             self.refit()

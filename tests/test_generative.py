@@ -301,3 +301,13 @@ def test_a_text_strategy_copies_and_features_are_refused(tmp_path):
         "run": {"progress": False, "device": "cpu"}})
     with pytest.raises(FFError, match="features"):
         train(cfg, run_dir=tmp_path / "run")
+
+
+def test_the_code_bank_is_a_ring_of_the_latest_codes():
+    net = generative()  # prior_codes = 64
+    for step in range(10):  # batches of 10 codes, each batch's code lit at its step's unit
+        net.generator.remember(F.one_hot(torch.full((10,), step), 16).float(), torch.zeros(10, dtype=torch.long))
+    held = net.generator.codes[: net.generator.filled].argmax(1)
+    # 0..5 fill 60 places, step 6 the last 4 (the rest of its batch dropped), 7..9 overwrite the oldest
+    assert net.generator.filled == 64 and sorted(set(held.tolist())) == [3, 4, 5, 6, 7, 8, 9]
+    assert held[:30].tolist() == [7] * 10 + [8] * 10 + [9] * 10
