@@ -114,8 +114,10 @@ PRESETS: dict[str, dict] = {
     # The paper's sleep question with the network's own samples as negative data: the best separated-phase
     # setting the sweeps in docs/experiments.md found. Phases of 10 steps (awake: real images alone;
     # asleep: generated ones alone), held together by the paper's low rate and very high momentum (an
-    # average of about 100 steps' gradients); phases of 100 steps or more ended at chance in every
-    # setting tried. Two layers of 256 on 5,000 images at batch 50 for 100 epochs: 10,000 steps.
+    # average of about 100 steps' gradients); phases of 100 steps or more ended at chance, or learned
+    # nothing, in every setting tried. Even this one learns no better than the same layers left random
+    # (docs/experiments.md): it is the baseline a new goodness or schedule has to beat. Two layers of 256
+    # on 5,000 images at batch 50 for 100 epochs: 10,000 steps.
     "ff-sleep": {
         "data": {"val_size": 10000, "train_limit": 5000},
         "model": {"hidden": [256, 256], "peer_lambda": 0.03},
