@@ -311,3 +311,15 @@ def test_the_code_bank_is_a_ring_of_the_latest_codes():
     # 0..5 fill 60 places, step 6 the last 4 (the rest of its batch dropped), 7..9 overwrite the oldest
     assert net.generator.filled == 64 and sorted(set(held.tolist())) == [3, 4, 5, 6, 7, 8, 9]
     assert held[:30].tolist() == [7] * 10 + [8] * 10 + [9] * 10
+
+
+def test_supervised_ff_trains_on_generated_negatives_of_each_class(tmp_path, fake_mnist):
+    cfg = small_config(fake_mnist, objective={"negatives": "generated", "generated_base": "random",
+                                              "generated_mix": 0.5, "regenerate_every": 5, "predict": "goodness"},
+                       run={"score_ways": ["goodness"]})
+    run = tmp_path / "run"
+    summary = train(cfg, run_dir=run)
+    assert summary["test_error"] < 0.5
+    main(["plot", str(run), "--samples", "50"])
+    names = {p.name for p in (run / "figures").glob("*.png")}
+    assert {"samples.png", "generator.png", "goodness.png", "confusion.png"} <= names
