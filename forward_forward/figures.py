@@ -15,6 +15,7 @@ from . import labels as label_ops
 from . import runs
 from .config import TEXT_DATASETS
 from .errors import FFError
+from .negatives import NEGATIVES
 
 FIGURES = ("curves", "goodness", "activity", "weights", "confusion", "layer_error")
 RECURRENT_FIGURES = ("iterations",)  # drawn for the recurrent net (model.iterations > 0) too
@@ -30,7 +31,7 @@ def figures_of(config: dict) -> tuple[str, ...]:
     text = config.get("data", {}).get("dataset") in TEXT_DATASETS
     ff = config.get("model", {}).get("kind", "ff") == "ff"
     generates = ff and objective.get("negatives") == "generated" and not text
-    supervised = not generates or objective.get("generated_base") in ("random", "hard")
+    supervised = not generates or NEGATIVES[objective.get("generated_base", "hybrid")].labelled
     return ((FIGURES if supervised else ()) + (RECURRENT_FIGURES if config.get("model", {}).get("iterations") else ())
             + (GENERATOR_FIGURES if generates else ()))
 

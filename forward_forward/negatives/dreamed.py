@@ -22,28 +22,28 @@ BASES = ("hybrid", "random", "hard")  # strategies a mix may fall back on: one n
 SAMPLING = ("sample_from", "sample_temperature", "hybrid_blur_passes")  # fields of one base or another
 
 
+def _registry() -> dict:
+    from . import NEGATIVES  # late: the registry imports this module
+
+    return NEGATIVES
+
+
 class GeneratedImages(Negatives):
     reads = ("generated_mix", "generated_base", "prior_components", "prior_codes", "regenerate_every",
              "hybrid_blur_passes")
 
     def __init__(self, objective: ObjectiveConfig, num_classes: int, data_shape: tuple[int, ...]):
-        from . import NEGATIVES  # late: the registry imports this module
-
         super().__init__(objective, num_classes, data_shape)
-        self.base = NEGATIVES[objective.generated_base](objective, num_classes, data_shape)
+        self.base = _registry()[objective.generated_base](objective, num_classes, data_shape)
         self.labelled, self.needs_probs = self.base.labelled, self.base.needs_probs
 
     @classmethod
     def takes_label(cls, cfg: Config) -> bool:
-        from . import NEGATIVES
-
-        return NEGATIVES[cfg.objective.generated_base].labelled
+        return _registry()[cfg.objective.generated_base].labelled
 
     @staticmethod
     def check(cfg: Config) -> None:
-        from . import NEGATIVES
-
-        o = cfg.objective
+        NEGATIVES, o = _registry(), cfg.objective
         if o.generated_base not in BASES:
             raise FFError(f"objective.generated_base must be one of {', '.join(BASES)} (the negatives that are not "
                           f"generated); got {o.generated_base!r}.")

@@ -50,8 +50,9 @@ def check(cfg: Config, layers: int, ranks: Ranks) -> None:
                    "before the bottom stage can make them; use random or all)")
     if cfg.model.fast_weights:
         why.append("model.fast_weights (a stage would need the positives' memory of every layer it runs)")
-    if cfg.optim.greedy_steps or cfg.optim.phase_steps:
-        why.append("optim.greedy_steps or optim.phase_steps (the pipeline runs the minibatch schedule)")
+    if cfg.optim.greedy_steps or cfg.optim.phase_steps or cfg.optim.negatives_until:
+        why.append("optim.greedy_steps, phase_steps or negatives_until (the pipeline runs the plain minibatch "
+                   "schedule)")
     if cfg.model.overlap:
         why.append("model.overlap (a stage's first layer would train a layer of the stage below)")
     if layers < ranks.world:
