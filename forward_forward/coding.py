@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from .errors import FFError
 
@@ -45,7 +44,8 @@ class LabelCoding:
 
     def _hot(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(B, C) one-hot rows; with value "max" the hot entry is each image's maximum (the article's notebook)."""
-        hot = F.one_hot(labels, self.num_classes).to(images.dtype)
+        # scatter, not F.one_hot, which reads the labels' range back to the host (a sync on a GPU)
+        hot = images.new_zeros(labels.shape[0], self.num_classes).scatter_(1, labels[:, None], 1.0)
         if self.value == "max":
             hot = hot * images.flatten(1).amax(dim=1, keepdim=True)
         return hot

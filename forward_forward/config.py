@@ -117,7 +117,8 @@ class ObjectiveConfig:
     label_value: str = "one"  # value of the hot label entry: one (1.0) | max (the image's max)
     neutral_value: float = 0.1  # every label pixel of the neutral ("no label") input
     # negative data (negatives.NEGATIVES): wrong labels random | hard (sampled from the readout) | all,
-    # or hybrid images (unsupervised: no label in the input)
+    # or hybrid images (unsupervised: no label in the input) | generated (the model's own) | any_label
+    # (uniform over all classes, the true one included: the article notebook's draw, to measure its cost)
     negatives: str = "random"
     # what hard and generated negatives sample from: softmax (the readout, one pass) | goodness (each
     # candidate label's goodness per unit summed over the prediction layers, one pass per class)

@@ -13,6 +13,8 @@ CONV_OBJECTIVE = {"goodness": "mean_squares", "temperature": 0.1, "predict": "be
 CONV_OPTIM = {"name": "adam", "lr": 0.001, "weight_decay": 0.0, "readout_lr": 0.001, "readout_weight_decay": 0.0,
               "batch_size": 128, "epochs": 40, "schedule": "hinton"}
 
+# Every preset trains at run.precision = auto: bfloat16 matmuls where the device computes them natively
+# (CPUs with AVX512-BF16 or AMX, CUDA 8.0+), which cuts the time of a step; elsewhere fp32.
 PRESETS: dict[str, dict] = {
     # MATLAB recipe (REFERENCES.md) on the paper's headline net: 4 x 2000 ReLU, 60 epochs, trained
     # as the paper is on all 60,000 training images. Two choices were made on validation (trained on
@@ -24,8 +26,6 @@ PRESETS: dict[str, dict] = {
     # - prediction combines the readout with goodness: 1.56 % validation error, against 1.75 % by
     #   goodness and 1.91 % by the readout. Every goodness_weight from 2 to 16 scored 1.55-1.59 %;
     #   3 sits inside that flat region.
-    # bfloat16 matmuls (run.precision = auto) cut the time of a step where the device computes them
-    # natively (CPUs with AVX512-BF16 or AMX, recent GPUs); elsewhere auto keeps fp32.
     "hinton-mnist": {
         "data": {"val_size": 0},
         "model": {"hidden": [2000, 2000, 2000, 2000], "peer_lambda": 0.03},
@@ -68,6 +68,7 @@ PRESETS: dict[str, dict] = {
         "model": {"hidden": [2000, 2000, 2000, 2000], "peer_lambda": 0.03},
         "objective": {"negatives": "hard", "predict_layers_from": 1},
         "optim": {"name": "sgd", "lr": 0.01, "readout_lr": 0.01, "epochs": 500, "schedule": "hinton"},
+        "run": {"precision": "auto"},
     },
     # Paper §3.2: unsupervised FF on real vs hybrid images, 4 x 2000, 100 epochs, all 60,000
     # training images; a linear softmax on the normalised activities of the last three hidden
@@ -97,6 +98,7 @@ PRESETS: dict[str, dict] = {
         "model": {"hidden": [1000, 1000, 1000], "peer_lambda": 0.03},
         "objective": {"negatives": "random", "predict_layers_from": 1},
         "optim": {"lr": 0.001, "momentum": 0.99, "dampening": 0.99, "phase_steps": 1000, "epochs": 20},
+        "run": {"precision": "auto"},
     },
     # FF as a generative model (forward_forward/generator.py): unsupervised FF on 3 x 1000 whose negatives
     # are its own generator's samples, decoded from a Gaussian mixture over the top layer's code by
@@ -133,6 +135,7 @@ PRESETS: dict[str, dict] = {
         "model": {"hidden": [1000, 1000, 1000], "peer_lambda": 0.03},
         "objective": {"negatives": "hard", "predict_layers_from": 1, "predict": "best"},
         "optim": {"name": "sgd", "lr": 0.01, "epochs": 24, "schedule": "hinton"},
+        "run": {"precision": "auto"},
     },
     # The article's notebook: greedy layer-by-layer training, Adam, mean-square goodness, theta = 3.
     "article": {
@@ -155,6 +158,7 @@ PRESETS: dict[str, dict] = {
             "chunk_size": 20000,
             "greedy_negatives": "chunk",
         },
+        "run": {"precision": "auto"},
     },
     # Convolutional FF on Fashion-MNIST: channel-wise competitive layers (CwComp: one channel group per
     # class, no negative data), four 3 x 3 conv layers with max pooling, LayerNorm of every hidden
@@ -193,6 +197,7 @@ PRESETS: dict[str, dict] = {
         "model": {"hidden": [500, 500], "peer_lambda": 0.03},
         "objective": {"negatives": "hard", "predict_layers_from": 0, "predict": "best"},
         "optim": {"lr": 0.01, "epochs": 5},
+        "run": {"precision": "auto"},
     },
 }
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .errors import FFError
 
@@ -51,7 +50,9 @@ def decode(codes: torch.Tensor) -> str:
 
 def one_hot(windows: torch.Tensor) -> torch.Tensor:
     """(N, window) codes -> (N, window * 30) float one-hot rows, the model's input."""
-    return F.one_hot(windows, len(ALPHABET)).flatten(1).float()
+    # scatter, not F.one_hot, which reads the codes' range back to the host (a sync on a GPU)
+    hot = torch.zeros(*windows.shape, len(ALPHABET), device=windows.device)
+    return hot.scatter_(-1, windows.unsqueeze(-1), 1.0).flatten(1)
 
 
 def windows(strings: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:

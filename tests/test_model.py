@@ -81,6 +81,17 @@ def test_negatives_in_the_training_batch_never_carry_the_true_label():
         assert torch.equal(pos[:, 10:], images[:, 10:]) and torch.equal(neg[:, 10:], images[:, 10:])
 
 
+def test_any_label_negatives_carry_the_true_label_about_once_in_ten():
+    """The article notebook's draw, kept as a named option: uniform over all ten labels, the true one included."""
+    model = make_model(objective={"negatives": "any_label"})
+    images, labels = batch(20000)
+    pos, neg = model.negatives.make(images, labels, model.coding)
+    assert torch.equal(pos[:, :10].argmax(1), labels)
+    drawn = neg[:, :10].argmax(1)
+    assert abs((drawn == labels).float().mean() - 0.1) < 0.01
+    assert torch.bincount(drawn, minlength=10).min() > 1800  # every label, about equally
+
+
 def test_batched_goodness_prediction_equals_a_loop_over_labels():
     model = make_model(objective={"predict_layers_from": 1})
     images, _ = batch(12)
@@ -163,6 +174,25 @@ def test_layer_gradient_matches_the_closed_form_of_the_matlab_recipe():
         ascent = torch.cat([(1 - p[:8, None]) * act[:8], -p[8:, None] * act[8:]]) / 8
         expected = -(ascent.T @ xn)  # descent direction of the loss
     assert torch.allclose(layer.linear.weight.grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_layer_objective_is_the_layer_loss_of_its_halves_plus_the_peer_term():
+    """The objective splits the goodness of the whole batch: the same loss, gradient and statistics as
+    splitting the activities first."""
+    model = make_model(model={"peer_lambda": 0.5}).eval()  # eval: the peer term leaves the running mean alone
+    layer = model.layers[0]
+    with torch.no_grad():
+        layer.mean_activity.copy_(torch.rand(layer.out_features))  # a peer push that is not zero
+    z = layer.pre_activation(torch.rand(16, 100))
+    y = layer.activation(z)
+    got, stats = model.layer_objective(0, z, y, 6)
+    loss, expected = model.layer_loss(0, y[:6], y[6:])
+    want = loss + layer.peer_loss(z[:6], y[:6])
+    assert torch.allclose(got, want)
+    grad_got, grad_want = (torch.autograd.grad(v, layer.linear.weight, retain_graph=True)[0] for v in (got, want))
+    assert torch.allclose(grad_got, grad_want, atol=1e-7)
+    assert stats.keys() == expected.keys() == {"g_pos", "g_neg", "acc"}
+    assert all(torch.allclose(torch.as_tensor(stats[k]), torch.as_tensor(expected[k])) for k in stats)
 
 
 def test_peer_normalisation_gradient_is_not_gated_by_the_relu():

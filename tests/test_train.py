@@ -150,7 +150,9 @@ def test_precision_auto_is_bf16_only_where_native_and_is_recorded(fake_mnist, tm
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["run"]["precision"] == expected  # a resume on another machine does what this run did
     assert device_mod.resolve_precision("fp32", torch.device("cpu")) == ("fp32", "as configured")
-    assert presets.preset("hinton-mnist").run.precision == "auto"
+    assert {name: presets.preset(name).run.precision for name in presets.PRESETS} == dict.fromkeys(presets.PRESETS,
+                                                                                                  "auto")
+
 
 
 def test_rerunning_a_run_from_its_config_and_extending_it(fake_mnist, tmp_path, capsys):

@@ -222,7 +222,10 @@ class FFNetwork(LayerLosses):
 
         Either side may be empty: a separate positive or negative ("sleep") phase.
         """
-        g_pos, g_neg = self.goodness_terms(index, pos), self.goodness_terms(index, neg)
+        return self.goodness_loss(index, self.goodness_terms(index, pos), self.goodness_terms(index, neg))
+
+    def goodness_loss(self, index: int, g_pos: torch.Tensor, g_neg: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """`layer_loss` from the goodness terms of the positives and negatives ((P, K), (N, K))."""
         theta = self.thresholds[index]
         loss = self.loss_fn(g_pos, g_neg, theta, self.objective.temperature, **self.loss_options)
         stats: dict[str, torch.Tensor | float]
@@ -240,7 +243,10 @@ class FFNetwork(LayerLosses):
     def layer_objective(self, index: int, z: torch.Tensor, y: torch.Tensor, batch: int) -> tuple[torch.Tensor, dict]:
         """What layer `index` is trained on, given its pre-activation and activity on `batch` positives
         followed by the negatives: `layer_loss` plus the peer-normalisation term (positives only)."""
-        loss, stats = self.layer_loss(index, y[:batch], y[batch:])
+        # goodness of every row at once, split afterwards: the backward pass then scatters (B, K) terms, not
+        # (B, units) activities, into the whole batch
+        g = self.goodness_terms(index, y)
+        loss, stats = self.goodness_loss(index, g[:batch], g[batch:])
         if self.stack.layers[index].peer_lambda > 0 and batch:
             loss = loss + self.stack.layers[index].peer_loss(z[:batch], y[:batch])
         return loss, stats

@@ -11,12 +11,13 @@ from __future__ import annotations
 from .base import Negatives
 from .generated import Generated
 from .hybrid import Hybrid
-from .wrong_labels import AllWrong, HardWrong, RandomWrong
+from .wrong_labels import AllWrong, AnyLabel, HardWrong, RandomWrong
 
 NEGATIVES: dict[str, type[Negatives]] = {
     "random": RandomWrong,
     "hard": HardWrong,
     "all": AllWrong,
+    "any_label": AnyLabel,
     "hybrid": Hybrid,
     "generated": Generated,
 }

@@ -21,7 +21,9 @@ _TAPS = (0.25, 0.5, 0.25)
 def blur_masks(count: int, height: int, width: int, passes: int, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> torch.Tensor:
     """(count, height, width) binary masks with large coherent regions; more passes, larger regions."""
-    bits = torch.randint(0, 2, (count, 1, height, width), generator=generator).float().to(device)
+    # drawn where the images are (no copy from the host), unless a CPU generator is given
+    where = "cpu" if generator is not None else device
+    bits = torch.randint(0, 2, (count, 1, height, width), generator=generator, device=where).float().to(device)
     taps = torch.tensor(_TAPS, device=device)
     horizontal, vertical = taps.view(1, 1, 1, 3), taps.view(1, 1, 3, 1)
     for _ in range(passes):
@@ -33,8 +35,12 @@ def blur_masks(count: int, height: int, width: int, passes: int, generator: torc
 
 def partners(count: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
     """For each image index i, another index j != i (a random shift of the batch, never zero)."""
-    shift = torch.randint(1, count, (1,), generator=generator).item() if count > 1 else 0
-    return ((torch.arange(count) + shift) % count).to(device)
+    if count < 2:
+        return torch.zeros(count, dtype=torch.long, device=device)
+    # a tensor, not a number: reading it back would wait for the device
+    where = "cpu" if generator is not None else device
+    shift = torch.randint(1, count, (1,), generator=generator, device=where).to(device)
+    return (torch.arange(count, device=device) + shift) % count
 
 
 def hybrid_images(images: torch.Tensor, image_shape: tuple[int, int, int], passes: int,

@@ -1,4 +1,5 @@
-"""Negatives that are the real image with a wrong label (paper §3.3): random, hard or every one."""
+"""Negatives that are the real image with a wrong label (paper §3.3): random, hard or every one; and, to
+show what it costs, the article notebook's label drawn from all classes, the true one included."""
 
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ class RandomWrong(WrongLabels):
 
     def wrong(self, images, labels, probs):
         return images, label_ops.random_wrong(labels, self.num_classes)
+
+
+class AnyLabel(WrongLabels):
+    """A label drawn uniformly from all C classes, the true one included, as the article's notebook draws
+    them: about one "negative" in C is the positive itself, pushed down while its twin is pushed up. Not
+    a recipe: a named option, so the cost of that bug can be measured (`objective.negatives = any_label`)."""
+
+    def wrong(self, images, labels, probs):
+        return images, torch.randint(0, self.num_classes, labels.shape, device=labels.device)
 
 
 class HardWrong(WrongLabels):

@@ -20,7 +20,7 @@ from ..data import Datasets
 from ..errors import Diverged, FFError
 from ..models import build_model, model_class
 from ..negatives import NEGATIVES
-from . import distributed, pipeline
+from . import distributed, host_memory, pipeline
 from .device import channels_last, device_name, resolve_device, resolve_precision
 from .evaluate import score, scored_ways
 from .loop import fit
@@ -76,6 +76,8 @@ def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(cfg.run.seed)
     device = resolve_device(cfg.run.device)
+    if device.type == "cpu":
+        host_memory.keep_freed_memory()  # a CPU step reuses its freed blocks instead of faulting in new pages
     ranks = distributed.join(device)
     try:
         return _train(cfg, run_dir, preset, resume, data, distributed.device_for(ranks, device), ranks)

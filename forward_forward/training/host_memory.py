@@ -1,0 +1,33 @@
+"""Keep freed host memory in the process, so a CPU training step does not fault in fresh pages.
+
+glibc hands every block over 128 KiB (a weight gradient, a layer's activity at batch 100) back to the
+kernel when it is freed, and the next step's allocation of the same size faults it in again, page by
+page, zeroed. Measured on `quick`, that is about 1,900 page faults a step in fp32 and 4,700 in bf16,
+8-22 % of the step's CPU time. Raising glibc's thresholds keeps those blocks in the heap for reuse,
+as a caching allocator does (what PyTorch's CPU tuning guide gets from jemalloc or tcmalloc).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import platform
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # mallopt's parameters (malloc.h)
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit: larger blocks are always mapped
+_KEEP = 1 << 30  # free memory at the heap's top kept, not trimmed, up to this much
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Tell glibc's allocator to reuse freed blocks instead of returning them; once per process.
+
+    Returns whether it applied: False on other C libraries (macOS, Windows, musl), which are left alone.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    done = [libc.mallopt(option, value) == 1 for option, value in
+            ((_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX), (_M_TRIM_THRESHOLD, _KEEP), (_M_TOP_PAD, 64 * 1024 * 1024))]
+    return all(done)

@@ -1,0 +1,69 @@
+"""What keeps a training step fast: nothing in it waits for the device, and freed host memory is reused."""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from forward_forward.data import from_arrays
+from forward_forward.models import build_model
+from forward_forward.training import host_memory, train
+from forward_forward.training.loop import Loop
+from forward_forward.training.metrics import Meter
+from tests.conftest import small_config
+
+# the operators behind .item(), float(t), bool(t), .tolist() and a tensor's use as a Python number: on a
+# GPU each waits for every queued kernel
+HOST_READS = {"aten._local_scalar_dense.default", "aten.item.default"}
+
+
+class HostReads(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func) in HOST_READS:
+            self.seen.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("sections", [
+    {"objective": {"negatives": "hard"}},
+    {"objective": {"negatives": "random"}},
+    {"objective": {"negatives": "all"}},
+    {"objective": {"negatives": "hybrid", "predict": "softmax", "label_coding": "auto"}},
+    {"objective": {"negatives": "hard", "goodness_scope": "region", "region_size": 2},
+     "model": {"layer": "local", "hidden": [4, 4], "kernel": 4, "stride": 2}},
+], ids=["hard", "random", "all", "hybrid", "local-regions"])
+def test_a_training_step_never_reads_a_tensor_back_to_the_host(tmp_path, sections):
+    """The loop's step (negatives, every layer's loss and backward, the optimiser, the meter) queues its
+    work without waiting for it; statistics are read once an epoch."""
+    torch.manual_seed(0)
+    images, labels = torch.rand(120, 12, 12), torch.arange(120) % 10
+    data = from_arrays(images[:100], labels[:100], images[100:], labels[100:], val_size=20)
+    cfg = small_config(**sections, optim={"batch_size": 20})  # 4 steps to the epoch
+    model = build_model(cfg, data.shape, data.num_classes)
+    loop = Loop(cfg, model, data, torch.device("cpu"), tmp_path, None)
+    order = loop.schedule.order(loop.generator)
+    meter = Meter()
+    meter.add(*loop.train_step(0, 0, order))  # the first step may set things up
+    with HostReads() as reads:
+        for step in (1, 2):
+            meter.add(*loop.train_step(0, step, order))
+    assert reads.seen == []
+    assert all(p.grad is not None for p in model.stack.parameters())  # the steps did train
+
+
+def test_a_cpu_run_keeps_freed_host_memory(fake_mnist, tmp_path, monkeypatch):
+    """On glibc, training asks the allocator to keep freed blocks (no page faults for each step's fresh
+    tensors); on other C libraries nothing is touched."""
+    calls, original = [], host_memory.keep_freed_memory
+    monkeypatch.setattr(host_memory, "keep_freed_memory", lambda: calls.append(1) or True)
+    train(small_config(fake_mnist, optim={"epochs": 1}), tmp_path / "run", "t")
+    assert calls == [1]
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert original.__wrapped__() is glibc  # the call itself, not its cached answer
