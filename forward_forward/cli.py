@@ -130,7 +130,7 @@ def cmd_eval(args) -> None:
         # through the config's own checks, so a bad weight gets the same message as in a config file
         cfg = config_mod.merge(cfg, {"objective": {"goodness_weight": args.goodness_weight}})
     weight = cfg.objective.goodness_weight
-    split = data.val if args.split == "val" else data.test
+    split = {"test": data.test, "val": data.val, "train": data.train}[args.split]
     if not len(split):
         raise FFError(f"{args.run_dir} was trained with data.val_size = 0: it has no validation images to score.")
     if args.per_layer and "goodness" not in model.ways:
@@ -357,8 +357,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir", type=Path, help="a run directory (holds config.json and model.pt)")
     e.add_argument("--predict", choices=config_mod.WAYS,
                    help="default: the run's objective.predict")
-    e.add_argument("--split", choices=["test", "val"], default="test",
-                   help="score the test set (default) or the run's validation images")
+    e.add_argument("--split", choices=["test", "val", "train"], default="test",
+                   help="score the test set (default), the run's validation images or its training images")
     e.add_argument("--goodness-weight", type=float, help="objective.goodness_weight for --predict combined")
     e.add_argument("--per-layer", action="store_true", help="also the error of each layer alone, by its goodness")
     e.add_argument("--data-dir", help=DATA_DIR_HELP)

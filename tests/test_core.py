@@ -208,8 +208,8 @@ class Shuffled(WrongLabels):
 
 
 def test_a_new_negative_strategy_is_one_registry_entry(monkeypatch, fake_mnist, tmp_path):
-    with pytest.raises(FFError, match="objective.negatives must be one of random, hard, all, any_label, hybrid, generated; "
-                                      "got 'shuffled'"):
+    with pytest.raises(FFError, match="objective.negatives must be one of random, hard, all, any_label, hybrid, "
+                                      "generated; got 'shuffled'"):
         small_config(objective={"negatives": "shuffled"})
     monkeypatch.setitem(NEGATIVES, "shuffled", Shuffled)
     cfg = small_config(fake_mnist, objective={"negatives": "shuffled"}, optim={"epochs": 1})

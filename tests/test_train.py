@@ -101,6 +101,8 @@ def test_predict_best_reports_the_way_with_the_lower_validation_error(fake_mnist
     assert f"val error {100 * summary['val_error_combined']:.2f} % (predict by combined, goodness weight 3)" in (
         capsys.readouterr().out
     )
+    assert main(["eval", str(tmp_path / "run"), "--split", "train", "--predict", "softmax"]) == 0
+    assert "train error " in capsys.readouterr().out  # the training images: how well the net fits them
     # weight 0 leaves the readout alone
     assert main(["eval", str(tmp_path / "run"), "--predict", "combined", "--goodness-weight", "0"]) == 0
     assert f"test error {100 * summary['test_error_softmax']:.2f} %" in capsys.readouterr().out
