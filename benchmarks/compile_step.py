@@ -35,6 +35,27 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def training_step(cfg, model, shape: tuple[int, ...], classes: int, device: torch.device):
+    """One training step of `model` on a fixed random batch, as `ff train` runs it (each layer's loss
+    backpropagated at once, autocast as the config says, the optimiser and its schedule)."""
+    model.release_graphs = True
+    optimizer, scheduler = build_optimizer(cfg, model, 10**6)
+    images = torch.rand(cfg.optim.batch_size, *shape, device=device)
+    labels = torch.randint(0, classes, (cfg.optim.batch_size,), device=device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(cfg, device):
+            losses, _ = model(images, labels)
+        total = sum(losses.values())
+        if isinstance(total, torch.Tensor) and total.requires_grad:
+            total.backward()
+        optimizer.step()
+        scheduler.step()
+
+    return step
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="quick")
@@ -52,21 +73,7 @@ def main() -> None:
     torch.manual_seed(cfg.run.seed)
     shape, classes = IMAGE_SHAPES[cfg.data.dataset], NUM_CLASSES[cfg.data.dataset]
     model = build_model(cfg, shape, classes).to(device)
-    model.release_graphs = True  # as `ff train` runs it: each layer's loss backpropagated at once
-    optimizer, scheduler = build_optimizer(cfg, model, 10**6)
-    batch = cfg.optim.batch_size
-    images = torch.rand(batch, *shape, device=device)
-    labels = torch.randint(0, classes, (batch,), device=device)
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(cfg, device):
-            losses, _ = model(images, labels)
-        total = sum(losses.values())
-        if isinstance(total, torch.Tensor) and total.requires_grad:
-            total.backward()
-        optimizer.step()
-        scheduler.step()
+    step = training_step(cfg, model, shape, classes, device)
 
     eager_objective, eager_normalize = model.layer_objective, norms.normalize
     compiled_objective = torch.compile(eager_objective, dynamic=False)
@@ -101,7 +108,7 @@ def main() -> None:
         "preset": args.preset,
         "device": device_name(device),
         "precision": precision,
-        "batch_size": batch,
+        "batch_size": cfg.optim.batch_size,
         "eager_ms_per_step": round(eager, 2),
         "compiled_ms_per_step": round(compiled_ms, 2),
         "speedup": round(eager / compiled_ms, 3),

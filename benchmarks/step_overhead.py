@@ -26,25 +26,16 @@ import sys
 import time
 
 import torch
+from compile_step import training_step  # beside this file: python puts its folder on the path
+from train_throughput import peak_matmul_gflops
 
 from forward_forward import presets
 from forward_forward.config import merge, parse_overrides
 from forward_forward.data import IMAGE_SHAPES, NUM_CLASSES
 from forward_forward.layers import FFLinear
 from forward_forward.models import build_model
-from forward_forward.training.device import autocast, resolve_precision
+from forward_forward.training.device import resolve_precision
 from forward_forward.training.host_memory import keep_freed_memory
-from forward_forward.training.optim import build_optimizer
-
-
-def peak_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
-    a = torch.randn(n, n, dtype=dtype)
-    best = float("inf")
-    for _ in range(repeats + 2):
-        tick = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - tick)
-    return 2 * n**3 / best / 1e9
 
 
 def setup(args):
@@ -62,21 +53,7 @@ def worker(args) -> None:
     if args.worker == "keep":
         keep_freed_memory()
     cfg, model, shape, classes = setup(args)
-    model.release_graphs = True
-    optimizer, scheduler = build_optimizer(cfg, model, 10**6)
-    images = torch.rand(cfg.optim.batch_size, *shape)
-    labels = torch.randint(0, classes, (cfg.optim.batch_size,))
-    device = torch.device("cpu")
-
-    def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(cfg, device):
-            losses, _ = model(images, labels)
-        total = sum(losses.values())
-        if isinstance(total, torch.Tensor) and total.requires_grad:
-            total.backward()
-        optimizer.step()
-        scheduler.step()
+    step = training_step(cfg, model, shape, classes, torch.device("cpu"))
 
     for _ in range(5):
         step()
@@ -155,9 +132,9 @@ def main() -> None:
             out = subprocess.run(base + ["--worker", kind], capture_output=True, text=True, check=True)
             runs[kind].append(json.loads(out.stdout.strip().splitlines()[-1]))
     keep_freed_memory()
-    peak = peak_gflops(dtype)
+    peak = peak_matmul_gflops(torch.device("cpu"), dtype)
     skeleton = skeleton_ms(cfg, model, dtype)
-    peak = max(peak, peak_gflops(dtype))
+    peak = max(peak, peak_matmul_gflops(torch.device("cpu"), dtype))
     flops = model.matmul_flops_per_image() * cfg.optim.batch_size
     kept = statistics.median(r["ms"] for r in runs["keep"])
     print(json.dumps({
