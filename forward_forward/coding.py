@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from . import labels as label_ops
 from .errors import FFError
 
 
@@ -44,8 +45,7 @@ class LabelCoding:
 
     def _hot(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(B, C) one-hot rows; with value "max" the hot entry is each image's maximum (the article's notebook)."""
-        # scatter, not F.one_hot, which reads the labels' range back to the host (a sync on a GPU)
-        hot = images.new_zeros(labels.shape[0], self.num_classes).scatter_(1, labels[:, None], 1.0)
+        hot = label_ops.one_hot(labels, self.num_classes, images.dtype)
         if self.value == "max":
             hot = hot * images.flatten(1).amax(dim=1, keepdim=True)
         return hot

@@ -5,6 +5,13 @@ from __future__ import annotations
 import torch
 
 
+def one_hot(indices: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(...,) class indices -> (..., C) one-hot rows. A scatter, not F.one_hot, which reads the indices'
+    range back to the host (a wait for the device inside a GPU step)."""
+    hot = torch.zeros(*indices.shape, num_classes, dtype=dtype, device=indices.device)
+    return hot.scatter_(-1, indices.unsqueeze(-1), 1.0)
+
+
 def random_wrong(labels: torch.Tensor, num_classes: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """A label drawn uniformly from the C-1 wrong classes: true + U{1..C-1} mod C is never the true one."""
     offset = torch.randint(1, num_classes, labels.shape, device=labels.device, generator=generator)

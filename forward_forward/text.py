@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from . import labels as label_ops
 from .errors import FFError
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz ,;."  # the paper's 30 symbols: 26 letters, space, comma, semicolon, full stop
@@ -50,9 +51,7 @@ def decode(codes: torch.Tensor) -> str:
 
 def one_hot(windows: torch.Tensor) -> torch.Tensor:
     """(N, window) codes -> (N, window * 30) float one-hot rows, the model's input."""
-    # scatter, not F.one_hot, which reads the codes' range back to the host (a sync on a GPU)
-    hot = torch.zeros(*windows.shape, len(ALPHABET), device=windows.device)
-    return hot.scatter_(-1, windows.unsqueeze(-1), 1.0).flatten(1)
+    return label_ops.one_hot(windows, len(ALPHABET)).flatten(1)
 
 
 def windows(strings: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
