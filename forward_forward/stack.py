@@ -120,6 +120,14 @@ class LayerStack(nn.Module):
                 x = self.stages[i](up)
         return Pass(pre, act)
 
+    @torch.no_grad()
+    def input_of(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """What hidden layer `layer` reads when the stack reads x: x through the layers and stages below
+        it, without a graph (what `forward(x, start=layer)` then takes)."""
+        for i in range(layer):
+            x = self.stages[i](self._layer(i, x, detach=True)[1])
+        return x
+
     def _layer(self, i: int, x: torch.Tensor, detach: bool,
                recall: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor]:

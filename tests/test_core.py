@@ -123,6 +123,35 @@ def test_greedy_negatives_fresh_every_step_or_once_per_chunk(fake_mnist, tmp_pat
     assert not torch.equal(drawn[0], drawn[3])  # the next chunk's images get their own
 
 
+def test_greedy_steps_that_repeat_their_inputs_run_the_frozen_layers_once(fake_mnist, tmp_path, monkeypatch):
+    """With negatives drawn once per chunk, a layer's steps on one chunk all read the same input: the
+    layers below it run once for the block, and training ends exactly where running them every step
+    ends (jitter and a noisy black box included, whose draws repeat with the chunk's seed)."""
+    sections = dict(model={"hidden": [32, 32, 32], "blackbox": "noise", "blackbox_strength": 0.1},
+                    objective={"negatives": "random"}, data={"jitter": 1},
+                    optim={"greedy_negatives": "chunk", "greedy_steps": 3})
+
+    def train_epoch(repeat: bool):
+        torch.manual_seed(0)
+        loop = greedy_loop(fake_mnist, tmp_path / str(repeat), **sections)
+        if not repeat:
+            monkeypatch.setattr(loop.schedule, "repeat_key", lambda epoch, step: None)
+        first = loop.model.stack.layers[0]
+        runs = []
+        original = first.pre_activation
+        monkeypatch.setattr(first, "pre_activation", lambda *a, **k: runs.append(1) or original(*a, **k))
+        for step in range(loop.schedule.steps_per_epoch):
+            loop.train_step(1, step, None)
+        return loop.model.state_dict(), len(runs)
+
+    kept, runs_kept = train_epoch(repeat=True)
+    every, runs_every = train_epoch(repeat=False)
+    assert kept.keys() == every.keys() and all(torch.equal(kept[k], every[k]) for k in kept)
+    # per chunk of 500: 3 steps of each of layers 0-2 run layer 0 (the readout's pass aside); kept, the
+    # steps of layers 1 and 2 run it once each
+    assert runs_every - runs_kept == 2 * 2 * (3 - 1)
+
+
 def test_greedy_run_with_every_feature_on_learns_and_resumes_mid_epoch(fake_mnist, tmp_path):
     cfg = small_config(fake_mnist, model={"blackbox": "quantize", "blackbox_strength": 4, "peer_lambda": 0.03},
                        objective={"negatives": "hard"}, data={"jitter": 1},

@@ -9,7 +9,7 @@ layer and the one below it), and "readout" only the linear softmax readout.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Hashable, cast
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,9 @@ from .base import LayerLosses, accept_legacy_keys, check_batch, readout_features
 
 
 class FFNetwork(LayerLosses):
+    _repeat_key: Hashable | None = None
+    _repeated: tuple[Hashable, torch.Tensor] | None = None  # (key and layer, what the layer read)
+
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
         super().__init__()
@@ -275,10 +278,29 @@ class FFNetwork(LayerLosses):
             loss, stats[f"layer{i}"] = self.layer_objective(i, z, y, batch)
             losses[f"layer{i}"] = self.release(loss, y)
 
-        self.stack(x, upto=upto,  # (P + N, ...): one matmul per layer for both
+        repeats = self._repeat_key is not None and len(trained) == 1 and not keep and self.fast is None
+        start = trained[0] if repeats else 0
+        if start:  # the frozen layers below the trained one ran on these inputs in an earlier step
+            if self._repeated is None or self._repeated[0] != (self._repeat_key, start):
+                self._repeated = ((self._repeat_key, start), self.stack.input_of(start, x))
+            x = self._repeated[1]
+        self.stack(x, upto=upto, start=start,  # (P + N, ...): one matmul per layer for both
                    frozen=frozenset(range(upto)) - set(trained), each=settle, keep=False,
                    recall=fast_weights.recall_for(self.fast, copies=2))  # memory: the positives
         return kept
+
+    @property
+    def repeat_key(self) -> Hashable | None:
+        """Set by the training loop before each step: steps with the same key feed their one trained
+        layer the same input (a greedy schedule that draws negatives once per chunk), so the frozen
+        layers below it run once per key, not once per step. None (the default) keeps nothing."""
+        return self._repeat_key
+
+    @repeat_key.setter
+    def repeat_key(self, key: Hashable | None) -> None:
+        self._repeat_key = key
+        if key is None:
+            self._repeated = None
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, active: frozenset[str] | None = None,
                 phase: str = "both") -> tuple[dict[str, torch.Tensor], dict]:

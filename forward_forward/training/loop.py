@@ -95,6 +95,8 @@ class Loop:
         index, active, phase = self.schedule.step(epoch, step, order)
         images, labels = self.train.images[index], self.train.labels[index]
         seed = self.schedule.seed(epoch, step)
+        if hasattr(self.model, "repeat_key"):
+            self.model.repeat_key = self.schedule.repeat_key(epoch, step)
         self.optimizer.zero_grad(set_to_none=True)  # before the forward pass, which may backpropagate already
         with _own_random_stream(self.device, seed) if seed is not None else contextlib.nullcontext():
             generator = self.generator if seed is None else torch.Generator().manual_seed(seed)
@@ -230,4 +232,6 @@ def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_d
         finally:
             if hasattr(model, "release_graphs"):  # a model handed back behaves as built: one backward per step
                 model.release_graphs = False
+            if hasattr(model, "repeat_key"):  # and keeps no input of a training step
+                model.repeat_key = None
     return loop.position

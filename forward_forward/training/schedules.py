@@ -8,7 +8,7 @@ readout, hard negatives, jitter) it honours under every schedule.
 from __future__ import annotations
 
 import math
-from typing import cast
+from typing import Hashable, cast
 
 import torch
 
@@ -41,6 +41,10 @@ class Minibatch:
         """A seed for this step's random draws, or None: they continue the run's own streams."""
         return None
 
+    def repeat_key(self, epoch: int, step: int) -> Hashable | None:
+        """Steps with the same key feed their trained layer the same input; None: no step repeats one."""
+        return None
+
     def step(self, epoch: int, step: int, order: torch.Tensor | None):
         """-> (indices or slice of the training images, the active losses (None: all), the phase)."""
         index = cast(torch.Tensor, order)[step * self.batch_size : (step + 1) * self.batch_size]  # order() gave it
@@ -71,6 +75,11 @@ class Greedy:
         start = (step // per_chunk) * self.chunk
         name = self.names[(step % per_chunk) // self.steps]
         return slice(start, min(start + self.chunk, self.train_size)), frozenset({name}), "both"
+
+    def repeat_key(self, epoch: int, step: int) -> Hashable | None:
+        """With negatives drawn once per chunk, every step of one loss on one chunk sees the same images,
+        negatives and draws, and the layers below the trained one do not change: one key per such block."""
+        return (epoch, step // self.steps) if self.per_chunk else None
 
     def seed(self, epoch: int, step: int) -> int | None:
         if not self.per_chunk:
