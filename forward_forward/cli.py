@@ -402,7 +402,8 @@ def parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="train a grid of configs x seeds and tabulate mean +- std of the errors")
     w.add_argument("--grid", action="append", metavar="SECTION.KEY=V1,V2",
-                   help="values to try for one field (repeatable; a TOML array for list values)")
+                   help="values to try for one field (repeatable; a TOML array for list values); none: the "
+                        "config as it is, once per seed")
     w.add_argument("--seeds", type=int, help="seeds 0..N-1 for every grid point (default 1, or [sweep] seeds)")
     w.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
     w.add_argument("--out", type=Path, required=True, help="sweep folder; the same command again resumes it")

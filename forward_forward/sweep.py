@@ -104,8 +104,6 @@ def from_toml(data: dict) -> tuple[dict, dict]:
 
 def check(sweep: Sweep) -> None:
     """Build every config before any run starts, so a bad grid value fails now and names itself."""
-    if not sweep.grid:
-        raise FFError("a sweep needs at least one --grid section.key=value1,value2 (or a [sweep.grid] table).")
     if not isinstance(sweep.grid, dict):
         raise FFError(f"the sweep's grid must be a table of section.key = [values], got {sweep.grid!r}.")
     if not isinstance(sweep.seeds, list) or not sweep.seeds or not all(
@@ -263,7 +261,9 @@ def markdown_table(sweep: Sweep, rows: list[dict]) -> str:
     """Mean ± std (sample std over seeds) of the errors in %, and the mean training time."""
     keys = list(sweep.grid)
     best = min((r["val_error"][0] for r in rows if not math.isnan(r["val_error"][0])), default=None)
-    header = [*sweep.short_names().values(), "val error %", "test error %", "train s", "runs"]
+    # no grid: the seeds of one config, named by its preset
+    header = [*sweep.short_names().values(), "val error %", "test error %", "train s", "runs"] if keys else [
+        "preset", "val error %", "test error %", "train s", "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         val = _pct(r["val_error"])
@@ -271,7 +271,8 @@ def markdown_table(sweep: Sweep, rows: list[dict]) -> str:
             val = f"**{val}**"  # the point a user would pick: chosen on validation, never on test
         seconds = "–" if math.isnan(r["train_seconds"][0]) else f"{r['train_seconds'][0]:.0f}"
         count = f"{r['runs']}/{r['runs'] + len(r['failed'])}"
-        cells = [_slug(r["point"][k]) for k in keys] + [val, _pct(r["test_error"]), seconds, count]
+        cells = [_slug(r["point"][k]) for k in keys] or [sweep.preset]
+        cells += [val, _pct(r["test_error"]), seconds, count]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -280,7 +281,9 @@ def write_results(out: Path, sweep: Sweep, rows: list[dict]) -> None:
     table = markdown_table(sweep, rows)
     failures = [f"- {', '.join(f'{k}={_slug(v)}' for k, v in r['point'].items())}, {msg}"
                 for r in rows for msg in r["failed"]]
-    text = f"# Sweep over {', '.join(sweep.grid)} (preset {sweep.preset}, seeds {sweep.seeds})\n\n{table}"
+    title = (f"Sweep over {', '.join(sweep.grid)} (preset {sweep.preset}, seeds {sweep.seeds})" if sweep.grid
+             else f"Preset {sweep.preset} (seeds {sweep.seeds})")
+    text = f"# {title}\n\n{table}"
     if failures:
         text += "\nFailed runs:\n" + "\n".join(failures) + "\n"
     runs.write_atomic(out / "results.md", lambda f: f.write(text.encode()))
@@ -300,7 +303,7 @@ def _plot(path: Path, sweep: Sweep, rows: list[dict]) -> None:
     from .figures import pyplot
 
     plt = pyplot()
-    labels = [", ".join(_slug(v) for v in r["point"].values()) for r in rows]
+    labels = [", ".join(_slug(v) for v in r["point"].values()) or sweep.preset for r in rows]
     fig, ax = plt.subplots(figsize=(7, 0.28 * len(rows) + 1.2))
     y = range(len(rows))
     for key, offset, colour in (("val_error", -0.18, "tab:blue"), ("test_error", 0.18, "tab:orange")):
@@ -309,7 +312,8 @@ def _plot(path: Path, sweep: Sweep, rows: list[dict]) -> None:
         ax.barh([i + offset for i in y], means, height=0.36, xerr=stds, color=colour, label=key.replace("_", " "))
     ax.set_yticks(list(y), labels, fontsize=7)
     ax.invert_yaxis()
-    ax.set(xlabel="error (%), mean ± std over seeds", title=" × ".join(sweep.grid))
+    ax.set(xlabel="error (%), mean ± std over seeds",
+           title=" × ".join(sweep.grid) or f"{sweep.preset}, {len(sweep.seeds)} seeds")
     ax.legend(fontsize=8)
     fig.tight_layout()
     runs.write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=110))

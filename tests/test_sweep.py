@@ -44,6 +44,19 @@ def test_sweep_runs_every_point_and_seed_and_tabulates_mean_and_std(fake_mnist, 
     assert json.loads((tmp_path / "s" / "results.json").read_text())["rows"][0]["runs"] == 2
 
 
+def test_a_sweep_without_a_grid_trains_the_preset_once_per_seed(fake_mnist, tmp_path):
+    """The seeds of one config: the mean and std a results table reports, from one command."""
+    rows = run_sweep(_sweep(fake_mnist, {}, seeds=(0, 1, 2)), tmp_path / "s", progress=False)
+    assert sorted(p.name for p in (tmp_path / "s" / "runs").iterdir()) == ["seed=0", "seed=1", "seed=2"]
+    errors = [json.loads((tmp_path / "s" / "runs" / f"seed={s}" / "summary.json").read_text())["test_error"]
+              for s in (0, 1, 2)]
+    assert len(rows) == 1 and rows[0]["runs"] == 3
+    assert rows[0]["test_error"][0] == pytest.approx(sum(errors) / 3)
+    table = (tmp_path / "s" / "results.md").read_text()
+    assert table.startswith("# Preset tiny (seeds [0, 1, 2])") and "| preset | val error % |" in table
+    assert "| tiny | " in table and (tmp_path / "s" / "results.png").stat().st_size > 1000
+
+
 def test_a_repeated_sweep_skips_finished_runs_and_a_different_one_is_refused(fake_mnist, tmp_path):
     sweep = _sweep(fake_mnist, {"objective.goodness": ["sum_squares"]}, seeds=(0,))
     run_sweep(sweep, tmp_path / "s", progress=False)
