@@ -280,6 +280,9 @@ class FFNetwork(LayerLosses):
 
         repeats = self._repeat_key is not None and len(trained) == 1 and not keep and self.fast is None
         start = trained[0] if repeats else 0
+        # batchnorm's running statistics move on every pass of a frozen layer: those layers run every step
+        if start and any(getattr(m, "track_running_stats", False) for m in self.stack.layers[:start].modules()):
+            start = 0
         if start:  # the frozen layers below the trained one ran on these inputs in an earlier step
             if self._repeated is None or self._repeated[0] != (self._repeat_key, start):
                 self._repeated = ((self._repeat_key, start), self.stack.input_of(start, x))
