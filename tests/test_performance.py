@@ -68,18 +68,3 @@ def test_a_cpu_run_keeps_freed_host_memory(fake_mnist, tmp_path, monkeypatch):
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert original.__wrapped__() is glibc  # the call itself, not its cached answer
 
-
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                    reason="the setting is glibc's")
-def test_kept_memory_covers_blocks_over_glibc_s_mapping_ceiling():
-    """An 80 MB block (one of the `article` preset's 40,000-row activities), freed and allocated again
-    step after step, comes back without page faults: glibc maps blocks over 32 MiB whatever its
-    threshold, and would fault in all 20,000 of its pages on every step."""
-    import resource
-
-    assert host_memory.keep_freed_memory()
-    for _ in range(3):  # the first steps grow the heap
-        torch.ones(40000, 512)  # allocated, written and freed
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.ones(40000, 512)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 1000

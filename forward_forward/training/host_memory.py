@@ -5,9 +5,7 @@ kernel when it is freed, and the next step's allocation of the same size faults 
 page, zeroed: `benchmarks/step_overhead.py` counted 2,900 page faults a training step of `quick` in
 fp32, 4,600 in bf16 and 12,800 of `hinton-mnist`, and steps 9-22 % faster without them. Raising glibc's
 thresholds keeps those blocks in the heap for reuse, as a caching allocator does (what PyTorch's CPU
-tuning guide gets from jemalloc or tcmalloc). Blocks over 32 MiB, glibc's highest threshold, would
-still be mapped and returned, so mapping is turned off: the `article` preset's 40,000-row activities
-(80 MB each) come from the heap too.
+tuning guide gets from jemalloc or tcmalloc). Blocks over 32 MiB are still mapped and returned.
 """
 
 from __future__ import annotations
@@ -17,7 +15,8 @@ import ctypes.util
 import functools
 import platform
 
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4  # mallopt's parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # mallopt's parameters (malloc.h)
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit: larger blocks are always mapped
 _KEEP = 1 << 30  # free memory at the heap's top kept, not trimmed, up to this much
 
 
@@ -31,5 +30,5 @@ def keep_freed_memory() -> bool:
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     done = [libc.mallopt(option, value) == 1 for option, value in
-            ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _KEEP), (_M_TOP_PAD, 64 * 1024 * 1024))]
+            ((_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX), (_M_TRIM_THRESHOLD, _KEEP), (_M_TOP_PAD, 64 * 1024 * 1024))]
     return all(done)
