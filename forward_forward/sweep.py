@@ -262,8 +262,7 @@ def markdown_table(sweep: Sweep, rows: list[dict]) -> str:
     keys = list(sweep.grid)
     best = min((r["val_error"][0] for r in rows if not math.isnan(r["val_error"][0])), default=None)
     # no grid: the seeds of one config, named by its preset
-    header = [*sweep.short_names().values(), "val error %", "test error %", "train s", "runs"] if keys else [
-        "preset", "val error %", "test error %", "train s", "runs"]
+    header = [*(sweep.short_names().values() or ["preset"]), "val error %", "test error %", "train s", "runs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         val = _pct(r["val_error"])

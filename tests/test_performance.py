@@ -67,4 +67,3 @@ def test_a_cpu_run_keeps_freed_host_memory(fake_mnist, tmp_path, monkeypatch):
     assert calls == [1]
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert original.__wrapped__() is glibc  # the call itself, not its cached answer
-
