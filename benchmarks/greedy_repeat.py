@@ -31,6 +31,22 @@ from forward_forward.training.host_memory import keep_freed_memory
 from forward_forward.training.loop import Loop
 
 
+def greedy_loop(preset: str, overrides: list[str], run_dir: Path, script: str) -> Loop:
+    """The training loop of a greedy preset that draws negatives once per chunk, on its real data on
+    the CPU, with freed memory kept as `ff train` keeps it, before its first step."""
+    keep_freed_memory()
+    cfg = merge(presets.preset(preset), parse_overrides(overrides))
+    if not (cfg.optim.greedy_steps and cfg.optim.greedy_negatives == "chunk"):
+        raise SystemExit(f"{script} times a greedy schedule that draws negatives once per chunk "
+                         "(optim.greedy_steps > 0, optim.greedy_negatives = chunk).")
+    precision, _ = resolve_precision(cfg.run.precision, torch.device("cpu"))
+    cfg = merge(cfg, {"run": {"precision": precision, "device": "cpu"}})
+    torch.manual_seed(cfg.run.seed)
+    data = data_mod.load(cfg.data)
+    model = build_model(cfg, data.shape, data.num_classes)
+    return Loop(cfg, model, data, torch.device("cpu"), run_dir, None)
+
+
 def block(loop: Loop, steps: Iterator[int], repeat_key: Callable | None, count: int) -> float:
     """Milliseconds per step of `count` steps, with the schedule's repeat keys or (None) without."""
     loop.schedule.repeat_key = repeat_key or (lambda epoch, step: None)  # type: ignore[method-assign]
@@ -49,19 +65,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4, help="steps in a block")
     args = p.parse_args()
 
-    keep_freed_memory()
-    cfg = merge(presets.preset(args.preset), parse_overrides(args.set))
-    if not (cfg.optim.greedy_steps and cfg.optim.greedy_negatives == "chunk"):
-        raise SystemExit("greedy_repeat.py times a greedy schedule that draws negatives once per chunk "
-                         "(optim.greedy_steps > 0, optim.greedy_negatives = chunk).")
-    precision, _ = resolve_precision(cfg.run.precision, torch.device("cpu"))
-    cfg = merge(cfg, {"run": {"precision": precision, "device": "cpu"}})
-    torch.manual_seed(cfg.run.seed)
-    data = data_mod.load(cfg.data)
-    model = build_model(cfg, data.shape, data.num_classes)
-    model.release_graphs = True  # as the loop sets it for a model nothing wraps
     with tempfile.TemporaryDirectory() as run_dir:
-        loop = Loop(cfg, model, data, torch.device("cpu"), Path(run_dir), None)
+        loop = greedy_loop(args.preset, args.set, Path(run_dir), "greedy_repeat.py")
+        cfg, model, precision = loop.cfg, loop.model, loop.cfg.run.precision
         repeat_key = loop.schedule.repeat_key
         layers = [name for name in model.loss_names if name.startswith("layer")]
         needed = (args.steps + 1) * (args.rounds * 2 + 1)

@@ -158,6 +158,9 @@ class OptimConfig:
     readout_weight_decay: float = 0.003
     schedule: str = "hinton"  # hinton: constant for the first half, then linear to 0 | constant
     batch_size: int = 100
+    # >0: images per forward/backward pass; a step sums its micro-batches' gradients, each weighted by its
+    # share of the batch, then steps once: the same update, with a micro-batch's activities in memory
+    micro_batch: int = 0
     epochs: int = 60
     phase_steps: int = 0  # >0: "sleep" phases, K steps on positive data only, then K on negative only
     # >0: sleep deprivation: the negative phase stops after N steps, and every later step trains on
@@ -296,7 +299,7 @@ RANGES = [
     (("run.seed", "data.val_size", "data.train_limit", "data.jitter", "model.peer_lambda", "model.blackbox_strength",
       "optim.weight_decay", "optim.readout_lr", "optim.readout_weight_decay", "optim.greedy_steps",
       "optim.phase_steps", "run.threads", "objective.hybrid_blur_passes", "objective.goodness_weight",
-      "objective.channel_groups", "model.iterations", "optim.negatives_until"),
+      "objective.channel_groups", "model.iterations", "optim.negatives_until", "optim.micro_batch"),
      lambda v: v >= 0, "not negative"),
     (("optim.momentum", "optim.dampening", "model.peer_decay", "model.fast_decay", "model.damping"),
      lambda v: 0 <= v < 1,
@@ -319,7 +322,8 @@ RANGES = [
     (("objective.prior_codes",), lambda v: v <= 10**6, "at most 1,000,000"),
     (("optim.epochs", "optim.greedy_steps", "run.eval_every", "run.checkpoint_every"),
      lambda v: v <= 10**7, "at most 10,000,000"),
-    (("optim.batch_size", "optim.chunk_size", "run.eval_batch_size", "optim.phase_steps", "optim.negatives_until"),
+    (("optim.batch_size", "optim.chunk_size", "run.eval_batch_size", "optim.phase_steps", "optim.negatives_until",
+      "optim.micro_batch"),
      lambda v: v <= 10**8, "at most 100,000,000"),
 ]
 
@@ -364,11 +368,27 @@ def _check_fast_weights(cfg: Config) -> None:
         why.append("optim.phase_steps or greedy_steps (a step needs the positives beside the negatives)")
     if m.fast_positions and m.fast_positions != positions:
         why.append(f"model.fast_positions = {m.fast_positions} (strings here have {positions} windows)")
-    for path in ("optim.batch_size", "run.eval_batch_size"):
+    for path in ("optim.batch_size", "run.eval_batch_size", "optim.micro_batch"):
         if _get(cfg, path) % positions:
             why.append(f"{path} = {_get(cfg, path)} (a multiple of the {positions} windows of a string)")
     if why:
         raise FFError("model.fast_weights cannot work with " + "; ".join(why) + ".")
+
+
+def _check_micro_batch(cfg: Config) -> None:
+    """A step split into micro-batches is the whole batch's step only when each sample's loss is its own."""
+    if not cfg.optim.micro_batch:
+        return
+    why = []
+    if cfg.model.norm == "batchnorm":
+        why.append("model.norm = batchnorm (it normalises over the batch)")
+    if cfg.model.peer_lambda:
+        why.append("model.peer_lambda > 0 (peer normalisation reads the batch's mean activity)")
+    if cfg.run.parallel == "pipeline":
+        why.append("run.parallel = pipeline (its stages exchange whole batches)")
+    if why:
+        raise FFError("optim.micro_batch splits each step's images and adds up their gradients, and a batch's loss "
+                      "is not the sum of its parts' here: " + "; ".join(why) + ". Set optim.micro_batch = 0.")
 
 
 def _check_recurrent(cfg: Config) -> None:
@@ -459,6 +479,7 @@ def _validate(cfg: Config) -> Config:
     _check_text(cfg)
     _check_negatives_fields(cfg, NEGATIVES)
     _check_fast_weights(cfg)
+    _check_micro_batch(cfg)
     _check_recurrent(cfg)
     if cfg.objective.predict == "best" and cfg.data.val_size == 0:
         raise FFError("objective.predict = best chooses on validation images, and data.val_size = 0 leaves none: "

@@ -154,6 +154,67 @@ def test_greedy_steps_that_repeat_their_inputs_run_the_frozen_layers_once(fake_m
     assert runs_every - runs_kept == (2 * 2 * (3 - 1) if norm == "l2" else 0)
 
 
+def test_greedy_micro_batches_keep_one_input_each_and_train_as_the_whole_chunk(fake_mnist, tmp_path, monkeypatch):
+    """A chunk split into micro-batches keeps each one's input for the layer's later steps, and ends
+    where the run that recomputes them every step ends."""
+    sections = dict(model={"hidden": [32, 32, 32], "peer_lambda": 0.0}, objective={"negatives": "random"},
+                    optim={"greedy_negatives": "chunk", "greedy_steps": 3, "micro_batch": 200})
+
+    def train_epoch(repeat: bool):
+        torch.manual_seed(0)
+        loop = greedy_loop(fake_mnist, tmp_path / str(repeat), **sections)
+        assert loop.model.repeat_slots == 3  # 500 images: 200, 200, 100
+        if not repeat:
+            monkeypatch.setattr(loop.schedule, "repeat_key", lambda epoch, step: None)
+        first = loop.model.stack.layers[0]
+        runs = []
+        original = first.pre_activation
+        monkeypatch.setattr(first, "pre_activation", lambda *a, **k: runs.append(1) or original(*a, **k))
+        for step in range(loop.schedule.steps_per_epoch):
+            loop.train_step(1, step, None)
+        return loop.model.state_dict(), len(runs)
+
+    kept, runs_kept = train_epoch(repeat=True)
+    every, runs_every = train_epoch(repeat=False)
+    assert all(torch.equal(kept[k], every[k]) for k in kept)
+    # per chunk, the 2 later steps of layers 1 and 2 would run layer 0 on each of 3 micro-batches
+    assert runs_every - runs_kept == 2 * 2 * 2 * 3
+
+
+@pytest.mark.parametrize("kind, fields", ARCHITECTURES)
+def test_micro_batches_give_the_step_of_the_whole_batch(kind, fields, fake_mnist, tmp_path):
+    """optim.micro_batch: the gradients of the parts, weighted by their share, are the whole batch's
+    (up to rounding), for the losses the model backpropagates itself and the ones the loop does."""
+    negatives = {} if kind == "competitive" else {"negatives": "all"}  # the same negatives however split
+    states = []
+    for micro in (0, 16):  # 50 images: 16, 16, 16, 2
+        torch.manual_seed(0)
+        cfg = small_config(fake_mnist, model={"kind": kind, "peer_lambda": 0.0, **fields},
+                           objective={"predict": "softmax", **negatives}, optim={"micro_batch": micro})
+        data = data_mod.load(cfg.data)
+        model = build_model(cfg, data.shape, data.num_classes)
+        loop = Loop(cfg, model, data, torch.device("cpu"), tmp_path / str(micro), None)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        order = loop.schedule.order(loop.generator)
+        for step in range(3):
+            losses, stats = loop.train_step(1, step, order)
+        states.append(model.state_dict())
+    whole, parts = states
+    assert any(not torch.equal(whole[k], before[k]) for k in whole)
+    for k in whole:
+        torch.testing.assert_close(parts[k], whole[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert set(losses) == set(model.loss_names) and all(v.dim() == 0 for v in losses.values())
+
+
+def test_micro_batches_are_refused_where_a_loss_reads_the_whole_batch():
+    for model, why in (({"norm": "batchnorm", "peer_lambda": 0.0}, "model.norm = batchnorm"),
+                       ({"peer_lambda": 0.03}, "peer normalisation")):
+        with pytest.raises(FFError, match=f"optim.micro_batch splits each step.*{why}"):
+            small_config(model=model, optim={"micro_batch": 10})
+    with pytest.raises(FFError, match="optim.micro_batch must be not negative"):
+        small_config(optim={"micro_batch": -1})
+
+
 def test_greedy_run_with_every_feature_on_learns_and_resumes_mid_epoch(fake_mnist, tmp_path):
     cfg = small_config(fake_mnist, model={"blackbox": "quantize", "blackbox_strength": 4, "peer_lambda": 0.03},
                        objective={"negatives": "hard"}, data={"jitter": 1},

@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 
 from forward_forward import runs
-from forward_forward.config import from_dict
+from forward_forward.config import from_dict, merge
 from forward_forward.errors import FFError
 from forward_forward.train import train
 from tests.conftest import small_config
@@ -73,9 +73,16 @@ def config(fake_mnist):
 
 
 @pytest.mark.slow
-def test_two_processes_on_half_batches_give_the_weights_of_one_on_whole_batches(fake_mnist, tmp_path):
+@pytest.mark.parametrize("micro_batch", [0, 10])
+def test_two_processes_on_half_batches_give_the_weights_of_one_on_whole_batches(micro_batch, fake_mnist, tmp_path):
+    """With micro-batches too (shards of 25 in parts of 10, 10 and 5): each rank accumulates its own and
+    the ranks average once a step."""
     cfg = config(fake_mnist)
+    if micro_batch:  # peer normalisation reads the whole batch: refused with micro-batches
+        cfg = merge(cfg, {"model": {"peer_lambda": 0.0}})
     one = train(cfg, tmp_path / "one")
+    if micro_batch:
+        cfg = merge(cfg, {"optim": {"micro_batch": micro_batch}})
     assert _run(2, cfg, tmp_path / "two") == [0, 0]
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["test_error"] == one["test_error"]

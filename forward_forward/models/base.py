@@ -123,13 +123,17 @@ class LayerLosses(nn.Module):
     # layer's loss is then backpropagated as soon as it is computed, which frees that layer's graph and
     # tensors before the next layer runs, so a step's memory does not grow with depth
     release_graphs = False
+    # set by the loop with optim.micro_batch: this micro-batch's share of the step's images, which weights
+    # the gradients released here as the loop weights the ones it backpropagates
+    loss_scale = 1.0
 
     def release(self, loss: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """`loss` backpropagated now and returned detached under release_graphs; else as it is."""
+        """`loss` backpropagated now (weighted by `loss_scale`) and returned detached, unweighted, under
+        release_graphs; else as it is."""
         if not (self.release_graphs and loss.requires_grad):
             return loss
         with torch.autocast(like.device.type, enabled=False):  # the backward the loop would run, outside autocast
-            loss.backward()
+            (loss if self.loss_scale == 1 else loss * self.loss_scale).backward()
         return loss.detach()
 
     def _add_readout(self, model: ModelConfig, objective: ObjectiveConfig, num_classes: int) -> None:

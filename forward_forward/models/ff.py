@@ -28,13 +28,15 @@ from .base import LayerLosses, accept_legacy_keys, check_batch, readout_features
 
 class FFNetwork(LayerLosses):
     _repeat_key: Hashable | None = None
-    _repeated: tuple[Hashable, torch.Tensor] | None = None  # (key and layer, what the layer read)
+    # inputs kept at once (see repeat_key): the loop keeps one per micro-batch of a step (optim.micro_batch)
+    repeat_slots = 1
 
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
         super().__init__()
         self.num_classes, self.data_shape = num_classes, tuple(data_shape)
         self.objective = objective
+        self._repeated: dict[Hashable, torch.Tensor] = {}  # (key, layer) -> what the layer read, oldest first
         self.negatives = NEGATIVES[objective.negatives](objective, num_classes, data_shape)
         # auto is resolved against the data by train(); built directly, an image gets pixels
         first_layer = per_layer(model, "layer")[0]
@@ -284,9 +286,12 @@ class FFNetwork(LayerLosses):
         if start and any(getattr(m, "track_running_stats", False) for m in self.stack.layers[:start].modules()):
             start = 0
         if start:  # the frozen layers below the trained one ran on these inputs in an earlier step
-            if self._repeated is None or self._repeated[0] != (self._repeat_key, start):
-                self._repeated = ((self._repeat_key, start), self.stack.input_of(start, x))
-            x = self._repeated[1]
+            entry = (self._repeat_key, start)
+            if entry not in self._repeated:
+                while len(self._repeated) >= self.repeat_slots:  # the oldest goes
+                    del self._repeated[next(iter(self._repeated))]
+                self._repeated[entry] = self.stack.input_of(start, x)
+            x = self._repeated[entry]
         self.stack(x, upto=upto, start=start,  # (P + N, ...): one matmul per layer for both
                    frozen=frozenset(range(upto)) - set(trained), each=settle, keep=False,
                    recall=fast_weights.recall_for(self.fast, copies=2))  # memory: the positives
@@ -296,14 +301,15 @@ class FFNetwork(LayerLosses):
     def repeat_key(self) -> Hashable | None:
         """Set by the training loop before each step: steps with the same key feed their one trained
         layer the same input (a greedy schedule that draws negatives once per chunk), so the frozen
-        layers below it run once per key, not once per step. None (the default) keeps nothing."""
+        layers below it run once per key, not once per step. The inputs of the last `repeat_slots` keys
+        are kept (a step split into micro-batches has a key for each). None (the default) keeps nothing."""
         return self._repeat_key
 
     @repeat_key.setter
     def repeat_key(self, key: Hashable | None) -> None:
         self._repeat_key = key
         if key is None:
-            self._repeated = None
+            self._repeated.clear()
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, active: frozenset[str] | None = None,
                 phase: str = "both") -> tuple[dict[str, torch.Tensor], dict]:

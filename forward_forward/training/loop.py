@@ -7,9 +7,10 @@ uses; the loop is the same for all of them, and so are checkpoints, resume and C
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, cast
+from typing import TYPE_CHECKING, Hashable, Iterator, cast
 
 import torch
 from tqdm import tqdm
@@ -51,6 +52,8 @@ class Loop:
                                            some_losses_idle=bool(cfg.optim.greedy_steps or cfg.optim.phase_steps))
         if self.step_model is model and hasattr(model, "release_graphs"):
             model.release_graphs = True  # each layer's loss backpropagated as soon as it is computed
+        if hasattr(model, "repeat_slots") and cfg.optim.micro_batch:  # a kept input per micro-batch of a chunk
+            model.repeat_slots = math.ceil(cfg.optim.chunk_size / cfg.optim.micro_batch)
         total_steps = self.schedule.steps_per_epoch * cfg.optim.epochs
         self.optimizer, self.scheduler = build_optimizer(cfg, model, total_steps)
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
@@ -95,8 +98,7 @@ class Loop:
         index, active, phase = self.schedule.step(epoch, step, order)
         images, labels = self.train.images[index], self.train.labels[index]
         seed = self.schedule.seed(epoch, step)
-        if hasattr(self.model, "repeat_key"):
-            self.model.repeat_key = self.schedule.repeat_key(epoch, step)
+        key = self.schedule.repeat_key(epoch, step)
         self.optimizer.zero_grad(set_to_none=True)  # before the forward pass, which may backpropagate already
         with _own_random_stream(self.device, seed) if seed is not None else contextlib.nullcontext():
             generator = self.generator if seed is None else torch.Generator().manual_seed(seed)
@@ -107,17 +109,47 @@ class Loop:
             # data-parallel: this rank's slice, taken after the whole batch was augmented, so every
             # image gets its own shift and flip whatever its rank
             images, labels = self.sharded.shard(images), self.sharded.shard(labels)
-            with autocast(self.cfg, self.device):
-                if self.stage is not None:
+            if self.stage is not None:
+                with autocast(self.cfg, self.device):
                     losses, stats = self.stage.step(images, labels)
-                else:
-                    losses, stats = self.step_model(images, labels, active=active, phase=phase)
-        total = cast(torch.Tensor, sum(losses.values()))  # what the model has not backpropagated itself
-        if total.requires_grad:
-            total.backward()
+                _backward(losses, 1.0)
+            else:
+                losses, stats = self.accumulate(images, labels, active, phase, key)
         self.optimizer.step()
         self.scheduler.step()
         distributed.average_buffers(cast(torch.nn.Module, self.model), self.sharded)
+        return losses, stats
+
+    def accumulate(self, images: torch.Tensor, labels: torch.Tensor, active: frozenset[str], phase: str,
+                   key: Hashable | None) -> tuple[dict, dict]:
+        """The step's gradients, summed over its micro-batches (optim.micro_batch; one when 0), each
+        loss weighted by its micro-batch's share of the images: the whole batch's gradient, in pieces
+        whose activities stay small. Returns the losses and statistics of the whole batch."""
+        size = self.cfg.optim.micro_batch or len(images)
+        parts = [slice(start, start + size) for start in range(0, len(images), size)]
+        losses: dict[str, torch.Tensor] = {}
+        stats: dict[str, dict] = {}
+        for i, part in enumerate(parts):
+            share = (min(part.stop, len(images)) - part.start) / len(images)
+            if hasattr(self.model, "repeat_key"):  # one key per micro-batch: each has its own input
+                self.model.repeat_key = key if key is None or len(parts) == 1 else (key, i)
+            if hasattr(self.model, "loss_scale"):
+                self.model.loss_scale = share
+            last = i == len(parts) - 1
+            # data-parallel: the gradients are averaged over the ranks once, after the last micro-batch
+            no_sync = getattr(self.step_model, "no_sync", None)
+            with no_sync() if no_sync is not None and not last else contextlib.nullcontext():
+                with autocast(self.cfg, self.device):
+                    part_losses, part_stats = self.step_model(images[part], labels[part], active=active, phase=phase)
+                _backward(part_losses, share)
+            if len(parts) == 1:
+                return part_losses, part_stats
+            for name, loss in part_losses.items():
+                losses[name] = losses.get(name, 0.0) + share * loss.detach()
+            for name, group in part_stats.items():
+                mine = stats.setdefault(name, {})
+                for stat, value in group.items():
+                    mine[stat] = mine.get(stat, 0.0) + share * value
         return losses, stats
 
     def end_epoch(self, epoch: int, meter: Meter, step_seconds: float) -> None:
@@ -186,6 +218,13 @@ def text_epoch(model: Network, corpus: Corpus, way: str, batch_size: int, run_di
             "val_free_error": 1 - got[f"free_acc_{way}"]}
 
 
+def _backward(losses: dict[str, torch.Tensor], share: float) -> None:
+    """Backpropagate what the model has not backpropagated itself, weighted by `share` of the batch."""
+    total = cast(torch.Tensor, sum(losses.values()))
+    if total.requires_grad:
+        (total if share == 1 else total * share).backward()
+
+
 @contextlib.contextmanager
 def _own_random_stream(device: torch.device, seed: int | None = None) -> Iterator[None]:
     """Random draws inside (negatives, noise) leave the run's own streams as they were; from `seed` if given."""
@@ -234,4 +273,6 @@ def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_d
                 model.release_graphs = False
             if hasattr(model, "repeat_key"):  # and keeps no input of a training step
                 model.repeat_key = None
+            if hasattr(model, "loss_scale"):
+                model.loss_scale = 1.0
     return loop.position
