@@ -211,8 +211,26 @@ def test_micro_batches_are_refused_where_a_loss_reads_the_whole_batch():
                        ({"peer_lambda": 0.03}, "peer normalisation")):
         with pytest.raises(FFError, match=f"optim.micro_batch splits each step.*{why}"):
             small_config(model=model, optim={"micro_batch": 10})
+    for objective, why in (({"negatives": "generated"}, "refits once per pass"),
+                           ({"negatives": "hybrid", "predict": "softmax"}, "a micro-batch of one image")):
+        with pytest.raises(FFError, match=f"optim.micro_batch splits each step.*{why}"):
+            small_config(model={"peer_lambda": 0.0}, objective=objective, optim={"micro_batch": 1})
     with pytest.raises(FFError, match="optim.micro_batch must be not negative"):
         small_config(optim={"micro_batch": -1})
+
+
+def test_a_micro_batch_never_holds_one_image_alone(fake_mnist, tmp_path, monkeypatch):
+    """A hybrid negative mixes two images of its micro-batch: a lone last image joins the one before."""
+    cfg = small_config(fake_mnist, model={"peer_lambda": 0.0}, objective={"negatives": "hybrid", "predict": "softmax"},
+                       optim={"micro_batch": 7})  # batches of 50: 7 x 7 and a lone 50th
+    data = data_mod.load(cfg.data)
+    loop = Loop(cfg, build_model(cfg, data.shape, data.num_classes), data, torch.device("cpu"), tmp_path, None)
+    sizes = []
+    model_step = loop.step_model
+    monkeypatch.setattr(loop, "step_model", lambda images, labels, **kw: sizes.append(len(images))
+                        or model_step(images, labels, **kw))
+    loop.train_step(1, 0, loop.schedule.order(loop.generator))
+    assert sizes == [7] * 6 + [8]
 
 
 def test_greedy_run_with_every_feature_on_learns_and_resumes_mid_epoch(fake_mnist, tmp_path):

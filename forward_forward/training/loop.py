@@ -127,6 +127,8 @@ class Loop:
         whose activities stay small. Returns the losses and statistics of the whole batch."""
         size = self.cfg.optim.micro_batch or len(images)
         parts = [slice(start, start + size) for start in range(0, len(images), size)]
+        if len(parts) > 1 and len(images) - parts[-1].start == 1:  # no lone image: a hybrid mixes two
+            parts[-2:] = [slice(parts[-2].start, len(images))]
         losses: dict[str, torch.Tensor] = {}
         stats: dict[str, dict] = {}
         for i, part in enumerate(parts):
