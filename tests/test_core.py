@@ -123,14 +123,16 @@ def test_greedy_negatives_fresh_every_step_or_once_per_chunk(fake_mnist, tmp_pat
     assert not torch.equal(drawn[0], drawn[3])  # the next chunk's images get their own
 
 
-@pytest.mark.parametrize("norm", ["l2", "batchnorm"])
-def test_greedy_steps_that_repeat_their_inputs_run_the_frozen_layers_once(fake_mnist, tmp_path, monkeypatch, norm):
+@pytest.mark.parametrize("norm, negatives", [("l2", "random"), ("batchnorm", "random"), ("l2", "hard")])
+def test_greedy_steps_that_repeat_their_inputs_run_the_frozen_layers_once(fake_mnist, tmp_path, monkeypatch, norm,
+                                                                          negatives):
     """With negatives drawn once per chunk, a layer's steps on one chunk all read the same input: the
     layers below it run once for the block, and training ends exactly where running them every step
     ends (jitter and a noisy black box included, whose draws repeat with the chunk's seed). Under
-    batchnorm, whose running statistics move on every pass, the frozen layers still run every step."""
+    batchnorm, whose running statistics move on every pass, the frozen layers still run every step; so
+    they do for hard negatives, which the readout's pass through the trained layer draws anew each step."""
     sections = dict(model={"hidden": [32, 32, 32], "blackbox": "noise", "blackbox_strength": 0.1, "norm": norm},
-                    objective={"negatives": "random"}, data={"jitter": 1},
+                    objective={"negatives": negatives}, data={"jitter": 1},
                     optim={"greedy_negatives": "chunk", "greedy_steps": 3})
 
     def train_epoch(repeat: bool):
@@ -151,7 +153,7 @@ def test_greedy_steps_that_repeat_their_inputs_run_the_frozen_layers_once(fake_m
     assert kept.keys() == every.keys() and all(torch.equal(kept[k], every[k]) for k in kept)
     # per chunk of 500: 3 steps of each of layers 0-2 run layer 0 (the readout's pass aside); kept, the
     # steps of layers 1 and 2 run it once each
-    assert runs_every - runs_kept == (2 * 2 * (3 - 1) if norm == "l2" else 0)
+    assert runs_every - runs_kept == (2 * 2 * (3 - 1) if (norm, negatives) == ("l2", "random") else 0)
 
 
 def test_greedy_micro_batches_keep_one_input_each_and_train_as_the_whole_chunk(fake_mnist, tmp_path, monkeypatch):

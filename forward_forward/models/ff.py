@@ -280,7 +280,9 @@ class FFNetwork(LayerLosses):
             loss, stats[f"layer{i}"] = self.layer_objective(i, z, y, batch)
             losses[f"layer{i}"] = self.release(loss, y)
 
-        repeats = self._repeat_key is not None and len(trained) == 1 and not keep and self.fast is None
+        # hard negatives are drawn from the readout's pass through the trained layer: new inputs every step
+        repeats = (self._repeat_key is not None and len(trained) == 1 and not keep and self.fast is None
+                   and not self.negatives.needs_probs)
         start = trained[0] if repeats else 0
         # batchnorm's running statistics move on every pass of a frozen layer: those layers run every step
         if start and any(getattr(m, "track_running_stats", False) for m in self.stack.layers[:start].modules()):
