@@ -9,9 +9,14 @@ in all and without the weights, their gradients and the optimiser state (which e
 alike): "working memory", what training needs beyond the model (on a GPU, the gradients stay in
 it). FF is measured as `ff train` runs it on one process, each layer's loss backpropagated as soon
 as the layer has run. RSS would count the allocator's cached pages and the interpreter, not
-tensors. Last line: one JSON object.
+tensors. A step's time is the median of three unprofiled steps.
+
+Then the same three ways for a conv net (`--conv-preset`, the conv-fashion net by default: FF is the
+preset's own model kind, channel-wise competitive). `--plot` draws the MLP rows against depth. Last
+line: one JSON object.
 
     python benchmarks/memory.py [--depths 2 4 8 16 32] [--width 1000] [--batch 1000] [--device cpu]
+        [--conv-preset conv-fashion] [--conv-batch 128] [--plot docs/figures/memory.png]
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 import warnings
@@ -30,6 +36,7 @@ from torch.utils.checkpoint import checkpoint
 
 from forward_forward import presets
 from forward_forward.config import merge
+from forward_forward.data import IMAGE_SHAPES, NUM_CLASSES
 from forward_forward.models import build_model
 from forward_forward.stack import LayerStack
 from forward_forward.training.optim import build_optimizer
@@ -44,8 +51,8 @@ def checkpointed(stack: LayerStack) -> None:
     pass instead of kept (torch.utils.checkpoint), so only the layer boundaries stay."""
     plain = stack._layer
 
-    def layer(i, x, detach):
-        y = checkpoint(plain, i, x, detach, use_reentrant=False)[1]
+    def layer(i, x, detach, recall=None):
+        y = checkpoint(plain, i, x, detach, recall, use_reentrant=False)[1]
         return y, y  # the pre-activation is not kept beside the activity: only the boundary stays
 
     stack._layer = layer  # type: ignore[method-assign]
@@ -63,6 +70,15 @@ def step(model, optimizer, images, labels) -> None:
     optimizer.step()
 
 
+TIMED_STEPS = 3  # a step's time is the median of these (CPU)
+
+
+def timed(run) -> float:
+    tick = time.perf_counter()
+    run()
+    return time.perf_counter() - tick
+
+
 def peak_bytes(model, optimizer, images, labels, device) -> tuple[int, int, float]:
     """(peak of all tensors, peak without the model's state, seconds) of one training step."""
     step(model, optimizer, images, labels)  # the optimiser's state exists from here on
@@ -77,9 +93,7 @@ def peak_bytes(model, optimizer, images, labels, device) -> tuple[int, int, floa
         seconds = time.perf_counter() - tick
         peak = torch.cuda.max_memory_allocated()
         return peak, peak - base, seconds
-    tick = time.perf_counter()
-    step(model, optimizer, images, labels)
-    seconds = time.perf_counter() - tick
+    seconds = statistics.median(timed(lambda: step(model, optimizer, images, labels)) for _ in range(TIMED_STEPS))
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
         step(model, optimizer, images, labels)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
@@ -94,17 +108,73 @@ def peak_bytes(model, optimizer, images, labels, device) -> tuple[int, int, floa
     return total, working, seconds
 
 
+def measure(cfg, method: str, batch: int, device: torch.device) -> dict:
+    """One method's row: a model of `cfg` on random images of the data's shape, `batch` a step."""
+    torch.manual_seed(0)
+    shape = IMAGE_SHAPES[cfg.data.dataset]
+    model = build_model(cfg, shape, NUM_CLASSES[cfg.data.dataset]).to(device)
+    if method == "backprop+checkpointing":
+        checkpointed(model.stack)
+    if method.startswith("ff"):
+        model.release_graphs = True  # as the loop sets it for a model it does not wrap in DDP
+    optimizer, _ = build_optimizer(cfg, model, total_steps=10)
+    images = torch.rand(batch, *shape, device=device)
+    labels = torch.randint(0, NUM_CLASSES[cfg.data.dataset], (batch,), device=device)
+    total, working, seconds = peak_bytes(model, optimizer, images, labels, device)
+    return {"method": method, "peak_mib": round(total / 2**20, 1), "working_mib": round(working / 2**20, 1),
+            "step_s": round(seconds, 4)}
+
+
+def show(name: str, row: dict) -> None:
+    print(f"{name:14s} {row['method']:24s} peak {row['peak_mib']:8.1f} MiB, working {row['working_mib']:7.1f} MiB, "
+          f"step {1e3 * row['step_s']:7.1f} ms", flush=True)
+
+
+def plot(rows: list[dict], path: str) -> None:
+    """Working memory and step time against depth, one line per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(10, 4))
+    for method in MLP_METHODS:
+        mine = [r for r in rows if r["method"] == method]
+        depths = [r["depth"] for r in mine]
+        ax_mem.plot(depths, [r["working_mib"] for r in mine], "o-", label=method)
+        ax_time.plot(depths, [1e3 * r["step_s"] for r in mine], "o-", label=method)
+    for ax, what in ((ax_mem, "working memory of a step (MiB)"), (ax_time, "time of a step (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({r["depth"] for r in rows}), [str(d) for d in sorted({r["depth"] for r in rows})])
+        ax.set_yscale("log")
+        ax.set_xlabel("hidden layers")
+        ax.set_ylabel(what)
+        ax.grid(True, which="both", alpha=0.3)
+    ax_mem.legend()
+    fig.suptitle("One training step of the same MLP at each depth")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}", flush=True)
+
+
+MLP_METHODS = ("ff", "ff, no readout", "backprop", "backprop+checkpointing")
+CONV_METHODS = ("ff", "backprop", "backprop+checkpointing")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--depths", type=int, nargs="+", default=[2, 4, 8, 16, 32])
     p.add_argument("--width", type=int, default=1000)
     p.add_argument("--batch", type=int, default=1000)
+    p.add_argument("--conv-preset", default="conv-fashion", help="the conv net measured after the MLPs ('' for none)")
+    p.add_argument("--conv-batch", type=int, default=128)
+    p.add_argument("--plot", default="", help="write the MLP rows' memory and time against depth to this image")
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     device = torch.device(args.device)
     rows = []
     for depth in args.depths:
-        for method in ("ff", "ff, no readout", "backprop", "backprop+checkpointing"):
+        for method in MLP_METHODS:
             # the quick preset's recipe (random negatives: no readout pass needed for them), fp32
             ff = method.startswith("ff")
             overrides = {"model": {"hidden": [args.width] * depth, "kind": "ff" if ff else "backprop",
@@ -112,34 +182,39 @@ def main() -> None:
                          "objective": {"negatives": "random", "predict": "softmax" if method != "ff, no readout"
                                        else "goodness"},
                          "optim": {"batch_size": args.batch}, "run": {"precision": "fp32"}}
-            cfg = merge(presets.preset("quick"), overrides)
-            torch.manual_seed(0)
-            model = build_model(cfg, (1, 28, 28), 10).to(device)
-            if method == "backprop+checkpointing":
-                checkpointed(model.stack)
-            if ff:
-                model.release_graphs = True  # as the loop sets it for a model it does not wrap in DDP
-            optimizer, _ = build_optimizer(cfg, model, total_steps=10)
-            images = torch.rand(args.batch, 1, 28, 28, device=device)
-            labels = torch.randint(0, 10, (args.batch,), device=device)
-            total, working, seconds = peak_bytes(model, optimizer, images, labels, device)
-            rows.append({"depth": depth, "method": method, "peak_mib": round(total / 2**20, 1),
-                         "working_mib": round(working / 2**20, 1), "step_s": round(seconds, 4)})
-            r = rows[-1]
-            print(f"depth {depth:2d} {method:24s} peak {r['peak_mib']:8.1f} MiB, working {r['working_mib']:7.1f} MiB, "
-                  f"step {1e3 * r['step_s']:7.1f} ms", flush=True)
+            rows.append({"depth": depth, **measure(merge(presets.preset("quick"), overrides), method, args.batch,
+                                                   device)})
+            show(f"depth {depth}", rows[-1])
+    conv_rows = []
+    for method in CONV_METHODS if args.conv_preset else ():
+        # the preset's net as it trains (FF: its own model kind), and its twin, fp32
+        conv = presets.preset(args.conv_preset)
+        overrides = {"optim": {"batch_size": args.conv_batch}, "run": {"precision": "fp32"}}
+        if not method.startswith("ff"):
+            overrides.update({"model": {"kind": "backprop"}, "objective": {"predict": "softmax"}})
+        conv_rows.append(measure(merge(conv, overrides), method, args.conv_batch, device))
+        show(args.conv_preset, conv_rows[-1])
+    if args.plot:
+        plot(rows, args.plot)
 
-    def working(depth: int, method: str) -> float:
-        return next(r["working_mib"] for r in rows if (r["depth"], r["method"]) == (depth, method))
+    def working(of: list[dict], method: str, depth: int | None = None) -> float:
+        return next(r["working_mib"] for r in of if r["method"] == method and r.get("depth") == depth)
 
     deepest, shallowest = max(args.depths), min(args.depths)
     result = {"device": str(device), "width": args.width, "batch": args.batch, "rows": rows,
-              "ff_working_growth": round(working(deepest, "ff") / working(shallowest, "ff"), 3),
-              "ff_no_readout_working_growth":
-                  round(working(deepest, "ff, no readout") / working(shallowest, "ff, no readout"), 3),
-              "ff_over_backprop_working_at_deepest": round(working(deepest, "ff") / working(deepest, "backprop"), 3),
+              "ff_working_growth": round(working(rows, "ff", deepest) / working(rows, "ff", shallowest), 3),
+              "ff_no_readout_working_growth": round(working(rows, "ff, no readout", deepest)
+                                                    / working(rows, "ff, no readout", shallowest), 3),
+              "ff_over_backprop_working_at_deepest":
+                  round(working(rows, "ff", deepest) / working(rows, "backprop", deepest), 3),
               "ff_over_checkpointing_working_at_deepest":
-                  round(working(deepest, "ff") / working(deepest, "backprop+checkpointing"), 3)}
+                  round(working(rows, "ff", deepest) / working(rows, "backprop+checkpointing", deepest), 3)}
+    if conv_rows:
+        result.update({"conv_preset": args.conv_preset, "conv_batch": args.conv_batch, "conv_rows": conv_rows,
+                       "conv_ff_over_backprop_working": round(working(conv_rows, "ff") / working(conv_rows, "backprop"),
+                                                              3),
+                       "conv_ff_over_checkpointing_working":
+                           round(working(conv_rows, "ff") / working(conv_rows, "backprop+checkpointing"), 3)})
     print(json.dumps(result))
 
 
