@@ -91,6 +91,14 @@ def test_hinton_preset_is_the_matlab_recipe():
     assert cfg.optim.epochs == 60 and cfg.optim.batch_size == 100
 
 
+def test_hinton_jitter_is_hinton_mnist_on_jittered_images_for_500_epochs():
+    jitter, plain = presets.preset("hinton-jitter").to_dict(), presets.preset("hinton-mnist").to_dict()
+    changed = {f"{section}.{key}" for section in plain for key in plain[section]
+               if jitter[section][key] != plain[section][key]}
+    assert changed == {"data.jitter", "optim.epochs"}
+    assert (jitter["data"]["jitter"], jitter["optim"]["epochs"]) == (2, 500)
+
+
 def test_every_preset_has_a_description_and_prints_as_toml_that_reads_back(tmp_path, capsys):
     from forward_forward.cli import main
 
