@@ -13,10 +13,11 @@ tensors. A step's time is the median of three unprofiled steps.
 
 Then the same three ways for a conv net (`--conv-preset`, the conv-fashion net by default: FF is the
 preset's own model kind, channel-wise competitive). `--plot` draws the MLP rows against depth. Last
-line: one JSON object.
+line: one JSON object. `--micro-batch N` adds FF and backprop with each step's batch taken N images at
+a time (`optim.micro_batch`: gradient accumulation), peer normalisation off.
 
     python benchmarks/memory.py [--depths 2 4 8 16 32] [--width 1000] [--batch 1000] [--device cpu]
-        [--conv-preset conv-fashion] [--conv-batch 128] [--plot docs/figures/memory.png]
+        [--conv-preset conv-fashion] [--conv-batch 128] [--micro-batch 250] [--plot docs/figures/memory.png]
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from forward_forward.config import merge
 from forward_forward.data import IMAGE_SHAPES, NUM_CLASSES
 from forward_forward.models import build_model
 from forward_forward.stack import LayerStack
+from forward_forward.training.loop import accumulate
 from forward_forward.training.optim import build_optimizer
 
 # the columns of export_memory_timeline that hold the model's state: its index of each category, plus one
@@ -58,15 +60,12 @@ def checkpointed(stack: LayerStack) -> None:
     stack._layer = layer  # type: ignore[method-assign]
 
 
-def step(model, optimizer, images, labels) -> None:
+def step(model, optimizer, images, labels, cfg) -> None:
     """A training step as `training.loop.Loop.train_step` takes it: gradients freed (set to None), the
     forward pass (where an FF network backpropagates each layer's loss as soon as it has it), the
-    backward pass of what is left, the optimiser's step."""
+    backward pass of what is left, for each micro-batch with optim.micro_batch; the optimiser's step."""
     optimizer.zero_grad(set_to_none=True)
-    losses, _ = model(images, labels)
-    total = sum(losses.values())
-    if total.requires_grad:
-        total.backward()
+    accumulate(model, images, labels, cfg, images.device)
     optimizer.step()
 
 
@@ -79,23 +78,23 @@ def timed(run) -> float:
     return time.perf_counter() - tick
 
 
-def peak_bytes(model, optimizer, images, labels, device) -> tuple[int, int, float]:
+def peak_bytes(model, optimizer, images, labels, cfg, device) -> tuple[int, int, float]:
     """(peak of all tensors, peak without the model's state, seconds) of one training step."""
-    step(model, optimizer, images, labels)  # the optimiser's state exists from here on
+    step(model, optimizer, images, labels, cfg)  # the optimiser's state exists from here on
     if device.type == "cuda":  # working: above the weights and optimiser state, gradients included
         optimizer.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         tick = time.perf_counter()
-        step(model, optimizer, images, labels)
+        step(model, optimizer, images, labels, cfg)
         torch.cuda.synchronize()
         seconds = time.perf_counter() - tick
         peak = torch.cuda.max_memory_allocated()
         return peak, peak - base, seconds
-    seconds = statistics.median(timed(lambda: step(model, optimizer, images, labels)) for _ in range(TIMED_STEPS))
+    seconds = statistics.median(timed(lambda: step(model, optimizer, images, labels, cfg)) for _ in range(TIMED_STEPS))
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
-        step(model, optimizer, images, labels)
+        step(model, optimizer, images, labels, cfg)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # deprecated for CUDA snapshots; the CPU has no other
         path = os.path.join(tmp, "timeline.json")
@@ -120,7 +119,7 @@ def measure(cfg, method: str, batch: int, device: torch.device) -> dict:
     optimizer, _ = build_optimizer(cfg, model, total_steps=10)
     images = torch.rand(batch, *shape, device=device)
     labels = torch.randint(0, NUM_CLASSES[cfg.data.dataset], (batch,), device=device)
-    total, working, seconds = peak_bytes(model, optimizer, images, labels, device)
+    total, working, seconds = peak_bytes(model, optimizer, images, labels, cfg, device)
     return {"method": method, "peak_mib": round(total / 2**20, 1), "working_mib": round(working / 2**20, 1),
             "step_s": round(seconds, 4)}
 
@@ -138,7 +137,7 @@ def plot(rows: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(10, 4))
-    for method in MLP_METHODS:
+    for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
         depths = [r["depth"] for r in mine]
         ax_mem.plot(depths, [r["working_mib"] for r in mine], "o-", label=method)
@@ -158,6 +157,7 @@ def plot(rows: list[dict], path: str) -> None:
 
 
 MLP_METHODS = ("ff", "ff, no readout", "backprop", "backprop+checkpointing")
+MICRO_METHODS = ("ff, micro-batches", "backprop, micro-batches")  # with --micro-batch
 CONV_METHODS = ("ff", "backprop", "backprop+checkpointing")
 
 
@@ -169,12 +169,15 @@ def main() -> None:
     p.add_argument("--conv-preset", default="conv-fashion", help="the conv net measured after the MLPs ('' for none)")
     p.add_argument("--conv-batch", type=int, default=128)
     p.add_argument("--plot", default="", help="write the MLP rows' memory and time against depth to this image")
+    p.add_argument("--micro-batch", type=int, default=0,
+                   help="also FF and backprop with the batch in micro-batches of this many images (accumulation)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     device = torch.device(args.device)
     rows = []
+    methods = MLP_METHODS + (MICRO_METHODS if args.micro_batch else ())
     for depth in args.depths:
-        for method in MLP_METHODS:
+        for method in methods:
             # the quick preset's recipe (random negatives: no readout pass needed for them), fp32
             ff = method.startswith("ff")
             overrides = {"model": {"hidden": [args.width] * depth, "kind": "ff" if ff else "backprop",
@@ -182,6 +185,9 @@ def main() -> None:
                          "objective": {"negatives": "random", "predict": "softmax" if method != "ff, no readout"
                                        else "goodness"},
                          "optim": {"batch_size": args.batch}, "run": {"precision": "fp32"}}
+            if method in MICRO_METHODS:  # peer normalisation reads the whole batch: off (it holds one vector)
+                overrides["optim"]["micro_batch"] = args.micro_batch
+                overrides["model"]["peer_lambda"] = 0.0
             rows.append({"depth": depth, **measure(merge(presets.preset("quick"), overrides), method, args.batch,
                                                    device)})
             show(f"depth {depth}", rows[-1])
@@ -209,6 +215,11 @@ def main() -> None:
                   round(working(rows, "ff", deepest) / working(rows, "backprop", deepest), 3),
               "ff_over_checkpointing_working_at_deepest":
                   round(working(rows, "ff", deepest) / working(rows, "backprop+checkpointing", deepest), 3)}
+    if args.micro_batch:
+        result.update({"micro_batch": args.micro_batch,
+                       "ff_over_backprop_working_at_deepest_in_micro_batches":
+                           round(working(rows, "ff, micro-batches", deepest)
+                                 / working(rows, "backprop, micro-batches", deepest), 3)})
     if conv_rows:
         result.update({"conv_preset": args.conv_preset, "conv_batch": args.conv_batch, "conv_rows": conv_rows,
                        "conv_ff_over_backprop_working": round(working(conv_rows, "ff") / working(conv_rows, "backprop"),

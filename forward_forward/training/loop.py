@@ -114,44 +114,11 @@ class Loop:
                     losses, stats = self.stage.step(images, labels)
                 _backward(losses, 1.0)
             else:
-                losses, stats = self.accumulate(images, labels, active, phase, key)
+                losses, stats = accumulate(self.model, images, labels, self.cfg, self.device,
+                                           step_model=self.step_model, active=active, phase=phase, key=key)
         self.optimizer.step()
         self.scheduler.step()
         distributed.average_buffers(cast(torch.nn.Module, self.model), self.sharded)
-        return losses, stats
-
-    def accumulate(self, images: torch.Tensor, labels: torch.Tensor, active: frozenset[str], phase: str,
-                   key: Hashable | None) -> tuple[dict, dict]:
-        """The step's gradients, summed over its micro-batches (optim.micro_batch; one when 0), each
-        loss weighted by its micro-batch's share of the images: the whole batch's gradient, in pieces
-        whose activities stay small. Returns the losses and statistics of the whole batch."""
-        size = self.cfg.optim.micro_batch or len(images)
-        parts = [slice(start, start + size) for start in range(0, len(images), size)]
-        if len(parts) > 1 and len(images) - parts[-1].start == 1:  # no lone image: a hybrid mixes two
-            parts[-2:] = [slice(parts[-2].start, len(images))]
-        losses: dict[str, torch.Tensor] = {}
-        stats: dict[str, dict] = {}
-        for i, part in enumerate(parts):
-            share = (min(part.stop, len(images)) - part.start) / len(images)
-            if hasattr(self.model, "repeat_key"):  # one key per micro-batch: each has its own input
-                self.model.repeat_key = key if key is None or len(parts) == 1 else (key, i)
-            if hasattr(self.model, "loss_scale"):
-                self.model.loss_scale = share
-            last = i == len(parts) - 1
-            # data-parallel: the gradients are averaged over the ranks once, after the last micro-batch
-            no_sync = getattr(self.step_model, "no_sync", None)
-            with no_sync() if no_sync is not None and not last else contextlib.nullcontext():
-                with autocast(self.cfg, self.device):
-                    part_losses, part_stats = self.step_model(images[part], labels[part], active=active, phase=phase)
-                _backward(part_losses, share)
-            if len(parts) == 1:
-                return part_losses, part_stats
-            for name, loss in part_losses.items():
-                losses[name] = losses.get(name, 0.0) + share * loss.detach()
-            for name, group in part_stats.items():
-                mine = stats.setdefault(name, {})
-                for stat, value in group.items():
-                    mine[stat] = mine.get(stat, 0.0) + share * value
         return losses, stats
 
     def end_epoch(self, epoch: int, meter: Meter, step_seconds: float) -> None:
@@ -218,6 +185,45 @@ def text_epoch(model: Network, corpus: Corpus, way: str, batch_size: int, run_di
     runs.write_atomic(run_dir / "samples" / f"epoch{epoch:04d}.txt", lambda f: f.write(page))
     return {"val_error": 1 - got[f"acc_{way}"], "val_bpc": got[f"bpc_{way}"],
             "val_free_error": 1 - got[f"free_acc_{way}"]}
+
+
+def accumulate(model: Network, images: torch.Tensor, labels: torch.Tensor, cfg: Config, device: torch.device, *,
+               step_model: torch.nn.Module | None = None, active: frozenset[str] | None = None, phase: str = "both",
+               key: Hashable | None = None) -> tuple[dict, dict]:
+    """A step's gradients: the model's losses backpropagated, summed over the step's micro-batches
+    (cfg.optim.micro_batch; one when 0), each loss weighted by its micro-batch's share of the images,
+    so the sum is the whole batch's gradient with a micro-batch's activities in memory at a time.
+    step_model: what to call (the model, or DDP around it); key: the schedule's repeat key.
+    Returns the losses and statistics of the whole batch."""
+    step_model = step_model if step_model is not None else cast(torch.nn.Module, model)
+    size = cfg.optim.micro_batch or len(images)
+    parts = [slice(start, start + size) for start in range(0, len(images), size)]
+    if len(parts) > 1 and len(images) - parts[-1].start == 1:  # no lone image: a hybrid mixes two
+        parts[-2:] = [slice(parts[-2].start, len(images))]
+    losses: dict[str, torch.Tensor] = {}
+    stats: dict[str, dict] = {}
+    for i, part in enumerate(parts):
+        share = (min(part.stop, len(images)) - part.start) / len(images)
+        if hasattr(model, "repeat_key"):  # one key per micro-batch: each has its own input
+            model.repeat_key = key if key is None or len(parts) == 1 else (key, i)
+        if hasattr(model, "loss_scale"):
+            model.loss_scale = share
+        last = i == len(parts) - 1
+        # data-parallel: the gradients are averaged over the ranks once, after the last micro-batch
+        no_sync = getattr(step_model, "no_sync", None)
+        with no_sync() if no_sync is not None and not last else contextlib.nullcontext():
+            with autocast(cfg, device):
+                part_losses, part_stats = step_model(images[part], labels[part], active=active, phase=phase)
+            _backward(part_losses, share)
+        if len(parts) == 1:
+            return part_losses, part_stats
+        for name, loss in part_losses.items():
+            losses[name] = losses.get(name, 0.0) + share * loss.detach()
+        for name, group in part_stats.items():
+            mine = stats.setdefault(name, {})
+            for stat, value in group.items():
+                mine[stat] = mine.get(stat, 0.0) + share * value
+    return losses, stats
 
 
 def _backward(losses: dict[str, torch.Tensor], share: float) -> None:
