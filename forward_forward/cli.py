@@ -228,9 +228,10 @@ def cmd_samples(args) -> None:
 
 
 def cmd_probe(args) -> None:
-    from . import runs  # torch: imported when a command runs, inside main's try
-    from .probe import run_probe
+    from . import probe, runs  # torch: imported when a command runs, inside main's try
 
+    args.epochs = probe.EPOCHS if args.epochs is None else args.epochs
+    args.lr = probe.LR if args.lr is None else args.lr
     cfg, model, data, device = _load_trained(args)
     layers = None
     if args.layers:
@@ -241,7 +242,7 @@ def cmd_probe(args) -> None:
     if args.epochs < 1 or not 0 < args.lr < math.inf or args.batch_size < 1 or not 0 <= args.weight_decay < math.inf:
         raise FFError("--epochs and --batch-size must be at least 1, --lr positive and finite, and --weight-decay "
                       "finite and not negative.")
-    result = run_probe(model, data.train, data.val, data.test, data.num_classes, layers, device,
+    result = probe.run_probe(model, data.train, data.val, data.test, data.num_classes, layers, device,
                        progress=not args.no_progress, epochs=args.epochs, lr=args.lr,
                        weight_decay=args.weight_decay, batch_size=args.batch_size)
     runs.write_json_atomic(args.run_dir / "probe.json", result)
@@ -391,8 +392,8 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("probe", help="fit a linear softmax on a trained network's frozen features and score it")
     b.add_argument("run_dir", type=Path, help="a run directory")
     b.add_argument("--layers", help="hidden layers (0-based, comma-separated); default: those its readout uses")
-    b.add_argument("--epochs", type=int, default=20, help="passes of the probe over the training features")
-    b.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    b.add_argument("--epochs", type=int, help="passes of the probe over the training features (default 20)")
+    b.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
     b.add_argument("--weight-decay", type=float, default=0.0, help="the probe's L2 weight cost")
     b.add_argument("--batch-size", type=int, default=100, help="features per probe step")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
