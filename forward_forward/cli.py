@@ -244,11 +244,17 @@ def cmd_probe(args) -> None:
                       "finite and not negative.")
     result = probe.run_probe(model, data.train, data.val, data.test, data.num_classes, layers, device,
                        progress=not args.no_progress, epochs=args.epochs, lr=args.lr,
-                       weight_decay=args.weight_decay, batch_size=args.batch_size)
-    runs.write_json_atomic(args.run_dir / "probe.json", result)
+                       weight_decay=args.weight_decay, batch_size=args.batch_size, holdout=args.holdout)
+    name = "probe-holdout.json" if args.holdout else "probe.json"  # a choice does not replace the final probe
+    runs.write_json_atomic(args.run_dir / name, result)
     val = "no validation" if result["val_error"] is None else f"validation {100 * result['val_error']:.2f} %"
+    if args.holdout:
+        print(f"linear probe on layers {result['layers']}, fitted on all training images but the last {args.holdout}: "
+              f"error on those {100 * result['val_error']:.2f} % (train {100 * result['train_error']:.2f} %; test not "
+              f"scored); saved in {args.run_dir / name}")
+        return
     print(f"linear probe on layers {result['layers']}: test error {100 * result['test_error']:.2f} % ({val}, "
-          f"train {100 * result['train_error']:.2f} %); saved in {args.run_dir / 'probe.json'}")
+          f"train {100 * result['train_error']:.2f} %); saved in {args.run_dir / name}")
 
 
 def cmd_generate(args) -> None:
@@ -396,6 +402,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
     b.add_argument("--weight-decay", type=float, default=0.0, help="the probe's L2 weight cost")
     b.add_argument("--batch-size", type=int, default=100, help="features per probe step")
+    b.add_argument("--holdout", type=int, default=0,
+                   help="to choose the settings: fit on the training images but the last N, report the error on "
+                        "those N, and leave the test set unscored")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.add_argument("--data-dir", help=DATA_DIR_HELP)
     b.add_argument("--device", help=DEVICE_HELP)

@@ -66,13 +66,25 @@ def error(probe: nn.Linear, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def run_probe(model: Network, train: Split, val: Split, test: Split, num_classes: int, layers: list[int] | None,
-              device: torch.device, progress: bool = False, **fit) -> dict:
-    """Features of the chosen layers (default: those the network's own readout uses), a probe, its errors."""
+              device: torch.device, progress: bool = False, holdout: int = 0, **fit) -> dict:
+    """Features of the chosen layers (default: those the network's own readout uses), a probe, its errors.
+
+    holdout > 0: choosing the probe's settings. It is fitted on the training images but the last
+    `holdout`, which are its validation, and the test set is not scored (a run trained on all its
+    images has no validation of its own; an unsupervised network never saw these images' labels)."""
     count = len(model.layers)
     if layers is None:
         layers = model.prediction_layers
     if not layers or any(not 0 <= i < count for i in layers):
         raise FFError(f"--layers must name hidden layers between 0 and {count - 1}; got {layers}.")
+    if holdout:
+        if not 0 < holdout < len(train):
+            raise FFError(f"--holdout must leave training images to fit on: between 1 and {len(train) - 1}; "
+                          f"got {holdout}.")
+        cut = len(train) - holdout
+        val = Split(train.images[cut:], train.labels[cut:])
+        train = Split(train.images[:cut], train.labels[:cut])
+        test = Split(test.images[:0], test.labels[:0])  # not scored while settings are chosen
     feats = {name: features(model, split.images.to(device), layers) for name, split in
              (("train", train), ("val", val), ("test", test)) if len(split)}  # data.val_size = 0: no val
     probe = fit_probe(feats["train"], train.labels.to(device), num_classes, progress=progress, **fit)
@@ -80,6 +92,7 @@ def run_probe(model: Network, train: Split, val: Split, test: Split, num_classes
         "layers": layers,
         "train_error": error(probe, feats["train"], train.labels.to(device)),
         "val_error": error(probe, feats["val"], val.labels.to(device)) if len(val) else None,
-        "test_error": error(probe, feats["test"], test.labels.to(device)),
+        "test_error": error(probe, feats["test"], test.labels.to(device)) if len(test) else None,
+        "holdout": holdout,
         **fit,
     }

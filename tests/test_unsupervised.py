@@ -80,6 +80,14 @@ def test_probe_on_a_run_trained_on_every_image(fake_mnist, tmp_path, capsys):
     assert main(["probe", str(tmp_path / "run"), "--no-progress", "--epochs", "3"]) == 0
     assert "no validation" in capsys.readouterr().out
     assert json.loads((tmp_path / "run" / "probe.json").read_text())["val_error"] is None
+    # choosing the probe's settings: validated on the last training images, the test set left alone
+    assert main(["probe", str(tmp_path / "run"), "--no-progress", "--epochs", "3", "--holdout", "200"]) == 0
+    assert "test not scored" in capsys.readouterr().out
+    chosen = json.loads((tmp_path / "run" / "probe-holdout.json").read_text())
+    assert chosen["test_error"] is None and chosen["val_error"] is not None and chosen["holdout"] == 200
+    assert json.loads((tmp_path / "run" / "probe.json").read_text())["holdout"] == 0  # the final probe is kept
+    assert main(["probe", str(tmp_path / "run"), "--holdout", "1000000"]) == 2
+    assert "--holdout must leave training images" in capsys.readouterr().err
 
 
 def test_hybrid_negatives_need_the_readout():
