@@ -2,9 +2,9 @@
 
 from .device import autocast, device_name, resolve_device
 from .evaluate import error_rate, error_rates, load_trained, score
-from .loop import fit
+from .loop import accumulate, fit
 from .optim import build_optimizer
 from .run import train
 
-__all__ = ["autocast", "build_optimizer", "device_name", "error_rate", "error_rates", "fit", "load_trained",
-           "resolve_device", "score", "train"]
+__all__ = ["accumulate", "autocast", "build_optimizer", "device_name", "error_rate", "error_rates", "fit",
+           "load_trained", "resolve_device", "score", "train"]
