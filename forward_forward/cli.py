@@ -230,8 +230,6 @@ def cmd_samples(args) -> None:
 def cmd_probe(args) -> None:
     from . import probe, runs  # torch: imported when a command runs, inside main's try
 
-    args.epochs = probe.EPOCHS if args.epochs is None else args.epochs
-    args.lr = probe.LR if args.lr is None else args.lr
     cfg, model, data, device = _load_trained(args)
     layers = None
     if args.layers:
@@ -243,10 +241,14 @@ def cmd_probe(args) -> None:
         raise FFError("--epochs and --batch-size must be at least 1, --lr positive and finite, and --weight-decay "
                       "finite and not negative.")
     result = probe.run_probe(model, data.train, data.val, data.test, data.num_classes, layers, device,
-                       progress=not args.no_progress, epochs=args.epochs, lr=args.lr,
-                       weight_decay=args.weight_decay, batch_size=args.batch_size, holdout=args.holdout)
-    name = "probe-holdout.json" if args.holdout else "probe.json"  # a choice does not replace the final probe
-    runs.write_json_atomic(args.run_dir / name, result)
+                             progress=not args.no_progress, epochs=args.epochs, lr=args.lr,
+                             weight_decay=args.weight_decay, batch_size=args.batch_size, holdout=args.holdout)
+    if args.holdout:  # one line per setting tried; the final probe's file is left as it was
+        name = "probe-holdout.jsonl"
+        runs.append_jsonl(args.run_dir / name, result)
+    else:
+        name = "probe.json"
+        runs.write_json_atomic(args.run_dir / name, result)
     val = "no validation" if result["val_error"] is None else f"validation {100 * result['val_error']:.2f} %"
     if args.holdout:
         print(f"linear probe on layers {result['layers']}, fitted on all training images but the last {args.holdout}: "
@@ -398,8 +400,9 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("probe", help="fit a linear softmax on a trained network's frozen features and score it")
     b.add_argument("run_dir", type=Path, help="a run directory")
     b.add_argument("--layers", help="hidden layers (0-based, comma-separated); default: those its readout uses")
-    b.add_argument("--epochs", type=int, help="passes of the probe over the training features (default 20)")
-    b.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
+    b.add_argument("--epochs", type=int, default=config_mod.PROBE_EPOCHS,
+                   help="passes of the probe over the training features (default %(default)d)")
+    b.add_argument("--lr", type=float, default=config_mod.PROBE_LR, help="Adam learning rate (default %(default)g)")
     b.add_argument("--weight-decay", type=float, default=0.0, help="the probe's L2 weight cost")
     b.add_argument("--batch-size", type=int, default=100, help="features per probe step")
     b.add_argument("--holdout", type=int, default=0,

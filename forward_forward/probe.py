@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .config import PROBE_EPOCHS, PROBE_LR
 from .data import Split
 from .errors import FFError
 from .training.evaluate import scoring
@@ -33,15 +34,8 @@ def features(model: Network, images: torch.Tensor, layers: list[int], batch_size
     return torch.cat(out)
 
 
-# Adam's rate for a probe on thousands of unit-RMS features. Chosen on the last 10,000 training images of a
-# hinton-local run (seed 1), probes fitted on the other 50,000: 1e-3 gave 1.69 % error there, 3e-4 1.23 %,
-# 1e-4 1.25 %, 3e-5 1.24 % (docs/experiments.md, "A linear probe's learning rate").
-LR = 1e-4
-EPOCHS = 20
-
-
-def fit_probe(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int, *, epochs: int = EPOCHS,
-              lr: float = LR, weight_decay: float = 0.0, batch_size: int = 100, seed: int = 0,
+def fit_probe(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int, *, epochs: int = PROBE_EPOCHS,
+              lr: float = PROBE_LR, weight_decay: float = 0.0, batch_size: int = 100, seed: int = 0,
               progress: bool = False) -> nn.Linear:
     """A linear softmax layer fitted by Adam on fixed features."""
     gen = torch.Generator().manual_seed(seed)

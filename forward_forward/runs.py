@@ -123,9 +123,13 @@ def _command() -> str:
             "ff train --config config.json --run-dir NEW_DIR\n")
 
 
-def append_metrics(run_dir: Path, record: dict) -> None:
-    with (run_dir / "metrics.jsonl").open("a") as f:
+def append_jsonl(path: Path, record: dict) -> None:
+    with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def append_metrics(run_dir: Path, record: dict) -> None:
+    append_jsonl(run_dir / "metrics.jsonl", record)
 
 
 def truncate_metrics(run_dir: Path, before_epoch: int) -> None:

@@ -83,8 +83,11 @@ def test_probe_on_a_run_trained_on_every_image(fake_mnist, tmp_path, capsys):
     # choosing the probe's settings: validated on the last training images, the test set left alone
     assert main(["probe", str(tmp_path / "run"), "--no-progress", "--epochs", "3", "--holdout", "200"]) == 0
     assert "test not scored" in capsys.readouterr().out
-    chosen = json.loads((tmp_path / "run" / "probe-holdout.json").read_text())
-    assert chosen["test_error"] is None and chosen["val_error"] is not None and chosen["holdout"] == 200
+    assert main(["probe", str(tmp_path / "run"), "--no-progress", "--epochs", "3", "--holdout", "200",
+                 "--lr", "0.01"]) == 0
+    tried = [json.loads(line) for line in (tmp_path / "run" / "probe-holdout.jsonl").read_text().splitlines()]
+    assert [t["lr"] for t in tried] == [1e-4, 0.01]  # every setting tried is kept
+    assert all(t["test_error"] is None and t["val_error"] is not None and t["holdout"] == 200 for t in tried)
     assert json.loads((tmp_path / "run" / "probe.json").read_text())["holdout"] == 0  # the final probe is kept
     assert main(["probe", str(tmp_path / "run"), "--holdout", "1000000"]) == 2
     assert "--holdout must leave training images" in capsys.readouterr().err

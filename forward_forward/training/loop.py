@@ -202,28 +202,32 @@ def accumulate(model: Network, images: torch.Tensor, labels: torch.Tensor, cfg: 
         parts[-2:] = [slice(parts[-2].start, len(images))]
     losses: dict[str, torch.Tensor] = {}
     stats: dict[str, dict] = {}
-    for i, part in enumerate(parts):
-        share = (min(part.stop, len(images)) - part.start) / len(images)
-        if hasattr(model, "repeat_key"):  # one key per micro-batch: each has its own input
-            model.repeat_key = key if key is None or len(parts) == 1 else (key, i)
-        if hasattr(model, "loss_scale"):
-            model.loss_scale = share
-        last = i == len(parts) - 1
-        # data-parallel: the gradients are averaged over the ranks once, after the last micro-batch
-        no_sync = getattr(step_model, "no_sync", None)
-        with no_sync() if no_sync is not None and not last else contextlib.nullcontext():
-            with autocast(cfg, device):
-                part_losses, part_stats = step_model(images[part], labels[part], active=active, phase=phase)
-            _backward(part_losses, share)
-        if len(parts) == 1:
-            return part_losses, part_stats
-        for name, loss in part_losses.items():
-            losses[name] = losses.get(name, 0.0) + share * loss.detach()
-        for name, group in part_stats.items():
-            mine = stats.setdefault(name, {})
-            for stat, value in group.items():
-                mine[stat] = mine.get(stat, 0.0) + share * value
-    return losses, stats
+    try:
+        for i, part in enumerate(parts):
+            share = (min(part.stop, len(images)) - part.start) / len(images)
+            if hasattr(model, "repeat_key"):  # one key per micro-batch: each has its own input
+                model.repeat_key = key if key is None or len(parts) == 1 else (key, i)
+            if hasattr(model, "loss_scale"):
+                model.loss_scale = share
+            last = i == len(parts) - 1
+            # data-parallel: the gradients are averaged over the ranks once, after the last micro-batch
+            no_sync = getattr(step_model, "no_sync", None)
+            with no_sync() if no_sync is not None and not last else contextlib.nullcontext():
+                with autocast(cfg, device):
+                    part_losses, part_stats = step_model(images[part], labels[part], active=active, phase=phase)
+                _backward(part_losses, share)
+            if len(parts) == 1:
+                return part_losses, part_stats
+            for name, loss in part_losses.items():
+                losses[name] = losses.get(name, 0.0) + share * loss.detach()
+            for name, group in part_stats.items():
+                mine = stats.setdefault(name, {})
+                for stat, value in group.items():
+                    mine[stat] = mine.get(stat, 0.0) + share * value
+        return losses, stats
+    finally:
+        if hasattr(model, "loss_scale"):  # a model handed back releases whole losses again
+            model.loss_scale = 1.0
 
 
 def _backward(losses: dict[str, torch.Tensor], share: float) -> None:
@@ -281,6 +285,4 @@ def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_d
                 model.release_graphs = False
             if hasattr(model, "repeat_key"):  # and keeps no input of a training step
                 model.repeat_key = None
-            if hasattr(model, "loss_scale"):
-                model.loss_scale = 1.0
     return loop.position
