@@ -136,7 +136,7 @@ def plot(rows: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(10, 4.6))
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
         depths = [r["depth"] for r in mine]
@@ -149,9 +149,9 @@ def plot(rows: list[dict], path: str) -> None:
         ax.set_xlabel("hidden layers")
         ax.set_ylabel(what)
         ax.grid(True, which="both", alpha=0.3)
-    ax_mem.legend()
+    fig.legend(*ax_mem.get_legend_handles_labels(), loc="lower center", ncol=3, frameon=False)
     fig.suptitle("One training step of the same MLP at each depth")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))  # room for the legend below the panels
     fig.savefig(path, dpi=120)
     print(f"wrote {path}", flush=True)
 
