@@ -123,21 +123,26 @@ def test_greedy_negatives_fresh_every_step_or_once_per_chunk(fake_mnist, tmp_pat
     assert not torch.equal(drawn[0], drawn[3])  # the next chunk's images get their own
 
 
-@pytest.mark.parametrize("norm, negatives", [("l2", "random"), ("batchnorm", "random"), ("l2", "hard")])
+@pytest.mark.parametrize("norm, negatives, micro_batch, saved",
+                         [("l2", "random", 0, 2 * 2 * (3 - 1)), ("batchnorm", "random", 0, 0), ("l2", "hard", 0, 0),
+                          ("l2", "random", 200, 2 * 2 * (3 - 1) * 3)])
 def test_greedy_steps_that_repeat_their_inputs_run_the_frozen_layers_once(fake_mnist, tmp_path, monkeypatch, norm,
-                                                                          negatives):
+                                                                          negatives, micro_batch, saved):
     """With negatives drawn once per chunk, a layer's steps on one chunk all read the same input: the
     layers below it run once for the block, and training ends exactly where running them every step
     ends (jitter and a noisy black box included, whose draws repeat with the chunk's seed). Under
     batchnorm, whose running statistics move on every pass, the frozen layers still run every step; so
-    they do for hard negatives, which the readout's pass through the trained layer draws anew each step."""
-    sections = dict(model={"hidden": [32, 32, 32], "blackbox": "noise", "blackbox_strength": 0.1, "norm": norm},
+    they do for hard negatives, which the readout's pass through the trained layer draws anew each step.
+    A chunk split into micro-batches keeps one input per micro-batch."""
+    sections = dict(model={"hidden": [32, 32, 32], "blackbox": "noise", "blackbox_strength": 0.1, "norm": norm,
+                           "peer_lambda": 0.0 if micro_batch else 0.03},  # peer normalisation reads whole batches
                     objective={"negatives": negatives}, data={"jitter": 1},
-                    optim={"greedy_negatives": "chunk", "greedy_steps": 3})
+                    optim={"greedy_negatives": "chunk", "greedy_steps": 3, "micro_batch": micro_batch})
 
     def train_epoch(repeat: bool):
         torch.manual_seed(0)
         loop = greedy_loop(fake_mnist, tmp_path / str(repeat), **sections)
+        assert loop.model.repeat_slots == (3 if micro_batch else 1)  # 500 images: 200, 200, 100
         if not repeat:
             monkeypatch.setattr(loop.schedule, "repeat_key", lambda epoch, step: None)
         first = loop.model.stack.layers[0]
@@ -152,87 +157,8 @@ def test_greedy_steps_that_repeat_their_inputs_run_the_frozen_layers_once(fake_m
     every, runs_every = train_epoch(repeat=False)
     assert kept.keys() == every.keys() and all(torch.equal(kept[k], every[k]) for k in kept)
     # per chunk of 500: 3 steps of each of layers 0-2 run layer 0 (the readout's pass aside); kept, the
-    # steps of layers 1 and 2 run it once each
-    assert runs_every - runs_kept == (2 * 2 * (3 - 1) if (norm, negatives) == ("l2", "random") else 0)
-
-
-def test_greedy_micro_batches_keep_one_input_each_and_train_as_the_whole_chunk(fake_mnist, tmp_path, monkeypatch):
-    """A chunk split into micro-batches keeps each one's input for the layer's later steps, and ends
-    where the run that recomputes them every step ends."""
-    sections = dict(model={"hidden": [32, 32, 32], "peer_lambda": 0.0}, objective={"negatives": "random"},
-                    optim={"greedy_negatives": "chunk", "greedy_steps": 3, "micro_batch": 200})
-
-    def train_epoch(repeat: bool):
-        torch.manual_seed(0)
-        loop = greedy_loop(fake_mnist, tmp_path / str(repeat), **sections)
-        assert loop.model.repeat_slots == 3  # 500 images: 200, 200, 100
-        if not repeat:
-            monkeypatch.setattr(loop.schedule, "repeat_key", lambda epoch, step: None)
-        first = loop.model.stack.layers[0]
-        runs = []
-        original = first.pre_activation
-        monkeypatch.setattr(first, "pre_activation", lambda *a, **k: runs.append(1) or original(*a, **k))
-        for step in range(loop.schedule.steps_per_epoch):
-            loop.train_step(1, step, None)
-        return loop.model.state_dict(), len(runs)
-
-    kept, runs_kept = train_epoch(repeat=True)
-    every, runs_every = train_epoch(repeat=False)
-    assert all(torch.equal(kept[k], every[k]) for k in kept)
-    # per chunk, the 2 later steps of layers 1 and 2 would run layer 0 on each of 3 micro-batches
-    assert runs_every - runs_kept == 2 * 2 * 2 * 3
-
-
-@pytest.mark.parametrize("kind, fields", ARCHITECTURES)
-def test_micro_batches_give_the_step_of_the_whole_batch(kind, fields, fake_mnist, tmp_path):
-    """optim.micro_batch: the gradients of the parts, weighted by their share, are the whole batch's
-    (up to rounding), for the losses the model backpropagates itself and the ones the loop does."""
-    negatives = {} if kind == "competitive" else {"negatives": "all"}  # the same negatives however split
-    states = []
-    for micro in (0, 16):  # 50 images: 16, 16, 16, 2
-        torch.manual_seed(0)
-        cfg = small_config(fake_mnist, model={"kind": kind, "peer_lambda": 0.0, **fields},
-                           objective={"predict": "softmax", **negatives}, optim={"micro_batch": micro})
-        data = data_mod.load(cfg.data)
-        model = build_model(cfg, data.shape, data.num_classes)
-        loop = Loop(cfg, model, data, torch.device("cpu"), tmp_path / str(micro), None)
-        before = {k: v.clone() for k, v in model.state_dict().items()}
-        order = loop.schedule.order(loop.generator)
-        for step in range(3):
-            losses, stats = loop.train_step(1, step, order)
-        states.append(model.state_dict())
-    whole, parts = states
-    assert any(not torch.equal(whole[k], before[k]) for k in whole)
-    for k in whole:
-        torch.testing.assert_close(parts[k], whole[k], rtol=1e-4, atol=1e-5, msg=k)
-    assert set(losses) == set(model.loss_names) and all(v.dim() == 0 for v in losses.values())
-
-
-def test_micro_batches_are_refused_where_a_loss_reads_the_whole_batch():
-    for model, why in (({"norm": "batchnorm", "peer_lambda": 0.0}, "model.norm = batchnorm"),
-                       ({"peer_lambda": 0.03}, "peer normalisation")):
-        with pytest.raises(FFError, match=f"optim.micro_batch splits each step.*{why}"):
-            small_config(model=model, optim={"micro_batch": 10})
-    for objective, why in (({"negatives": "generated"}, "refits once per pass"),
-                           ({"negatives": "hybrid", "predict": "softmax"}, "a micro-batch of one image")):
-        with pytest.raises(FFError, match=f"optim.micro_batch splits each step.*{why}"):
-            small_config(model={"peer_lambda": 0.0}, objective=objective, optim={"micro_batch": 1})
-    with pytest.raises(FFError, match="optim.micro_batch must be not negative"):
-        small_config(optim={"micro_batch": -1})
-
-
-def test_a_micro_batch_never_holds_one_image_alone(fake_mnist, tmp_path, monkeypatch):
-    """A hybrid negative mixes two images of its micro-batch: a lone last image joins the one before."""
-    cfg = small_config(fake_mnist, model={"peer_lambda": 0.0}, objective={"negatives": "hybrid", "predict": "softmax"},
-                       optim={"micro_batch": 7})  # batches of 50: 7 x 7 and a lone 50th
-    data = data_mod.load(cfg.data)
-    loop = Loop(cfg, build_model(cfg, data.shape, data.num_classes), data, torch.device("cpu"), tmp_path, None)
-    sizes = []
-    model_step = loop.step_model
-    monkeypatch.setattr(loop, "step_model", lambda images, labels, **kw: sizes.append(len(images))
-                        or model_step(images, labels, **kw))
-    loop.train_step(1, 0, loop.schedule.order(loop.generator))
-    assert sizes == [7] * 6 + [8]
+    # steps of layers 1 and 2 run it once each (once per micro-batch)
+    assert runs_every - runs_kept == saved
 
 
 def test_greedy_run_with_every_feature_on_learns_and_resumes_mid_epoch(fake_mnist, tmp_path):

@@ -79,6 +79,26 @@ def test_ctrl_c_saves_a_checkpoint_mid_epoch_and_resume_matches(fake_mnist, tmp_
         assert torch.equal(final_weights(run)[name], tensor), name
 
 
+def test_the_meter_traces_a_divergence_across_steps_of_different_losses_and_keeps_nothing_new_per_step():
+    """Steps may name different losses (a greedy schedule trains one at a time); the meter finds the
+    first non-finite one. Its sums are added to in place: a small tensor kept from every step would
+    fragment the heap of a CPU run with large steps."""
+    from forward_forward.training.metrics import Meter
+
+    meter = Meter(first_step=10)
+    sums = None
+    for step in range(200):
+        value = torch.tensor(float("nan") if step == 151 else 0.5)
+        losses = {"layer0": value, "layer1": value} if step % 2 else {"readout": value}
+        meter.add(losses, {name: {"acc": torch.tensor(1.0), "g": 2.0} for name in losses})
+        if step == 1:
+            sums = {key: id(total) for key, total in meter.sums.items() if isinstance(total, torch.Tensor)}
+    assert len(sums) == 6 and {key: id(meter.sums[key]) for key in sums} == sums  # the same tensors, in place
+    assert meter.means()["readout"]["acc"] == 1.0 and meter.means()["layer0"]["g"] == 2.0
+    with pytest.raises(FFError, match=r"loss of layer0 became nan at epoch 4, step 162"):
+        meter.check_finite(4)
+
+
 def test_divergence_names_layer_and_step_and_keeps_the_last_good_checkpoint(fake_mnist, tmp_path):
     cfg = small_config(fake_mnist, optim={"epochs": 3})
     run = tmp_path / "run"

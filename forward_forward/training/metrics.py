@@ -14,35 +14,60 @@ from ..errors import Diverged, FFError
 class Meter:
     """Sums detached statistics on the device; one synchronisation per epoch, not per step.
 
-    It also keeps every step's losses, so a divergence can be traced to its layer and step.
+    It also keeps every step's losses, so a divergence can be traced to its layer and step. Nothing
+    it keeps is allocated anew each step: the sums are added to in place and the losses are copied
+    into one buffer that doubles when full. (Small tensors kept from every step would land in the
+    holes that a step's large freed blocks leave in the heap, which then cannot be reused whole: a
+    CPU run with large steps grew by megabytes a step that way.)
     """
 
     def __init__(self, first_step: int = 0):
-        self.sums: dict[tuple[str, str], torch.Tensor | float] = defaultdict(lambda: 0.0)
+        self.sums: dict[tuple[str, str], torch.Tensor | float] = {}
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
         self.first_step = first_step
-        self.loss_rows: list[tuple[list[str], torch.Tensor]] = []
+        self.loss_names: list[list[str]] = []  # each step's loss names, in the order of its values below
+        self._losses: torch.Tensor | None = None  # every step's losses, one after another
+        self._filled = 0
 
     def add(self, losses: dict, stats: dict) -> None:
-        self.loss_rows.append((list(losses), torch.stack([v.detach() for v in losses.values()])))
+        self.loss_names.append(list(losses))
+        self._keep_losses(torch.stack([v.detach().float() for v in losses.values()]))
         values = {(name, "loss"): loss.detach() for name, loss in losses.items()}
         values.update({(name, key): v for name, group in stats.items() for key, v in group.items()})
         for key, value in values.items():
-            self.sums[key] = self.sums[key] + value
+            total = self.sums.get(key)
+            if isinstance(total, torch.Tensor):
+                total.add_(value)
+            elif isinstance(value, torch.Tensor):
+                self.sums[key] = value.detach().float() + (total or 0.0)  # the one tensor this key keeps
+            else:
+                self.sums[key] = (total or 0.0) + value
             self.counts[key] += 1
+
+    def _keep_losses(self, row: torch.Tensor) -> None:
+        if self._losses is None or self._filled + len(row) > len(self._losses):
+            grown = torch.empty(max(64, 2 * (self._filled + len(row))), device=row.device)
+            if self._losses is not None:
+                grown[: self._filled] = self._losses[: self._filled]
+            self._losses = grown
+        self._losses[self._filled : self._filled + len(row)] = row
+        self._filled += len(row)
 
     def check_finite(self, epoch: int, checkpointed: bool = True) -> None:
         """Raise an FFError naming the first layer and step whose loss was NaN or infinite."""
-        if not self.loss_rows:
+        if self._losses is None:
             return
-        if bool(torch.isfinite(torch.cat([row for _, row in self.loss_rows])).all()):
+        losses = self._losses[: self._filled]
+        if bool(torch.isfinite(losses).all()):
             return  # the common case: one check, one synchronisation
-        for index, (names, row) in enumerate(self.loss_rows):
-            bad = [n for n, v in zip(names, row.tolist()) if not math.isfinite(v)]
+        values, start = losses.tolist(), 0
+        for index, names in enumerate(self.loss_names):
+            row, start = values[start : start + len(names)], start + len(names)
+            bad = [n for n, v in zip(names, row) if not math.isfinite(v)]
             if bad:
                 kept = "the last good checkpoint is kept" if checkpointed else "no checkpoint was written before it"
                 raise Diverged(
-                    f"training diverged: the loss of {bad[0]} became {row[names.index(bad[0])].item()} at epoch "
+                    f"training diverged: the loss of {bad[0]} became {row[names.index(bad[0])]} at epoch "
                     f"{epoch}, step {self.first_step + index + 1}; {kept}. Lower "
                     "optim.lr (or raise the threshold) and train again."
                 )
