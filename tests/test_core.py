@@ -161,6 +161,58 @@ def test_greedy_steps_that_repeat_their_inputs_run_the_frozen_layers_once(fake_m
     assert runs_every - runs_kept == saved
 
 
+@pytest.mark.parametrize("kind, fields", ARCHITECTURES)
+def test_micro_batches_give_the_step_of_the_whole_batch(kind, fields, fake_mnist, tmp_path):
+    """optim.micro_batch: the gradients of the parts, weighted by their share, are the whole batch's
+    (up to rounding), for the losses the model backpropagates itself and the ones the loop does."""
+    negatives = {} if kind == "competitive" else {"negatives": "all"}  # the same negatives however split
+    states = []
+    for micro in (0, 16):  # 50 images: 16, 16, 16, 2
+        torch.manual_seed(0)
+        cfg = small_config(fake_mnist, model={"kind": kind, "peer_lambda": 0.0, **fields},
+                           objective={"predict": "softmax", **negatives}, optim={"micro_batch": micro})
+        data = data_mod.load(cfg.data)
+        model = build_model(cfg, data.shape, data.num_classes)
+        loop = Loop(cfg, model, data, torch.device("cpu"), tmp_path / str(micro), None)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        order = loop.schedule.order(loop.generator)
+        for step in range(3):
+            losses, stats = loop.train_step(1, step, order)
+        states.append(model.state_dict())
+    whole, parts = states
+    assert any(not torch.equal(whole[k], before[k]) for k in whole)
+    for k in whole:
+        torch.testing.assert_close(parts[k], whole[k], rtol=1e-4, atol=1e-5, msg=k)
+    assert set(losses) == set(model.loss_names) and all(v.dim() == 0 for v in losses.values())
+
+
+def test_micro_batches_are_refused_where_a_loss_reads_the_whole_batch():
+    for model, why in (({"norm": "batchnorm", "peer_lambda": 0.0}, "model.norm = batchnorm"),
+                       ({"peer_lambda": 0.03}, "peer normalisation")):
+        with pytest.raises(FFError, match=f"optim.micro_batch splits each step.*{why}"):
+            small_config(model=model, optim={"micro_batch": 10})
+    for objective, why in (({"negatives": "generated"}, "refits once per pass"),
+                           ({"negatives": "hybrid", "predict": "softmax"}, "a micro-batch of one image")):
+        with pytest.raises(FFError, match=f"optim.micro_batch splits each step.*{why}"):
+            small_config(model={"peer_lambda": 0.0}, objective=objective, optim={"micro_batch": 1})
+    with pytest.raises(FFError, match="optim.micro_batch must be not negative"):
+        small_config(optim={"micro_batch": -1})
+
+
+def test_a_micro_batch_never_holds_one_image_alone(fake_mnist, tmp_path, monkeypatch):
+    """A hybrid negative mixes two images of its micro-batch: a lone last image joins the one before."""
+    cfg = small_config(fake_mnist, model={"peer_lambda": 0.0}, objective={"negatives": "hybrid", "predict": "softmax"},
+                       optim={"micro_batch": 7})  # batches of 50: 7 x 7 and a lone 50th
+    data = data_mod.load(cfg.data)
+    loop = Loop(cfg, build_model(cfg, data.shape, data.num_classes), data, torch.device("cpu"), tmp_path, None)
+    sizes = []
+    model_step = loop.step_model
+    monkeypatch.setattr(loop, "step_model", lambda images, labels, **kw: sizes.append(len(images))
+                        or model_step(images, labels, **kw))
+    loop.train_step(1, 0, loop.schedule.order(loop.generator))
+    assert sizes == [7] * 6 + [8]
+
+
 def test_greedy_run_with_every_feature_on_learns_and_resumes_mid_epoch(fake_mnist, tmp_path):
     cfg = small_config(fake_mnist, model={"blackbox": "quantize", "blackbox_strength": 4, "peer_lambda": 0.03},
                        objective={"negatives": "hard"}, data={"jitter": 1},
