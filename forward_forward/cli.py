@@ -357,7 +357,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--print-config", action="store_true",
                    help="print the config this command would train, as TOML for --config, and stop")
     t.add_argument("--nproc", type=int, default=1,
-                   help="train data-parallel in N processes on this machine (torchrun; gloo on CPU, NCCL on GPUs)")
+                   help="train in N processes on this machine (torchrun; gloo on CPU, NCCL on GPUs), "
+                        "data-parallel or as run.parallel says")
     t.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a stopped run from its last checkpoint; with --epochs N, extend a finished one")
     t.set_defaults(func=cmd_train)

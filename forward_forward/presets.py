@@ -25,7 +25,7 @@ HINTON_MNIST: dict[str, dict] = {
 # Every preset trains at run.precision = auto: bfloat16 matmuls where the device computes them natively
 # (CPUs with AVX512-BF16 or AMX, CUDA 8.0+), which cuts the time of a step; elsewhere fp32.
 PRESETS: dict[str, dict] = {
-    # MATLAB recipe (REFERENCES.md) on the paper's headline net: 4 x 2000 ReLU, 60 epochs, trained
+    # The paper's MATLAB recipe on the paper's headline net: 4 x 2000 ReLU, 60 epochs, trained
     # as the paper is on all 60,000 training images. Two choices were made on validation (trained on
     # 50,000, scored on the held-out 10,000; docs/experiments.md):
     # - the readout's learning rate is 0.03, not 0.1. Its input is 3 x 2000 RMS-normalised activities,
@@ -184,7 +184,7 @@ PRESETS: dict[str, dict] = {
         "run": {"precision": "auto"},
     },
     # CIFAR-10: the same recipe on 32 x 32 colour images, 50 % wider, crops padded by 4 and flips,
-    # 60 epochs (a GPU job). Untested at full length: the data was not available where it was written.
+    # 60 epochs (a GPU job). Not yet trained at full length: its accuracy is unmeasured.
     "conv-cifar10": {
         "data": {"dataset": "cifar10", "val_size": 5000, "jitter": 4, "flip": True},
         "model": {**CONV_NET, "hidden": [120, 240, 480, 480]},
