@@ -8,8 +8,8 @@ images keep every block under that size, in the heap `ff train` keeps. The bench
 preset's training loop on its real data and times steps of each layer from its block of the first
 chunk, whole and split, alternately, in one process, with the page faults of each. With
 `--memory-steps N` it then runs N more split steps of the last layer through the training meter and
-records the resident memory every 50 (Linux): it should stay flat. The last line printed is one
-JSON object.
+records the resident memory every 50 and after the last (Linux): it should stay flat. The last line
+printed is one JSON object.
 
     python benchmarks/micro_batch.py --preset article --micro-batch 4096 [--memory-steps 400]
 """
@@ -49,11 +49,12 @@ def memory_over_steps(loop: Loop, steps: Iterator[int], count: int) -> list[int]
     """Resident memory (MiB) every 50 of `count` steps, each step's statistics handed to a meter as
     `ff train` hands them: what the heap holds once the loop has run a while."""
     meter, resident = Meter(), []
-    for done in range(count):
-        if done % 50 == 0:
+    for done in range(count + 1):
+        if done % 50 == 0 or done == count:  # and once after the last step
             resident.append(int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20)
             print(f"{done} steps: {resident[-1]} MiB resident", flush=True)
-        meter.add(*loop.train_step(1, next(steps), None))
+        if done < count:
+            meter.add(*loop.train_step(1, next(steps), None))
     return resident
 
 
@@ -68,6 +69,8 @@ def main() -> None:
                    help="then this many split steps of the last layer through the training meter, with the "
                         "process's resident memory every 50")
     args = p.parse_args()
+    if args.micro_batch < 1:
+        raise SystemExit("--micro-batch must be at least 1: the split steps are compared with whole ones.")
 
     with tempfile.TemporaryDirectory() as run_dir:
         loop = greedy_loop(args.preset, args.set + [f"optim.micro_batch={args.micro_batch}"], Path(run_dir),

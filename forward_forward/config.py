@@ -385,10 +385,15 @@ def _check_micro_batch(cfg: Config) -> None:
     """A step split into micro-batches is the whole batch's step only when each sample's loss is its own."""
     if not cfg.optim.micro_batch:
         return
+    step, images = ("optim.chunk_size", cfg.optim.chunk_size) if cfg.optim.greedy_steps else \
+        ("optim.batch_size", cfg.optim.batch_size)
+    if cfg.optim.micro_batch >= images:  # it would change nothing: say so rather than ignore it
+        raise FFError(f"optim.micro_batch = {cfg.optim.micro_batch} does not split a step of {step} = {images} images; "
+                      f"set it below {images}, or to 0.")
     why = []
     if cfg.model.norm == "batchnorm":
         why.append("model.norm = batchnorm (it normalises over the batch)")
-    if cfg.model.peer_lambda:
+    if cfg.model.peer_lambda and cfg.model.kind != "backprop":  # the twin has no peer loss
         why.append("model.peer_lambda > 0 (peer normalisation reads the batch's mean activity)")
     if cfg.run.parallel == "pipeline":
         why.append("run.parallel = pipeline (its stages exchange whole batches)")
@@ -397,8 +402,9 @@ def _check_micro_batch(cfg: Config) -> None:
     if cfg.optim.micro_batch == 1 and cfg.objective.negatives == "hybrid":
         why.append("a micro-batch of one image with hybrid negatives (each mixes two images of its micro-batch)")
     if why:
-        raise FFError("optim.micro_batch splits each step's images and adds up their gradients, and a batch's loss "
-                      "is not the sum of its parts' here: " + "; ".join(why) + ". Set optim.micro_batch = 0.")
+        raise FFError("optim.micro_batch adds up the gradients of a step's parts, which is the step's gradient only "
+                      "when each image's loss is its own; here it is not: " + "; ".join(why)
+                      + ". Set optim.micro_batch = 0.")
 
 
 def _check_recurrent(cfg: Config) -> None:

@@ -14,7 +14,7 @@ from forward_forward.models import build_model
 from forward_forward.negatives import NEGATIVES
 from forward_forward.negatives.wrong_labels import WrongLabels
 from forward_forward.training import build_optimizer, train
-from forward_forward.training.loop import Loop
+from forward_forward.training.loop import Loop, fit
 from tests.conftest import ARCHITECTURES, ctrl_c_at_step, small_config
 
 GREEDY = {"greedy_steps": 2, "chunk_size": 500, "epochs": 1}
@@ -189,14 +189,26 @@ def test_micro_batches_give_the_step_of_the_whole_batch(kind, fields, fake_mnist
 def test_micro_batches_are_refused_where_a_loss_reads_the_whole_batch():
     for model, why in (({"norm": "batchnorm", "peer_lambda": 0.0}, "model.norm = batchnorm"),
                        ({"peer_lambda": 0.03}, "peer normalisation")):
-        with pytest.raises(FFError, match=f"optim.micro_batch splits each step.*{why}"):
+        with pytest.raises(FFError, match=f"optim.micro_batch adds up the gradients.*{why}"):
             small_config(model=model, optim={"micro_batch": 10})
     for objective, why in (({"negatives": "generated"}, "refits once per pass"),
                            ({"negatives": "hybrid", "predict": "softmax"}, "a micro-batch of one image")):
-        with pytest.raises(FFError, match=f"optim.micro_batch splits each step.*{why}"):
+        with pytest.raises(FFError, match=f"optim.micro_batch adds up the gradients.*{why}"):
             small_config(model={"peer_lambda": 0.0}, objective=objective, optim={"micro_batch": 1})
     with pytest.raises(FFError, match="optim.micro_batch must be not negative"):
         small_config(optim={"micro_batch": -1})
+    # the backprop twin has no peer loss, so the preset's peer_lambda does not stand in its way
+    assert small_config(model={"kind": "backprop", "peer_lambda": 0.03}, objective={"predict": "softmax"},
+                        optim={"micro_batch": 10}).optim.micro_batch == 10
+
+
+def test_a_micro_batch_that_would_not_split_a_step_is_refused():
+    """A micro-batch as large as a step's images would change nothing: an error, not a silent no-op."""
+    with pytest.raises(FFError, match="does not split a step of optim.batch_size = 50 images"):
+        small_config(model={"peer_lambda": 0.0}, optim={"micro_batch": 50})
+    with pytest.raises(FFError, match="does not split a step of optim.chunk_size = 500 images"):
+        small_config(model={"peer_lambda": 0.0}, optim={**GREEDY, "batch_size": 1000, "micro_batch": 600})
+    assert small_config(model={"peer_lambda": 0.0}, optim={**GREEDY, "micro_batch": 100}).optim.micro_batch == 100
 
 
 def test_a_micro_batch_never_holds_one_image_alone(fake_mnist, tmp_path, monkeypatch):
@@ -225,6 +237,21 @@ def test_greedy_run_with_every_feature_on_learns_and_resumes_mid_epoch(fake_mnis
         train(cfg, run, "test")  # step 25: epoch 1, chunk 1, the readout's phase
     assert checkpoint.load(run)["step"] == 25
     assert train(cfg, run, "test", resume=True)["test_error"] == reference["test_error"]
+
+
+def test_a_model_handed_back_keeps_no_greedy_inputs(fake_mnist, tmp_path):
+    """After training, a model keeps no chunk's input for later steps, nor room for several: trained
+    again without micro-batches, each kept input would be a whole chunk's."""
+    cfg = small_config(fake_mnist, model={"peer_lambda": 0.0}, objective={"negatives": "random"},
+                       optim={**GREEDY, "greedy_negatives": "chunk", "micro_batch": 200})
+    data = data_mod.load(cfg.data)
+    model = build_model(cfg, data.shape, data.num_classes)
+    seen = []
+    original = model.forward
+    model.forward = lambda *a, **k: seen.append((model.repeat_slots, len(model._repeated))) or original(*a, **k)
+    fit(cfg, model, data, torch.device("cpu"), tmp_path)
+    assert max(slots for slots, _ in seen) == 3 and max(kept for _, kept in seen) > 0  # kept while training
+    assert model.repeat_slots == 1 and model.repeat_key is None and not model._repeated
 
 
 # ---- models own their interface ------------------------------------------------------------------

@@ -52,8 +52,8 @@ class Loop:
                                            some_losses_idle=bool(cfg.optim.greedy_steps or cfg.optim.phase_steps))
         if self.step_model is model and hasattr(model, "release_graphs"):
             model.release_graphs = True  # each layer's loss backpropagated as soon as it is computed
-        if hasattr(model, "repeat_slots") and cfg.optim.micro_batch:  # a kept input per micro-batch of a chunk
-            model.repeat_slots = math.ceil(cfg.optim.chunk_size / cfg.optim.micro_batch)
+        if hasattr(model, "repeat_slots"):  # a kept input per micro-batch of a chunk
+            model.repeat_slots = math.ceil(cfg.optim.chunk_size / cfg.optim.micro_batch) if cfg.optim.micro_batch else 1
         total_steps = self.schedule.steps_per_epoch * cfg.optim.epochs
         self.optimizer, self.scheduler = build_optimizer(cfg, model, total_steps)
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
@@ -285,4 +285,5 @@ def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_d
                 model.release_graphs = False
             if hasattr(model, "repeat_key"):  # and keeps no input of a training step
                 model.repeat_key = None
+                model.repeat_slots = 1
     return loop.position
