@@ -285,5 +285,6 @@ def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_d
                 model.release_graphs = False
             if hasattr(model, "repeat_key"):  # and keeps no input of a training step
                 model.repeat_key = None
+            if hasattr(model, "repeat_slots"):
                 model.repeat_slots = 1
     return loop.position
