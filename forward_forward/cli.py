@@ -246,15 +246,13 @@ def cmd_probe(args) -> None:
     if args.holdout:  # one line per setting tried; the final probe's file is left as it was
         name = "probe-holdout.jsonl"
         runs.append_jsonl(args.run_dir / name, result)
-    else:
-        name = "probe.json"
-        runs.write_json_atomic(args.run_dir / name, result)
-    val = "no validation" if result["val_error"] is None else f"validation {100 * result['val_error']:.2f} %"
-    if args.holdout:
         print(f"linear probe on layers {result['layers']}, fitted on all training images but the last {args.holdout}: "
               f"error on those {100 * result['val_error']:.2f} % (train {100 * result['train_error']:.2f} %; test not "
               f"scored); saved in {args.run_dir / name}")
         return
+    name = "probe.json"
+    runs.write_json_atomic(args.run_dir / name, result)
+    val = "no validation" if result["val_error"] is None else f"validation {100 * result['val_error']:.2f} %"
     print(f"linear probe on layers {result['layers']}: test error {100 * result['test_error']:.2f} % ({val}, "
           f"train {100 * result['train_error']:.2f} %); saved in {args.run_dir / name}")
 
@@ -405,7 +403,8 @@ def parser() -> argparse.ArgumentParser:
                    help="passes of the probe over the training features (default %(default)d)")
     b.add_argument("--lr", type=float, default=config_mod.PROBE_LR, help="Adam learning rate (default %(default)g)")
     b.add_argument("--weight-decay", type=float, default=0.0, help="the probe's L2 weight cost")
-    b.add_argument("--batch-size", type=int, default=100, help="features per probe step")
+    b.add_argument("--batch-size", type=int, default=config_mod.PROBE_BATCH_SIZE,
+                   help="features per probe step (default %(default)d)")
     b.add_argument("--holdout", type=int, default=0,
                    help="to choose the settings: fit on the training images but the last N, report the error on "
                         "those N, and leave the test set unscored")

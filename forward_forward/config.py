@@ -290,9 +290,11 @@ def _get(cfg: Config, path: str):
 
 # `ff probe`'s defaults. Adam's rate for a probe on thousands of unit-RMS features was chosen on the last 10,000
 # training images of a hinton-local run (seed 1), probes fitted on the other 50,000: 1e-3 gave 1.69 % error
-# there, 3e-4 1.23 %, 1e-4 1.25 %, 3e-5 1.24 % (docs/experiments.md, "A linear probe's learning rate").
+# there, 3e-4 1.23 %, 1e-4 1.25 %, 3e-5 1.24 % (docs/experiments.md, "A linear probe's learning rate"): a flat
+# range 0.02 points wide, one seed, and 1e-4 in its middle, a step from either edge.
 PROBE_LR = 1e-4
 PROBE_EPOCHS = 20
+PROBE_BATCH_SIZE = 100
 
 # (fields, check, what the check demands); the checks are written so that NaN fails them.
 RANGES = [

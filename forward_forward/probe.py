@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .config import PROBE_EPOCHS, PROBE_LR
+from .config import PROBE_BATCH_SIZE, PROBE_EPOCHS, PROBE_LR
 from .data import Split
 from .errors import FFError
 from .training.evaluate import scoring
@@ -35,7 +35,7 @@ def features(model: Network, images: torch.Tensor, layers: list[int], batch_size
 
 
 def fit_probe(train_x: torch.Tensor, train_y: torch.Tensor, num_classes: int, *, epochs: int = PROBE_EPOCHS,
-              lr: float = PROBE_LR, weight_decay: float = 0.0, batch_size: int = 100, seed: int = 0,
+              lr: float = PROBE_LR, weight_decay: float = 0.0, batch_size: int = PROBE_BATCH_SIZE, seed: int = 0,
               progress: bool = False) -> nn.Linear:
     """A linear softmax layer fitted by Adam on fixed features."""
     gen = torch.Generator().manual_seed(seed)

@@ -196,15 +196,12 @@ def accumulate(model: Network, images: torch.Tensor, labels: torch.Tensor, cfg: 
     step_model: what to call (the model, or DDP around it); key: the schedule's repeat key.
     Returns the losses and statistics of the whole batch."""
     step_model = step_model if step_model is not None else cast(torch.nn.Module, model)
-    size = cfg.optim.micro_batch or len(images)
-    parts = [slice(start, start + size) for start in range(0, len(images), size)]
-    if len(parts) > 1 and len(images) - parts[-1].start == 1:  # no lone image: a hybrid mixes two
-        parts[-2:] = [slice(parts[-2].start, len(images))]
+    parts = micro_batches(len(images), cfg.optim.micro_batch or len(images))
     losses: dict[str, torch.Tensor] = {}
     stats: dict[str, dict] = {}
     try:
         for i, part in enumerate(parts):
-            share = (min(part.stop, len(images)) - part.start) / len(images)
+            share = (part.stop - part.start) / len(images)
             if hasattr(model, "repeat_key"):  # one key per micro-batch: each has its own input
                 model.repeat_key = key if key is None or len(parts) == 1 else (key, i)
             if hasattr(model, "loss_scale"):
@@ -228,6 +225,15 @@ def accumulate(model: Network, images: torch.Tensor, labels: torch.Tensor, cfg: 
     finally:
         if hasattr(model, "loss_scale"):  # a model handed back releases whole losses again
             model.loss_scale = 1.0
+
+
+def micro_batches(n: int, size: int) -> list[slice]:
+    """The parts of n images, `size` at a time; a lone last image joins the part before (a hybrid
+    negative mixes two images of its part)."""
+    parts = [slice(start, min(start + size, n)) for start in range(0, n, size)]
+    if len(parts) > 1 and parts[-1].stop - parts[-1].start == 1:
+        parts[-2:] = [slice(parts[-2].start, n)]
+    return parts
 
 
 def _backward(losses: dict[str, torch.Tensor], share: float) -> None:

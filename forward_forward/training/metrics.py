@@ -14,11 +14,9 @@ from ..errors import Diverged, FFError
 class Meter:
     """Sums detached statistics on the device; one synchronisation per epoch, not per step.
 
-    It also keeps every step's losses, so a divergence can be traced to its layer and step. Nothing
-    it keeps is allocated anew each step: the sums are added to in place and the losses are copied
-    into one buffer that doubles when full. (Small tensors kept from every step would land in the
-    holes that a step's large freed blocks leave in the heap, which then cannot be reused whole: a
-    CPU run with large steps grew by megabytes a step that way.)
+    It also keeps every step's losses, so a divergence can be traced to its layer and step. No tensor
+    is kept from a step: the sums grow in place and the losses go into one buffer that doubles when
+    full, since small tensors kept each step would split the holes a CPU step's large blocks leave.
     """
 
     def __init__(self, first_step: int = 0):
