@@ -156,8 +156,8 @@ PRESETS: dict[str, dict] = {
             "chunk_size": 20000,
             "greedy_negatives": "chunk",
             # the same full-chunk update in pieces whose activities stay under glibc's 32 MiB mapping
-            # threshold: twice as fast on a 2-core CPU (benchmarks/micro_batch.py). A GPU has no such
-            # cost and takes the chunk whole faster: --set optim.micro_batch=0 there.
+            # threshold: twice as fast on a 2-core CPU (benchmarks/micro_batch.py). A GPU's allocator has
+            # no such cost; --set optim.micro_batch=0 takes the chunk whole there.
             "micro_batch": 4096,
         },
         "run": {"precision": "auto"},
