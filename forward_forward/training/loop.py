@@ -50,10 +50,10 @@ class Loop:
         self.sharded = distributed.ALONE if piped else ranks  # whose slice of each batch this rank takes
         self.step_model = distributed.wrap(cast(torch.nn.Module, model), self.sharded, device,
                                            some_losses_idle=bool(cfg.optim.greedy_steps or cfg.optim.phase_steps))
-        if self.step_model is model and hasattr(model, "release_graphs"):
-            model.release_graphs = True  # each layer's loss backpropagated as soon as it is computed
-        if hasattr(model, "repeat_slots"):  # a kept input per micro-batch of a chunk
-            model.repeat_slots = math.ceil(cfg.optim.chunk_size / cfg.optim.micro_batch) if cfg.optim.micro_batch else 1
+        if self.step_model is model:  # each layer's loss backpropagated as soon as it is computed
+            hint(model, release_graphs=True)
+        micro = cfg.optim.micro_batch
+        hint(model, repeat_slots=math.ceil(cfg.optim.chunk_size / micro) if micro else 1)  # one per micro-batch
         total_steps = self.schedule.steps_per_epoch * cfg.optim.epochs
         self.optimizer, self.scheduler = build_optimizer(cfg, model, total_steps)
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
@@ -202,10 +202,8 @@ def accumulate(model: Network, images: torch.Tensor, labels: torch.Tensor, cfg: 
     try:
         for i, part in enumerate(parts):
             share = (part.stop - part.start) / len(images)
-            if hasattr(model, "repeat_key"):  # one key per micro-batch: each has its own input
-                model.repeat_key = key if key is None or len(parts) == 1 else (key, i)
-            if hasattr(model, "loss_scale"):
-                model.loss_scale = share
+            # one repeat key per micro-batch (each has its own input); its losses weighted by its share
+            hint(model, repeat_key=key if key is None or len(parts) == 1 else (key, i), loss_scale=share)
             last = i == len(parts) - 1
             # data-parallel: the gradients are averaged over the ranks once, after the last micro-batch
             no_sync = getattr(step_model, "no_sync", None)
@@ -223,8 +221,15 @@ def accumulate(model: Network, images: torch.Tensor, labels: torch.Tensor, cfg: 
                     mine[stat] = mine.get(stat, 0.0) + share * value
         return losses, stats
     finally:
-        if hasattr(model, "loss_scale"):  # a model handed back releases whole losses again
-            model.loss_scale = 1.0
+        hint(model, loss_scale=1.0)  # a model handed back releases whole losses again
+
+
+def hint(model: Network, **settings) -> None:
+    """Set the training hints a model kind offers (release_graphs, repeat_key, repeat_slots, loss_scale:
+    see LayerLosses and FFNetwork); a kind without one trains the same without it, only slower or with more memory."""
+    for name, value in settings.items():
+        if hasattr(model, name):
+            setattr(model, name, value)
 
 
 def micro_batches(n: int, size: int) -> list[slice]:
@@ -287,10 +292,6 @@ def fit(cfg: Config, model: Network, data: Datasets, device: torch.device, run_d
                 raise distributed.lost_peer(e, ranks, run_dir) from None
             raise
         finally:
-            if hasattr(model, "release_graphs"):  # a model handed back behaves as built: one backward per step
-                model.release_graphs = False
-            if hasattr(model, "repeat_key"):  # and keeps no input of a training step
-                model.repeat_key = None
-            if hasattr(model, "repeat_slots"):
-                model.repeat_slots = 1
+            # a model handed back behaves as built: one backward per step, no input of a step kept
+            hint(model, release_graphs=False, repeat_key=None, repeat_slots=1)
     return loop.position
