@@ -399,11 +399,7 @@ def _check_micro_batch(cfg: Config) -> None:
         why.append("model.peer_lambda > 0 (peer normalisation reads the batch's mean activity)")
     if cfg.run.parallel == "pipeline":
         why.append("run.parallel = pipeline (its stages exchange whole batches)")
-    if cfg.objective.negatives == "generated":
-        why.append("objective.negatives = generated (its generator counts and refits once per pass, not per step)")
-    if cfg.optim.micro_batch == 1 and cfg.objective.negatives == "hybrid":
-        why.append("a micro-batch of one image with hybrid negatives (each mixes two images of its micro-batch)")
-    if why:
+    if why:  # what a negative strategy needs of micro-batches, it checks itself (negatives/)
         raise FFError("optim.micro_batch adds up the gradients of a step's parts, which is the step's gradient only "
                       "when each image's loss is its own; here it is not: " + "; ".join(why)
                       + ". Set optim.micro_batch = 0.")

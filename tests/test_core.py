@@ -191,9 +191,9 @@ def test_micro_batches_are_refused_where_a_loss_reads_the_whole_batch():
                        ({"peer_lambda": 0.03}, "peer normalisation")):
         with pytest.raises(FFError, match=f"optim.micro_batch adds up the gradients.*{why}"):
             small_config(model=model, optim={"micro_batch": 10})
-    for objective, why in (({"negatives": "generated"}, "refits once per pass"),
-                           ({"negatives": "hybrid", "predict": "softmax"}, "a micro-batch of one image")):
-        with pytest.raises(FFError, match=f"optim.micro_batch adds up the gradients.*{why}"):
+    for objective, why in (({"negatives": "generated"}, "refits its generator once per pass"),
+                           ({"negatives": "hybrid", "predict": "softmax"}, "optim.micro_batch = 1 holds one")):
+        with pytest.raises(FFError, match=f"objective.negatives = {objective['negatives']} .*{why}"):
             small_config(model={"peer_lambda": 0.0}, objective=objective, optim={"micro_batch": 1})
     with pytest.raises(FFError, match="optim.micro_batch must be not negative"):
         small_config(optim={"micro_batch": -1})

@@ -41,6 +41,9 @@ class Generated(Negatives):
 
     @staticmethod
     def check(cfg: Config) -> None:
+        if cfg.optim.micro_batch:
+            raise FFError("objective.negatives = generated counts its steps and refits its generator once per pass, "
+                          "not once per micro-batch: set optim.micro_batch = 0.")
         if cfg.data.dataset not in TEXT_DATASETS:
             changed = changed_fields(cfg, "objective", TEXT_ONLY)
             if changed:

@@ -64,6 +64,9 @@ class Hybrid(Negatives):
     @staticmethod
     def check(cfg: Config) -> None:
         o = cfg.objective
+        if cfg.optim.micro_batch == 1:
+            raise FFError("objective.negatives = hybrid mixes two images of a micro-batch, and optim.micro_batch = 1 "
+                          "holds one: set it to 2 or more, or to 0.")
         if o.predict in ("goodness", "combined") or not cfg.model.readout:
             raise FFError("objective.negatives = hybrid learns without labels, so classes come from the readout: "
                           "set model.readout = true and objective.predict = softmax (or best).")
