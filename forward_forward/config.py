@@ -383,7 +383,7 @@ def _check_fast_weights(cfg: Config) -> None:
         raise FFError("model.fast_weights cannot work with " + "; ".join(why) + ".")
 
 
-def _check_micro_batch(cfg: Config) -> None:
+def _check_micro_batch(cfg: Config, has_peer_loss: bool) -> None:
     """A step split into micro-batches is the whole batch's step only when each sample's loss is its own."""
     if not cfg.optim.micro_batch:
         return
@@ -395,7 +395,7 @@ def _check_micro_batch(cfg: Config) -> None:
     why = []
     if cfg.model.norm == "batchnorm":
         why.append("model.norm = batchnorm (it normalises over the batch)")
-    if cfg.model.peer_lambda and cfg.model.kind != "backprop":  # the twin has no peer loss
+    if cfg.model.peer_lambda and has_peer_loss:  # the backprop twin has none
         why.append("model.peer_lambda > 0 (peer normalisation reads the batch's mean activity)")
     if cfg.run.parallel == "pipeline":
         why.append("run.parallel = pipeline (its stages exchange whole batches)")
@@ -493,7 +493,7 @@ def _validate(cfg: Config) -> Config:
     _check_text(cfg)
     _check_negatives_fields(cfg, NEGATIVES)
     _check_fast_weights(cfg)
-    _check_micro_batch(cfg)
+    _check_micro_batch(cfg, model_class(cfg).has_peer_loss)
     _check_recurrent(cfg)
     if cfg.objective.predict == "best" and cfg.data.val_size == 0:
         raise FFError("objective.predict = best chooses on validation images, and data.val_size = 0 leaves none: "

@@ -27,6 +27,7 @@ class BackpropNetwork(nn.Module):
     ways = ("softmax",)
     validation_method = "softmax"
     loss_names = ["output"]
+    has_peer_loss = False  # built with peer_lambda = 0: its one loss is end to end
 
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):

@@ -62,6 +62,9 @@ class ModelKind(Protocol):
 
     def __call__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig) -> Network: ...
+    # whether it builds model.peer_lambda's peer loss, which reads the batch's mean activity
+    has_peer_loss: bool
+
     def check(self, cfg: Config) -> None: ...
     def label_in_input(self, cfg: Config) -> bool: ...
 
@@ -123,6 +126,7 @@ class LayerLosses(nn.Module):
     # layer's loss is then backpropagated as soon as it is computed, which frees that layer's graph and
     # tensors before the next layer runs, so a step's memory does not grow with depth
     release_graphs = False
+    has_peer_loss = True  # each layer's peer normalisation term, under model.peer_lambda
     # set by the loop with optim.micro_batch: this micro-batch's share of the step's images, which weights
     # the gradients released here as the loop weights the ones it backpropagates
     loss_scale = 1.0

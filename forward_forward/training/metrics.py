@@ -23,12 +23,12 @@ class Meter:
         self.sums: dict[tuple[str, str], torch.Tensor | float] = {}
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
         self.first_step = first_step
-        self.loss_names: list[list[str]] = []  # each step's loss names, in the order of its values below
+        self._step_names: list[list[str]] = []  # each step's loss names, in the order of its values below
         self._losses: torch.Tensor | None = None  # every step's losses, one after another
         self._filled = 0
 
     def add(self, losses: dict, stats: dict) -> None:
-        self.loss_names.append(list(losses))
+        self._step_names.append(list(losses))
         self._keep_losses(torch.stack([v.detach().float() for v in losses.values()]))
         values = {(name, "loss"): loss.detach() for name, loss in losses.items()}
         values.update({(name, key): v for name, group in stats.items() for key, v in group.items()})
@@ -59,7 +59,7 @@ class Meter:
         if bool(torch.isfinite(losses).all()):
             return  # the common case: one check, one synchronisation
         values, start = losses.tolist(), 0
-        for index, names in enumerate(self.loss_names):
+        for index, names in enumerate(self._step_names):
             row, start = values[start : start + len(names)], start + len(names)
             bad = [n for n, v in zip(names, row) if not math.isfinite(v)]
             if bad:
