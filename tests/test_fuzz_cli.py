@@ -6,7 +6,7 @@ import io
 import shutil
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from forward_forward.cli import main
@@ -57,6 +57,7 @@ COMMANDS = [["eval"], ["metrics"], ["report"], ["probe", "--epochs", "1", "--no-
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(name="model.pt", cut=0, noise=b"R", command=["eval"])  # once an IndexError out of the unpickler
 @given(name=st.sampled_from(FILES), cut=st.integers(0, 4000), noise=st.binary(max_size=64),
        command=st.sampled_from(COMMANDS))
 def test_damaged_run_files_end_in_success_or_one_error(finished_run, tmp_path_factory, name, cut, noise, command):
