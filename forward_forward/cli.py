@@ -118,6 +118,7 @@ def _load_trained(args):
 
 def cmd_eval(args) -> None:
     from .training import error_rate
+    from .training.device import scoring_autocast
     from .training.evaluate import layer_error_rates
 
     cfg, model, data, device = _load_trained(args)
@@ -135,12 +136,13 @@ def cmd_eval(args) -> None:
         raise FFError(f"{args.run_dir} was trained with data.val_size = 0: it has no validation images to score.")
     if args.per_layer and "goodness" not in model.ways:
         raise FFError(f"--per-layer scores each layer's goodness, and {args.run_dir} does not predict by goodness.")
-    err = error_rate(model, split, how, cfg.run.eval_batch_size, device, weight)
-    shown = f", goodness weight {weight:g}" if how == "combined" else ""
-    print(f"{args.split} error {100 * err:.2f} % (predict by {how}{shown})")
-    if args.per_layer:
-        for layer, layer_err in enumerate(layer_error_rates(model, split, cfg.run.eval_batch_size, device)):
-            print(f"  layer{layer} alone, by goodness: {args.split} error {100 * layer_err:.2f} %")
+    with scoring_autocast(cfg, device):  # in the run's precision, as its summary was scored
+        err = error_rate(model, split, how, cfg.run.eval_batch_size, device, weight)
+        shown = f", goodness weight {weight:g}" if how == "combined" else ""
+        print(f"{args.split} error {100 * err:.2f} % (predict by {how}{shown})")
+        if args.per_layer:
+            for layer, layer_err in enumerate(layer_error_rates(model, split, cfg.run.eval_batch_size, device)):
+                print(f"  layer{layer} alone, by goodness: {args.split} error {100 * layer_err:.2f} %")
 
 
 

@@ -157,6 +157,28 @@ def test_precision_auto_is_bf16_only_where_native_and_is_recorded(fake_mnist, tm
 
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_a_bf16_run_is_scored_in_bf16_where_native_and_eval_repeats_its_summary(fake_mnist, tmp_path, monkeypatch,
+                                                                                capsys, native):
+    import torch
+
+    from forward_forward.models import FFNetwork
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    seen: list[bool] = []  # whether bf16 autocast was on at each prediction
+    original = FFNetwork.predictions
+    monkeypatch.setattr(FFNetwork, "predictions",
+                        lambda self, *a, **k: seen.append(torch.is_autocast_enabled("cpu")) or original(self, *a, **k))
+    summary = train(small_config(fake_mnist, run={"precision": "bf16"}, optim={"epochs": 1}), tmp_path / "run", "t")
+    assert seen and set(seen) == {native}  # validation and the final scoring; emulated bf16 is not used to score
+    seen.clear()
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run"), "--predict", summary["predict"]]) == 0
+    assert set(seen) == {native}
+    assert f"test error {100 * summary['test_error']:.2f} %" in capsys.readouterr().out
+
+
 def test_rerunning_a_run_from_its_config_and_extending_it(fake_mnist, tmp_path, capsys):
     first = tmp_path / "first"
     summary = train(small_config(fake_mnist, optim={"epochs": 2}), first, "test")  # a run made from Python

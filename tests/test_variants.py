@@ -123,6 +123,20 @@ def test_jitter_shifts_each_image_by_at_most_the_limit():
     assert torch.equal(jitter(images, 0), images)
 
 
+def test_jitter_matches_shifting_each_image_by_hand():
+    """Colour images, shifts at the border: each output is its input moved by its own draw, zeros let in."""
+    import torch.nn.functional as F
+
+    from forward_forward.augment import jitter
+
+    images = torch.rand(16, 3, 9, 7)
+    out = jitter(images, 3, torch.Generator().manual_seed(5))
+    shifts = torch.randint(-3, 4, (2, 16), generator=torch.Generator().manual_seed(5))  # the same draw
+    padded = F.pad(images, (3,) * 4)
+    for b, (dy, dx) in enumerate(shifts.t().tolist()):
+        assert torch.equal(out[b], padded[b, :, 3 - dy : 3 - dy + 9, 3 - dx : 3 - dx + 7])
+
+
 def test_sleep_phases_train_on_one_kind_of_data():
     model = model_with(model={"peer_lambda": 0.0})
     images, labels = torch.rand(8, 100), torch.randint(0, 10, (8,))

@@ -15,7 +15,7 @@ from ..data import Datasets, Split
 from ..errors import FFError
 from ..models import build_model
 from ..text import Corpus
-from .device import resolve_device
+from .device import resolve_device, scoring_autocast
 
 if TYPE_CHECKING:
     from ..models import FFNetwork, Network
@@ -120,8 +120,9 @@ def score(cfg: Config, model: Network, data: Datasets, device: torch.device) -> 
         val, test = text_scores(model, data.corpus, ways, cfg.run.eval_batch_size, out)
     else:
         # with data.val_size = 0 there is nothing to validate on: val_error_* are None
-        val = error_rates(model, data.val, ways, cfg.run.eval_batch_size, device) if len(data.val) else {}
-        test = error_rates(model, data.test, ways, cfg.run.eval_batch_size, device)
+        with scoring_autocast(cfg, device):
+            val = error_rates(model, data.val, ways, cfg.run.eval_batch_size, device) if len(data.val) else {}
+            test = error_rates(model, data.test, ways, cfg.run.eval_batch_size, device)
     for how in ways:
         out[f"val_error_{how}"], out[f"test_error_{how}"] = val.get(how), test[how]
     chosen = cfg.objective.predict

@@ -21,7 +21,7 @@ from ..data import Datasets
 from ..errors import Interrupted
 from ..text import Corpus
 from . import distributed, pipeline
-from .device import autocast
+from .device import autocast, scoring_autocast
 from .evaluate import error_rate, scoring
 from .metrics import Meter, log_tensorboard, tensorboard_writer
 from .optim import build_optimizer
@@ -151,7 +151,9 @@ class Loop:
                     entry.update(text_epoch(self.model, self.data.corpus, way, cfg.run.eval_batch_size,
                                             self.run_dir, epoch))
             else:
-                entry["val_error"] = error_rate(self.model, self.data.val, way, cfg.run.eval_batch_size, self.device)
+                with scoring_autocast(cfg, self.device):
+                    entry["val_error"] = error_rate(self.model, self.data.val, way, cfg.run.eval_batch_size,
+                                                    self.device)
             entry["val_predict"] = way
             tqdm.write(f"epoch {epoch}: validation error {100 * entry['val_error']:.2f} % by {way}  "
                        f"({entry['seconds']:.0f} s)")
