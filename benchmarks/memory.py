@@ -178,11 +178,9 @@ def main() -> None:
     methods = MLP_METHODS + (MICRO_METHODS if args.micro_batch else ())
     for depth in args.depths:
         for method in methods:
-            # the quick preset's recipe (random negatives: no readout pass needed for them; unshifted
-            # images, as the README's rows were measured), fp32
+            # the quick preset's recipe (random negatives: no readout pass needed for them), fp32
             ff = method.startswith("ff")
-            overrides = {"data": {"jitter": 0},
-                         "model": {"hidden": [args.width] * depth, "kind": "ff" if ff else "backprop",
+            overrides = {"model": {"hidden": [args.width] * depth, "kind": "ff" if ff else "backprop",
                                    "readout": method != "ff, no readout"},
                          "objective": {"negatives": "random", "predict": "softmax" if method != "ff, no readout"
                                        else "goodness"},

@@ -148,7 +148,10 @@ def cmd_eval(args) -> None:
 
 def _draw(run_dir: Path, cfg, model, data, out: Path | None = None, samples: int = 1000) -> list[Path]:
     """Every figure `ff plot` draws of a run: the label-goodness figures of supervised FF, a generator's."""
+    import torch
+
     from .figures import plot_generator, plot_run
+    from .training.device import scoring_autocast
 
     generates = getattr(model, "generator", None) is not None
     supervised = cfg.model.kind == "ff" and "goodness" in model.ways
@@ -156,7 +159,8 @@ def _draw(run_dir: Path, cfg, model, data, out: Path | None = None, samples: int
         raise FFError(f"ff plot draws the label-goodness figures of supervised FF networks and a generator's, and "
                       f"{run_dir} has neither: compare it with other runs in `ff report`.")
     model.cpu()
-    paths = plot_run(run_dir, model, data, cfg.objective.predict, out, samples) if supervised else []
+    with scoring_autocast(cfg, torch.device("cpu")):  # its confusion matrix and layer errors as `ff eval` scores them
+        paths = plot_run(run_dir, model, data, cfg.objective.predict, out, samples) if supervised else []
     return paths + (plot_generator(run_dir, model, out) if generates else [])
 
 

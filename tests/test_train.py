@@ -158,8 +158,8 @@ def test_precision_auto_is_bf16_only_where_native_and_is_recorded(fake_mnist, tm
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_a_bf16_run_is_scored_in_bf16_where_native_and_eval_repeats_its_summary(fake_mnist, tmp_path, monkeypatch,
-                                                                                capsys, native):
+def test_a_bf16_run_is_scored_in_bf16_where_native_by_training_eval_and_plot(fake_mnist, tmp_path, monkeypatch,
+                                                                             capsys, native):
     import torch
 
     from forward_forward.models import FFNetwork
@@ -177,6 +177,10 @@ def test_a_bf16_run_is_scored_in_bf16_where_native_and_eval_repeats_its_summary(
     assert main(["eval", str(tmp_path / "run"), "--predict", summary["predict"]]) == 0
     assert set(seen) == {native}
     assert f"test error {100 * summary['test_error']:.2f} %" in capsys.readouterr().out
+    pytest.importorskip("matplotlib")
+    seen.clear()
+    assert main(["plot", str(tmp_path / "run"), "--samples", "50"]) == 0  # its confusion matrix, as scored
+    assert set(seen) == {native}
 
 
 def test_rerunning_a_run_from_its_config_and_extending_it(fake_mnist, tmp_path, capsys):

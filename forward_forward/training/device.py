@@ -69,7 +69,7 @@ def autocast(cfg: Config, device: torch.device):
 def scoring_autocast(cfg: Config, device: torch.device):
     """Prediction in the precision the run trained in: bf16 matmuls for a run trained in bf16, where this
     device computes them natively (scoring `quick` then takes half the time, and its errors moved by at most
-    two images in 10,000: docs/experiments.md, "A faster quick"); fp32 elsewhere, so a bf16 run scored on a
-    CPU without native bf16 is not emulated."""
+    two images in 10,000: benchmarks/scoring_precision.py); fp32 elsewhere, so a bf16 run scored on a CPU
+    without native bf16 is not emulated."""
     enabled = cfg.run.precision == "bf16" and native_bf16(device)[0]
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
