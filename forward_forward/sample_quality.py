@@ -51,8 +51,9 @@ def judge(reference, images: torch.Tensor, batch_size: int = 1000) -> tuple[torc
     """(N, ...) images -> the reference's class probabilities (N, C) and last hidden layer's features."""
     probs, feats = [], []
     last = [len(reference.layers) - 1]
+    device = next(reference.parameters()).device  # images may come from the CPU-side dataset
     for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size]
+        x = images[start : start + batch_size].to(device)
         probs.append(reference.class_log_probs(x, ("softmax",))["softmax"].exp().float())
         feats.append(reference.features(x, last).float())
     return torch.cat(probs), torch.cat(feats)

@@ -110,6 +110,24 @@ def test_a_rank_that_dies_ends_the_run_with_a_clear_error_and_the_run_resumes(pa
     assert all(torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4) for key in a)
 
 
+def test_a_rank_that_finished_waits_for_the_others_before_leaving(monkeypatch):
+    from forward_forward.training import distributed
+
+    calls: list[str] = []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    two = distributed.Ranks(rank=1, world=2)
+    distributed.leave(two, finished=True)
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    distributed.leave(two, finished=False)  # a peer may be dead: waiting for it would hang
+    assert calls == ["destroy"]
+    calls.clear()
+    distributed.leave(distributed.Ranks(), finished=True)  # one process has no group to leave
+    assert calls == []
+
+
 def test_a_batch_that_does_not_split_evenly_is_refused():
     from forward_forward.training.distributed import Ranks
 

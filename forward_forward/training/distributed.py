@@ -128,6 +128,14 @@ def lost_peer(error: BaseException, ranks: Ranks, run_dir) -> FFError:
                    f"checkpoint in {run_dir}, if it has one: `ff train --resume {run_dir} --nproc {ranks.world}`.")
 
 
-def leave(ranks: Ranks) -> None:
-    if ranks.parallel and dist.is_initialized():
-        dist.destroy_process_group()
+def leave(ranks: Ranks, finished: bool) -> None:
+    """Leave the process group. A rank that finished waits for the others first: one that tore its
+    connections down while a peer was still writing could abort that peer at exit."""
+    if not (ranks.parallel and dist.is_initialized()):
+        return
+    if finished:
+        try:
+            dist.barrier()
+        except RuntimeError:  # a peer failed after this rank finished; its own error says what happened
+            pass
+    dist.destroy_process_group()

@@ -79,10 +79,13 @@ def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool
     if device.type == "cpu":
         host_memory.keep_freed_memory()  # a CPU step reuses its freed blocks instead of faulting in new pages
     ranks = distributed.join(device)
+    finished = False
     try:
-        return _train(cfg, run_dir, preset, resume, data, distributed.device_for(ranks, device), ranks)
+        summary = _train(cfg, run_dir, preset, resume, data, distributed.device_for(ranks, device), ranks)
+        finished = True
+        return summary
     finally:
-        distributed.leave(ranks)
+        distributed.leave(ranks, finished)
 
 
 def _train(cfg: Config, run_dir: Path, preset: str, resume: bool, data: Datasets | None, device: torch.device,
