@@ -158,5 +158,5 @@ def resolve(name: str, data_shape: tuple[int, ...], label_room: bool = True, fir
     from .layers import LAYERS  # late: layers import torch modules that import this one
 
     if not label_room:
-        return "extra" if first_layer == "dense" else "channels"
+        return "channels" if LAYERS[first_layer].reads_map else "extra"
     return LAYERS[first_layer].auto_coding

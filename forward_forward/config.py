@@ -547,7 +547,8 @@ def per_layer(model: ModelConfig, name: str) -> list:
 def _check_layers(model: ModelConfig, layer_types: dict) -> None:
     kinds = per_layer(model, "layer")
     # geometry only matters with map layers (dense configs of earlier versions may carry stale lists)
-    for name in PER_LAYER if set(kinds) - {"dense"} else ("layer",):
+    maps = any(layer_types[kind].reads_map for kind in kinds if kind in layer_types)
+    for name in PER_LAYER if maps else ("layer",):
         values = per_layer(model, name)
         if len(values) != len(model.hidden):
             raise FFError(f"model.{name} lists {len(values)} values for {len(model.hidden)} hidden layers; "
@@ -555,8 +556,9 @@ def _check_layers(model: ModelConfig, layer_types: dict) -> None:
     for index, kind in enumerate(kinds):
         if kind not in layer_types:
             raise FFError(f"model.layer must be one of {', '.join(layer_types)} for every layer; got {kind!r}.")
-        if kind != "dense" and "dense" in kinds[:index]:
-            raise FFError(f"model.layer puts a {kind} layer after a dense one ({kinds}); a {kind} layer needs the "
+        flat = [k for k in kinds[:index] if not layer_types[k].reads_map]
+        if layer_types[kind].reads_map and flat:
+            raise FFError(f"model.layer puts a {kind} layer after a {flat[0]} one ({kinds}); a {kind} layer needs the "
                           f"map of the layer below: put {kind} layers first.")
         layer_types[kind].check(model, index)
 

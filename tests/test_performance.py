@@ -35,10 +35,11 @@ class HostReads(TorchDispatchMode):
     {"objective": {"negatives": "hard"}},
     {"objective": {"negatives": "random"}},
     {"objective": {"negatives": "all"}},
+    {"objective": {"negatives": "any_label"}},
     {"objective": {"negatives": "hybrid", "predict": "softmax", "label_coding": "auto"}},
     {"objective": {"negatives": "hard", "goodness_scope": "region", "region_size": 2},
      "model": {"layer": "local", "hidden": [4, 4], "kernel": 4, "stride": 2}},
-], ids=["hard", "random", "all", "hybrid", "local-regions"])
+], ids=["hard", "random", "all", "any_label", "hybrid", "local-regions"])
 def test_a_training_step_never_reads_a_tensor_back_to_the_host(tmp_path, sections):
     """The loop's step (negatives, every layer's loss and backward, the optimiser, the meter) queues its
     work without waiting for it; statistics are read once an epoch."""

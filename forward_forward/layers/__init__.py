@@ -28,6 +28,9 @@ class LayerType:
     # the label coding "auto" gives when this is the first layer and the images leave room for label
     # pixels; without room every map layer gets channels, and a dense layer extra inputs
     auto_coding: str = "pixels"
+    # whether the layer reads the map of the layer below (C, H, W); one that reads a vector flattens it,
+    # so no map layer can follow it
+    reads_map: bool = True
 
 
 MAX_WEIGHTS = 2**29  # 2 GiB of fp32 weights in one layer: a typo, not a model; refused before allocating
@@ -94,7 +97,7 @@ def _check_local(model: ModelConfig, index: int) -> None:
 
 
 LAYERS: dict[str, LayerType] = {
-    "dense": LayerType(_build_dense),
+    "dense": LayerType(_build_dense, reads_map=False),
     "local": LayerType(_build_local, _check_local),
     "conv": LayerType(_build_conv, lambda model, index: _check_geometry(model, index, "conv"), auto_coding="channels"),
 }

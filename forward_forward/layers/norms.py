@@ -13,15 +13,29 @@ import torch
 from torch import nn
 
 
+def _rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    return x / (x.pow(2).mean(dim=1, keepdim=True).sqrt() + eps)
+
+
+def _l2(x: torch.Tensor, eps: float) -> torch.Tensor:
+    return x / (x.norm(dim=1, keepdim=True) + eps)
+
+
+def _layernorm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    x = x - x.mean(dim=1, keepdim=True)
+    return x / (x.pow(2).mean(dim=1, keepdim=True) + eps).sqrt()
+
+
+# the norms that scale each sample alone; batchnorm reads the batch and is a module (InputNorm)
+PER_SAMPLE = {"rms": _rms, "l2": _l2, "layernorm": _layernorm}
+
+
 def normalize(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
     """Scale each row (dim 1) to unit RMS ("rms") or unit length ("l2") without subtracting the mean;
     "layernorm" subtracts the mean first and divides by the standard deviation."""
-    if kind == "rms":
-        return x / (x.pow(2).mean(dim=1, keepdim=True).sqrt() + eps)
-    if kind == "layernorm":
-        x = x - x.mean(dim=1, keepdim=True)
-        return x / (x.pow(2).mean(dim=1, keepdim=True) + eps).sqrt()
-    return x / (x.norm(dim=1, keepdim=True) + eps)
+    if kind not in PER_SAMPLE:
+        raise ValueError(f"{kind!r} is not a per-sample norm (one of {sorted(PER_SAMPLE)})")
+    return PER_SAMPLE[kind](x, eps)
 
 
 class InputNorm(nn.Module):

@@ -21,6 +21,7 @@ TEXT_ONLY = ("generated_length",)
 
 
 class Generated(Negatives):
+    uses_network = True
     reads = tuple(dict.fromkeys(("sample_from", "sample_temperature", *TEXT_ONLY, "regenerate_every",
                                  *GeneratedImages.reads)))
 

@@ -45,7 +45,9 @@ def check(cfg: Config, layers: int, ranks: Ranks) -> None:
     why = []
     if cfg.model.kind != "ff":
         why.append(f"model.kind = {cfg.model.kind} (the pipeline trains ff networks)")
-    if cfg.objective.negatives in ("hard", "generated"):
+    from ..negatives import NEGATIVES
+
+    if NEGATIVES[cfg.objective.negatives].uses_network:
         why.append(f"objective.negatives = {cfg.objective.negatives} (sampled from the whole network's predictions "
                    "before the bottom stage can make them; use random or all)")
     if cfg.model.fast_weights:
