@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .layers import normalize
+from .layers import normalize, per_sample
 from .stack import LayerStack, decay_groups
 
 
@@ -48,7 +48,7 @@ class TopDown(nn.Module):
         self.down = nn.ModuleList(maps)
         self.iterations, self.damping = iterations, damping
         # batchnorm's running statistics belong to the bottom-up input; the top-down one is scaled per sample
-        self.norm, self.norm_eps = ("rms" if norm == "batchnorm" else norm), norm_eps
+        self.norm, self.norm_eps = per_sample(norm), norm_eps
 
     @classmethod
     def build(cls, stack: LayerStack, top_units: int, model: ModelConfig) -> TopDown:

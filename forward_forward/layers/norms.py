@@ -30,6 +30,12 @@ def _layernorm(x: torch.Tensor, eps: float) -> torch.Tensor:
 PER_SAMPLE = {"rms": _rms, "l2": _l2, "layernorm": _layernorm}
 
 
+def per_sample(kind: str) -> str:
+    """`kind`, or rms in place of a norm that reads the batch: what scales one sample where a
+    prediction must not depend on its batch (the readout's features, the top-down input)."""
+    return kind if kind in PER_SAMPLE else "rms"
+
+
 def normalize(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
     """Scale each row (dim 1) to unit RMS ("rms") or unit length ("l2") without subtracting the mean;
     "layernorm" subtracts the mean first and divides by the standard deviation."""

@@ -11,7 +11,7 @@ from ..config import Config, ModelConfig, ObjectiveConfig, OptimConfig
 from ..errors import FFError
 from ..fast_weights import FastWeights, recall_for
 from ..generator import Generator
-from ..layers import normalize
+from ..layers import normalize, per_sample
 from ..stack import LayerStack, decay_groups
 
 
@@ -107,7 +107,7 @@ def readout_features(acts: list[torch.Tensor], norm: str, eps: float, detach: bo
     """Normalised activities side by side (B, sum units), detached unless `detach` is False (the backprop
     twin's output layer): what a readout or probe reads.
     Under batchnorm each sample is scaled to unit RMS: a prediction must not depend on its batch."""
-    norm = "rms" if norm == "batchnorm" else norm
+    norm = per_sample(norm)
     return torch.cat([normalize(a.detach() if detach else a, norm, eps) for a in acts], 1)
 
 

@@ -26,7 +26,8 @@ from torch import nn
 
 from ..errors import FFError
 
-# a hung peer ends the run after this long; rank 0's validation must fit in it (the others wait meanwhile)
+# a hung peer ends the run after this long; rank 0's validation must fit in it (the others wait meanwhile),
+# and on CPU its end-of-run scoring too (the others wait in `leave`)
 TIMEOUT = datetime.timedelta(seconds=int(os.environ.get("FF_DIST_TIMEOUT", "1800")))
 
 
@@ -129,11 +130,12 @@ def lost_peer(error: BaseException, ranks: Ranks, run_dir) -> FFError:
 
 
 def leave(ranks: Ranks, finished: bool) -> None:
-    """Leave the process group. A rank that finished waits for the others first: one that tore its
-    connections down while a peer was still writing could abort that peer at exit."""
+    """Leave the process group. On CPU a rank that finished waits for the others first: gloo, torn
+    down while a peer still held its connections, could abort that peer at exit. (NCCL's watchdog
+    would kill a rank that waited longer than TIMEOUT for rank 0's scoring, so there it does not wait.)"""
     if not (ranks.parallel and dist.is_initialized()):
         return
-    if finished:
+    if finished and dist.get_backend() == "gloo":
         try:
             dist.barrier()
         except RuntimeError:  # a peer failed after this rank finished; its own error says what happened

@@ -47,7 +47,8 @@ def check(cfg: Config, layers: int, ranks: Ranks) -> None:
         why.append(f"model.kind = {cfg.model.kind} (the pipeline trains ff networks)")
     from ..negatives import NEGATIVES
 
-    if NEGATIVES[cfg.objective.negatives].uses_network:
+    strategy = NEGATIVES[cfg.objective.negatives]
+    if strategy.uses_network or strategy.needs_probs:
         why.append(f"objective.negatives = {cfg.objective.negatives} (sampled from the whole network's predictions "
                    "before the bottom stage can make them; use random or all)")
     if cfg.model.fast_weights:
@@ -150,7 +151,8 @@ class Stage:
 
     def agree(self, epoch: int, run_dir: Path) -> None:
         """One clear error, on every rank, when the stages would resume from different epochs."""
-        low, high = torch.tensor([epoch]), torch.tensor([epoch])
+        device = self.model.stack.layers[0].mean_activity.device  # NCCL reduces GPU tensors only
+        low, high = torch.tensor([epoch], device=device), torch.tensor([epoch], device=device)
         dist.all_reduce(low, op=dist.ReduceOp.MIN)
         dist.all_reduce(high, op=dist.ReduceOp.MAX)
         if int(low) != int(high):
