@@ -117,11 +117,16 @@ def test_a_rank_that_finished_waits_for_the_others_before_leaving(monkeypatch):
     monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
     monkeypatch.setattr(distributed.dist, "barrier", lambda: calls.append("barrier"))
     monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda: "gloo")
     two = distributed.Ranks(rank=1, world=2)
     distributed.leave(two, finished=True)
     assert calls == ["barrier", "destroy"]
     calls.clear()
     distributed.leave(two, finished=False)  # a peer may be dead: waiting for it would hang
+    assert calls == ["destroy"]
+    calls.clear()
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda: "nccl")
+    distributed.leave(two, finished=True)  # NCCL's watchdog would kill a rank that waits out rank 0's scoring
     assert calls == ["destroy"]
     calls.clear()
     distributed.leave(distributed.Ranks(), finished=True)  # one process has no group to leave
