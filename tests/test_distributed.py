@@ -199,6 +199,9 @@ def test_the_pipeline_refuses_what_it_cannot_carry():
     cfg = small_config(objective={"negatives": "hard"}, run={"parallel": "pipeline"})
     with pytest.raises(FFError, match="objective.negatives = hard .* use random or all"):
         pipeline.check(cfg, 2, Ranks(0, 2))
+    generated = small_config(objective={"negatives": "generated", "predict": "softmax"}, run={"parallel": "pipeline"})
+    with pytest.raises(FFError, match="objective.negatives = generated"):  # text it writes needs every layer
+        pipeline.check(generated, 2, Ranks(0, 2))
     with pytest.raises(FFError, match="2 hidden layers for 3 processes"):
         pipeline.check(small_config(objective={"negatives": "random"}), 2, Ranks(0, 3))
     with pytest.raises(FFError, match="negatives_until"):  # sleep deprivation needs the minibatch schedule's phases

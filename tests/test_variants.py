@@ -179,3 +179,13 @@ def test_training_through_a_black_box_still_learns(fake_mnist, tmp_path):
     cfg = small_config(fake_mnist, model={"blackbox": "quantize", "blackbox_strength": 2}, optim={"epochs": 3},
                        data={"jitter": 1})
     assert train(cfg, tmp_path / "run", "test")["test_error"] < 0.2
+
+
+def test_a_norm_that_reads_the_batch_is_never_applied_per_sample():
+    from forward_forward.layers import per_sample
+
+    x = torch.randn(4, 6)
+    assert per_sample("batchnorm") == "rms" and per_sample("layernorm") == "layernorm"
+    with pytest.raises(ValueError, match="not a per-sample norm"):  # once fell through to l2 without a word
+        normalize(x, "batchnorm", 1e-8)
+    assert torch.allclose(normalize(x, "rms", 0.0).pow(2).mean(1), torch.ones(4))

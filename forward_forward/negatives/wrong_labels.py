@@ -47,7 +47,6 @@ class HardWrong(WrongLabels):
     paper's teacher forcing: the real window with a wrong next character the network predicts."""
 
     needs_probs = True
-    uses_network = True
     reads = ("sample_from", "sample_temperature")
 
     @staticmethod

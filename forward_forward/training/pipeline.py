@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from ..config import Config
 from ..errors import FFError
 from ..models.base import readout_features
+from ..negatives import NEGATIVES
 from .distributed import Ranks
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ def check(cfg: Config, layers: int, ranks: Ranks) -> None:
     why = []
     if cfg.model.kind != "ff":
         why.append(f"model.kind = {cfg.model.kind} (the pipeline trains ff networks)")
-    from ..negatives import NEGATIVES
-
     strategy = NEGATIVES[cfg.objective.negatives]
     if strategy.uses_network or strategy.needs_probs:
         why.append(f"objective.negatives = {cfg.objective.negatives} (sampled from the whole network's predictions "
