@@ -154,7 +154,7 @@ def _draw(run_dir: Path, cfg, model, data, out: Path | None = None, samples: int
     from .training.device import scoring_autocast
 
     generates = getattr(model, "generator", None) is not None
-    supervised = cfg.model.kind == "ff" and "goodness" in model.ways
+    supervised = model.trains_on_negatives and "goodness" in model.ways  # the label in the input
     if not (supervised or generates):
         raise FFError(f"ff plot draws the label-goodness figures of supervised FF networks and a generator's, and "
                       f"{run_dir} has neither: compare it with other runs in `ff report`.")

@@ -354,7 +354,7 @@ def _check_text(cfg: Config) -> None:
                       f"data.window = {cfg.data.window} characters: make it longer than the window.")
 
 
-def _check_fast_weights(cfg: Config) -> None:
+def _check_fast_weights(cfg: Config, trains_on_negatives: bool) -> None:
     """Fast weights remember the earlier windows of a string: text data, whole strings in every batch."""
     m = cfg.model
     if not m.fast_weights:
@@ -369,7 +369,7 @@ def _check_fast_weights(cfg: Config) -> None:
         why.append(f"data.dataset = {cfg.data.dataset} (they need text: aesop or text)")
     if m.kind not in ("ff", "backprop"):
         why.append(f"model.kind = {m.kind} (ff and its backprop twin have them)")
-    if m.kind == "ff" and cfg.objective.negatives not in ("random", "hard"):
+    if trains_on_negatives and cfg.objective.negatives not in ("random", "hard"):
         why.append(f"objective.negatives = {cfg.objective.negatives} (negatives must be the real windows with "
                    "another next character: random or hard)")
     if cfg.optim.phase_steps or cfg.optim.greedy_steps:
@@ -413,9 +413,9 @@ def _check_recurrent(cfg: Config) -> None:
                       "of iterations (the paper: 8), or leave them at their defaults.")
 
 
-def _check_generator(cfg: Config) -> None:
+def _check_generator(cfg: Config, trains_on_negatives: bool, pairs: bool) -> None:
     """What only a generator of images uses is refused without one, rather than ignored."""
-    generates = (cfg.model.kind == "ff" and cfg.objective.negatives == "generated"
+    generates = (trains_on_negatives and cfg.objective.negatives == "generated"
                  and cfg.data.dataset not in TEXT_DATASETS)
     if not generates:
         changed = changed_fields(cfg, "optim", ("generator_lr",)) + changed_fields(cfg, "run", ("reference",))
@@ -425,23 +425,33 @@ def _check_generator(cfg: Config) -> None:
     if cfg.optim.negatives_until and (cfg.optim.phase_steps or cfg.optim.greedy_steps):
         raise FFError("optim.negatives_until stops the negatives of interleaved training; with optim.phase_steps or "
                       "greedy_steps set the schedule is another: set one of them to 0.")
-    if cfg.optim.negatives_until and cfg.objective.loss == "symba":
-        raise FFError("optim.negatives_until leaves steps of positive data alone, and objective.loss = symba scores "
-                      "pairs of a positive and a negative: use logistic or hinge.")
-    if cfg.optim.negatives_until and cfg.model.kind != "ff":
+    if cfg.optim.negatives_until and pairs:
+        raise FFError(f"optim.negatives_until leaves steps of positive data alone, and objective.loss = "
+                      f"{cfg.objective.loss} scores pairs of a positive and a negative: use logistic or hinge.")
+    if cfg.optim.negatives_until and not trains_on_negatives:
         raise FFError(f"optim.negatives_until stops FF's negative data, and model.kind = {cfg.model.kind} has none: "
                       "set it to 0.")
 
 
-def _check_negatives_fields(cfg: Config, strategies: typing.Mapping) -> None:
+def _check_negatives_fields(cfg: Config, strategies: typing.Mapping, trains_on_negatives: bool) -> None:
     """A strategy's own objective fields, set away from their defaults under another strategy, are refused."""
     own = strategies[cfg.objective.negatives].reads
     others = {f for s in strategies.values() for f in s.reads} - set(own)
     changed = changed_fields(cfg, "objective", sorted(others))
-    if changed and cfg.model.kind == "ff":
+    if changed and trains_on_negatives:
         users = sorted(name for name, s in strategies.items() if set(s.reads) & {c.split(".")[1] for c in changed})
         raise FFError(f"{', '.join(changed)} shape(s) the negatives of objective.negatives = {' or '.join(users)}, "
                       f"and this run uses {cfg.objective.negatives}: leave them at their defaults, or switch.")
+
+
+def _check_loss_fields(cfg: Config, losses: typing.Mapping) -> None:
+    """A loss's own objective fields, set away from their defaults under another loss, are refused."""
+    fields = {name: {field for _, field in loss.options} for name, loss in losses.items()}
+    changed = changed_fields(cfg, "objective", sorted(set().union(*fields.values()) - fields[cfg.objective.loss]))
+    if changed:
+        users = sorted(name for name, own in fields.items() if own & {c.split(".")[1] for c in changed})
+        raise FFError(f"{', '.join(changed)} shape(s) objective.loss = {' or '.join(users)}, and this run uses "
+                      f"{cfg.objective.loss}: leave them at their defaults, or switch.")
 
 
 def _validate(cfg: Config) -> Config:
@@ -479,7 +489,8 @@ def _validate(cfg: Config) -> Config:
         )
     _check_layers(cfg.model, LAYERS)
     BLACKBOXES[cfg.model.blackbox].check(cfg.model.blackbox_strength)
-    model_class(cfg).check(cfg)
+    kind = model_class(cfg)
+    kind.check(cfg)
     _warn_if_unreachable(cfg)
     if cfg.optim.layer_lr and (len(cfg.optim.layer_lr) != len(cfg.model.hidden)
                                or not all(0 < f < math.inf for f in cfg.optim.layer_lr)):
@@ -491,16 +502,18 @@ def _validate(cfg: Config) -> Config:
         raise FFError(f"objective.predict = {cfg.objective.predict} must be among run.score_ways "
                       f"{cfg.run.score_ways}: add it.")
     _check_text(cfg)
-    _check_negatives_fields(cfg, NEGATIVES)
-    _check_fast_weights(cfg)
-    _check_micro_batch(cfg, model_class(cfg).has_peer_loss)
+    _check_negatives_fields(cfg, NEGATIVES, kind.trains_on_negatives)
+    _check_loss_fields(cfg, LOSSES)
+    _check_fast_weights(cfg, kind.trains_on_negatives)
+    _check_micro_batch(cfg, kind.has_peer_loss)
     _check_recurrent(cfg)
     if cfg.objective.predict == "best" and cfg.data.val_size == 0:
         raise FFError("objective.predict = best chooses on validation images, and data.val_size = 0 leaves none: "
                       "choose softmax, goodness or combined.")
-    if cfg.optim.phase_steps and cfg.objective.loss == "symba":
-        raise FFError("optim.phase_steps needs a loss that scores each side alone; symba pairs them: use logistic.")
-    _check_generator(cfg)
+    if cfg.optim.phase_steps and LOSSES[cfg.objective.loss].pairs:
+        raise FFError(f"optim.phase_steps needs a loss that scores each side alone; {cfg.objective.loss} pairs them: "
+                      "use logistic.")
+    _check_generator(cfg, kind.trains_on_negatives, LOSSES[cfg.objective.loss].pairs)
     if cfg.optim.phase_steps and cfg.optim.greedy_steps:
         raise FFError("optim.phase_steps and optim.greedy_steps are two different schedules: set one to 0.")
     if cfg.optim.greedy_negatives != "step" and not cfg.optim.greedy_steps:

@@ -145,8 +145,21 @@ def check_regions(scope: Scope, stack) -> None:
                       "vector: use local or conv layers (model.layer), or goodness_scope = layer.")
 
 
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {
-    "logistic": logistic_loss,
-    "symba": symba_loss,
-    "hinge": hinge_loss,
+@dataclass(frozen=True)
+class Loss:
+    """A layer's loss on the goodness of its positive and negative data (`objective.loss`)."""
+
+    fn: Callable[..., torch.Tensor]  # (g_pos (B,), g_neg (kB,), theta, temperature, **options) -> scalar
+    pairs: bool = False  # scores each positive against its own negatives: every step needs both sides
+    options: tuple[tuple[str, str], ...] = ()  # (fn's keyword, the objective field that sets it)
+
+    def keywords(self, objective) -> dict[str, float]:
+        """`fn`'s own options, read from the objective config."""
+        return {keyword: getattr(objective, field) for keyword, field in self.options}
+
+
+LOSSES: dict[str, Loss] = {
+    "logistic": Loss(logistic_loss),
+    "symba": Loss(symba_loss, pairs=True, options=(("alpha", "symba_alpha"),)),
+    "hinge": Loss(hinge_loss),
 }

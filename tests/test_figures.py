@@ -9,6 +9,7 @@ import pytest
 
 from forward_forward.cli import main
 from forward_forward.figures import FIGURES
+from forward_forward.report import needs_figures
 from forward_forward.train import train
 from tests.conftest import small_config
 
@@ -46,6 +47,17 @@ def test_plot_writes_every_figure_and_its_numbers(two_runs):
     wrong = 1 - sum(confusion[i][i] for i in range(10)) / 300
     assert abs(wrong - summary["test_error"]) < 1e-9
     assert len(facts["activity"]["with_label"]) == 2 and len(facts["activity"]["with_label"][0]) == 64
+
+
+@pytest.mark.parametrize("kind, ways, drawn", [
+    ("ff", ["goodness", "softmax"], True),  # the label in the input: goodness per label to draw
+    ("ff", ["softmax"], False),  # unsupervised: no label to draw the goodness of
+    ("competitive", ["goodness", "softmax"], False),  # goodness per class group, no label in the input
+    ("backprop", ["softmax"], False),
+    ("a kind this version does not know", ["goodness"], False),
+])
+def test_only_networks_that_score_labels_by_goodness_need_the_label_figures(kind, ways, drawn):
+    assert needs_figures({"config": {"model": {"kind": kind}}, "ways": ways}) is drawn
 
 
 def test_report_embeds_everything_and_compares_runs(two_runs, tmp_path):

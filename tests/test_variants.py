@@ -4,6 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from forward_forward.config import Config, merge
+from forward_forward.errors import FFError
 from forward_forward.layers import ACTIVATIONS, normalize
 from forward_forward.models import FFNetwork, build_model
 from forward_forward.objectives import GOODNESS, LOSSES
@@ -44,25 +46,31 @@ def test_negated_goodness_wants_quiet_positives():
 
 def test_losses_have_their_published_forms():
     g_pos, g_neg = torch.tensor([3.0, 1.0]), torch.tensor([0.5, 2.5])
-    logistic = LOSSES["logistic"](g_pos, g_neg, 2.0, 1.0)
+    logistic = LOSSES["logistic"].fn(g_pos, g_neg, 2.0, 1.0)
     assert torch.isclose(logistic, 0.5 * (F.softplus(-(g_pos - 2)).mean() + F.softplus(g_neg - 2).mean()))
-    symba = LOSSES["symba"](g_pos, g_neg, 2.0, 1.0, alpha=4.0)
+    symba = LOSSES["symba"].fn(g_pos, g_neg, 2.0, 1.0, alpha=4.0)
     assert torch.isclose(symba, F.softplus(-4.0 * (g_pos - g_neg)).mean())
-    hinge = LOSSES["hinge"](g_pos, g_neg, 2.0, 0.5)
+    hinge = LOSSES["hinge"].fn(g_pos, g_neg, 2.0, 0.5)
     assert torch.isclose(hinge, 0.5 * (torch.tensor([0.0, 1.5]).mean() + torch.tensor([0.0, 1.0]).mean()))
     # SymBa pairs each positive with each of its k negatives (image-major)
-    paired = LOSSES["symba"](torch.tensor([1.0, 5.0]), torch.tensor([0.0, 2.0, 4.0, 6.0]), 0.0, 1.0, alpha=1.0)
+    paired = LOSSES["symba"].fn(torch.tensor([1.0, 5.0]), torch.tensor([0.0, 2.0, 4.0, 6.0]), 0.0, 1.0, alpha=1.0)
     assert torch.isclose(paired, F.softplus(-torch.tensor([1.0, -1.0, 1.0, -1.0])).mean())
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_the_model_uses_the_configured_loss(loss):
-    model = model_with(objective={"loss": loss, "symba_alpha": 2.0})
+    options = {"alpha": 2.0} if loss == "symba" else {}
+    model = model_with(objective={"loss": loss, **({"symba_alpha": 2.0} if options else {})})
     pos, neg = torch.rand(6, 64) * 2, torch.rand(6, 64)
     got, _ = model.layer_loss(0, pos, neg)
-    options = {"alpha": 2.0} if loss == "symba" else {}
     g_pos, g_neg = model.goodness(pos), model.goodness(neg)
-    assert torch.isclose(got, LOSSES[loss](g_pos, g_neg, 64.0, 1.0, **options))
+    assert torch.isclose(got, LOSSES[loss].fn(g_pos, g_neg, 64.0, 1.0, **options))
+
+
+def test_a_loss_option_under_another_loss_is_refused_not_ignored():
+    with pytest.raises(FFError, match=r"objective.symba_alpha shape\(s\) objective.loss = symba.*uses logistic"):
+        merge(Config(), {"objective": {"symba_alpha": 2.0}})
+    assert merge(Config(), {"objective": {"loss": "symba", "symba_alpha": 2.0}}).objective.symba_alpha == 2.0
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))

@@ -28,6 +28,7 @@ class BackpropNetwork(nn.Module):
     validation_method = "softmax"
     loss_names = ["output"]
     has_peer_loss = False  # built with peer_lambda = 0: its one loss is end to end
+    trains_on_negatives = False  # cross-entropy on the real images alone
 
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):

@@ -64,6 +64,8 @@ class ModelKind(Protocol):
                  objective: ObjectiveConfig) -> Network: ...
     # whether it builds model.peer_lambda's peer loss, which reads the batch's mean activity
     has_peer_loss: bool
+    # whether it trains on objective.negatives' negative data, so the objective's negative fields matter
+    trains_on_negatives: bool
 
     def check(self, cfg: Config) -> None: ...
     def label_in_input(self, cfg: Config) -> bool: ...
@@ -127,6 +129,7 @@ class LayerLosses(nn.Module):
     # tensors before the next layer runs, so a step's memory does not grow with depth
     release_graphs = False
     has_peer_loss = True  # each layer's peer normalisation term, under model.peer_lambda
+    trains_on_negatives = False  # a kind that draws objective.negatives says so (ff)
     # set by the loop with optim.micro_batch: this micro-batch's share of the step's images, which weights
     # the gradients released here as the loop weights the ones it backpropagates
     loss_scale = 1.0

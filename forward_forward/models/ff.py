@@ -30,6 +30,7 @@ class FFNetwork(LayerLosses):
     _repeat_key: Hashable | None = None
     # inputs kept at once (see repeat_key): the loop keeps one per micro-batch of a step (optim.micro_batch)
     repeat_slots = 1
+    trains_on_negatives = True  # each layer tells objective.negatives' negatives from the real data
 
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
@@ -47,8 +48,8 @@ class FFNetwork(LayerLosses):
         self.fast = fast_weights.build(model)
         self.norm, self.norm_eps = model.norm, model.norm_eps
         self.goodness = GOODNESS[objective.goodness].fn
-        self.loss_fn = LOSSES[objective.loss]
-        self.loss_options = {"alpha": objective.symba_alpha} if objective.loss == "symba" else {}
+        self.loss_fn = LOSSES[objective.loss].fn
+        self.loss_options = LOSSES[objective.loss].keywords(objective)
         self.scope = scope_of(objective, num_classes, self.stack)
         sizes = [self.scope.size(layer.out_shape) for layer in self.stack.layers]  # units per goodness term
         default = GOODNESS[objective.goodness].default_threshold
