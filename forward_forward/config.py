@@ -234,8 +234,6 @@ CHOICES = {
     "objective.label_value": ("one", "max"),
     "objective.predict": (*WAYS, "best"),
     "objective.sample_from": ("softmax", "goodness"),
-    "optim.name": ("sgd", "adam"),
-    "optim.schedule": ("hinton", "constant"),
     "optim.greedy_negatives": ("step", "chunk"),
     "run.precision": ("fp32", "bf16", "auto"),
     "run.parallel": ("data", "pipeline"),
@@ -454,6 +452,16 @@ def _check_loss_fields(cfg: Config, losses: typing.Mapping) -> None:
                       f"{cfg.objective.loss}: leave them at their defaults, or switch.")
 
 
+def _check_optimizer_fields(cfg: Config, optimizers: typing.Mapping) -> None:
+    """An optimiser's own fields (SGD's momentum), set away from their defaults under another, are refused."""
+    others = {f for name, o in optimizers.items() if name != cfg.optim.name for f in o.reads}
+    changed = changed_fields(cfg, "optim", sorted(others - set(optimizers[cfg.optim.name].reads)))
+    if changed:
+        users = sorted(name for name, o in optimizers.items() if set(o.reads) & {c.split(".")[1] for c in changed})
+        raise FFError(f"{', '.join(changed)} shape(s) optim.name = {' or '.join(users)}, and this run uses "
+                      f"{cfg.optim.name}: leave them at their defaults, or switch.")
+
+
 def _validate(cfg: Config) -> Config:
     """Range and choice checks that types alone cannot express; each registry entry checks its own fields."""
     # late: these import torch, and config must stay light
@@ -463,12 +471,13 @@ def _validate(cfg: Config) -> Config:
     from .models import MODELS, model_class
     from .negatives import NEGATIVES
     from .objectives import GOODNESS, LOSSES, SCOPES
+    from .training.optim import OPTIMIZERS, SCHEDULES
 
     registries: dict[str, typing.Mapping[str, object]] = {
         "model.kind": MODELS, "model.activation": ACTIVATIONS, "model.blackbox": BLACKBOXES, "model.norm": NORMS,
         "objective.goodness_scope": SCOPES,
         "objective.goodness": GOODNESS, "objective.loss": LOSSES, "objective.negatives": NEGATIVES,
-        "objective.label_coding": LABEL_CODINGS}
+        "objective.label_coding": LABEL_CODINGS, "optim.name": OPTIMIZERS, "optim.schedule": SCHEDULES}
     choices_of = {**CHOICES, **{k: tuple(v) for k, v in registries.items()}}
     choices_of["objective.label_coding"] += ("auto",)
     for path, choices in choices_of.items():
@@ -504,6 +513,7 @@ def _validate(cfg: Config) -> Config:
     _check_text(cfg)
     _check_negatives_fields(cfg, NEGATIVES, kind.trains_on_negatives)
     _check_loss_fields(cfg, LOSSES)
+    _check_optimizer_fields(cfg, OPTIMIZERS)
     _check_fast_weights(cfg, kind.trains_on_negatives)
     _check_micro_batch(cfg, kind.has_peer_loss)
     _check_recurrent(cfg)
@@ -636,6 +646,28 @@ def merge(cfg: Config, overrides: dict) -> Config:
     built = Config(**{name: _section_class(name)(**data[name]) for name in SECTIONS})
     _import_plugins(built.run.plugins)
     return _validate(built)
+
+
+def as_trained(data: dict) -> dict:
+    """A saved run's config with the fields its optimiser and loss never read put back to their defaults.
+
+    Earlier versions accepted SGD's momentum under Adam, and SymBa's alpha under another loss, and ignored
+    them; such a run trained as if they were at their defaults, and now loads so."""
+    from .objectives import LOSSES  # late: they import torch, and config must stay light
+    from .training.optim import OPTIMIZERS
+
+    optim, objective = data.get("optim"), data.get("objective")
+    if not isinstance(optim, dict) or not isinstance(objective, dict):
+        return data  # merge says what is wrong with it
+    read = {("optim", f) for f in getattr(OPTIMIZERS.get(optim.get("name", OptimConfig.name)), "reads", ())}
+    read |= {("objective", f) for _, f in getattr(LOSSES.get(objective.get("loss", ObjectiveConfig.loss)),
+                                                   "options", ())}
+    unread = ({("optim", f) for o in OPTIMIZERS.values() for f in o.reads}
+              | {("objective", f) for loss in LOSSES.values() for _, f in loss.options}) - read
+    sections = {"optim": dict(optim), "objective": dict(objective)}
+    for section, name in unread:
+        sections[section].pop(name, None)
+    return {**data, **sections}
 
 
 def from_dict(data: dict) -> Config:

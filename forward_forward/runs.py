@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .config import Config, from_dict, read_json
+from .config import Config, as_trained, from_dict, read_json
 from .errors import FFError
 
 WEIGHTS = "model.pt"
@@ -190,4 +190,4 @@ def load_config(run_dir: Path) -> tuple[Config, str]:
         raise FFError(f"{run_dir} is not a run directory: it has no config.json file.")
     data = read_json(path, "run config")
     preset = data.pop("preset", "custom")
-    return from_dict(data), str(preset)
+    return from_dict(as_trained(data)), str(preset)

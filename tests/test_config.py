@@ -1,8 +1,10 @@
 """Config validation: every bad field is an FFError that names it."""
 
+import json
+
 import pytest
 
-from forward_forward import presets
+from forward_forward import presets, runs
 from forward_forward.config import Config, from_dict, load_toml, merge, parse_override
 from forward_forward.errors import FFError
 
@@ -20,6 +22,10 @@ from forward_forward.errors import FFError
         ({"optim": {"readout_lr": float("nan")}}, "optim.readout_lr"),
         ({"optim": {"weight_decay": float("nan")}}, "optim.weight_decay"),
         ({"optim": {"name": "rmsprop"}}, "optim.name"),
+        ({"optim": {"schedule": "cosine"}}, "optim.schedule"),
+        ({"optim": {"name": "adam", "momentum": 0.5}}, "optim.name = sgd, and this run uses adam"),
+        ({"optim": {"name": "adam", "dampening": 0.0}}, "optim.dampening shape"),
+        ({"objective": {"symba_alpha": 2.0}}, "objective.symba_alpha shape"),
         ({"model": {"hidden": [100, -3]}}, "model.hidden"),
         ({"model": {"hidden": [10**9, 10]}}, "model.hidden"),
         ({"objective": {"threshold": float("inf")}}, "objective.threshold"),
@@ -111,3 +117,19 @@ def test_every_preset_has_a_description_and_prints_as_toml_that_reads_back(tmp_p
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.startswith("ff 0.1.0 (torch ")
+
+
+def test_a_run_of_an_earlier_version_loads_as_it_trained_with_the_fields_it_ignored_at_their_defaults(tmp_path):
+    saved = Config().to_dict()
+    saved["optim"].update(name="adam", momentum=0.5, dampening=0.0)
+    saved["objective"].update(loss="logistic", symba_alpha=2.0)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    cfg, _ = runs.load_config(tmp_path)
+    assert (cfg.optim.name, cfg.optim.momentum, cfg.optim.dampening) == ("adam", 0.9, 0.9)
+    assert (cfg.objective.loss, cfg.objective.symba_alpha) == ("logistic", 4.0)
+    saved["optim"]["name"], saved["objective"]["loss"] = "sgd", "symba"  # the fields they do read are kept
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    cfg, _ = runs.load_config(tmp_path)
+    assert (cfg.optim.momentum, cfg.optim.dampening, cfg.objective.symba_alpha) == (0.5, 0.0, 2.0)
+    with pytest.raises(FFError, match="optim.momentum"):  # a new config is refused, not quietly changed
+        from_dict(saved | {"optim": {**saved["optim"], "name": "adam"}})

@@ -284,6 +284,24 @@ def test_each_layer_may_have_its_own_learning_rate(kind, fields):
         small_config(optim={"layer_lr": [1.0]})
 
 
+@pytest.mark.parametrize("name, schedule, expected_class", [
+    ("sgd", "hinton", torch.optim.SGD), ("adam", "constant", torch.optim.Adam)])
+def test_the_optimiser_and_schedule_are_the_ones_configured(name, schedule, expected_class):
+    cfg = small_config(optim={"name": name, "schedule": schedule, "lr": 0.5})
+    optimizer, scheduler = build_optimizer(cfg, build_model(cfg, (100,), 10), total_steps=10)
+    assert type(optimizer) is expected_class
+    if name == "sgd":  # the MATLAB recipe's smoothed gradient
+        assert optimizer.param_groups[0]["momentum"] == optimizer.param_groups[0]["dampening"] == 0.9
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    # hinton: the paper's rate for the first half, then linear to 0 over the second
+    expected = [0.5] * 6 + [0.4, 0.3, 0.2, 0.1] if schedule == "hinton" else [0.5] * 10
+    assert rates == pytest.approx(expected)
+
+
 def test_a_model_whose_groups_leave_a_parameter_out_is_refused():
     cfg = small_config()
     model = build_model(cfg, (100,), 10)
