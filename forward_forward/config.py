@@ -228,7 +228,6 @@ SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 WAYS = ("softmax", "goodness", "combined")  # the ways a network predicts (objective.predict also has best)
 TEXT_DATASETS = ("aesop", "text")  # next-character data: windows of a text
 CHOICES = {
-    "data.dataset": ("mnist", "fashion-mnist", "cifar10", "file", "arrays", *TEXT_DATASETS),
     "model.norm_scope": ("layer", "position"),
     "model.init": ("hinton", "torch"),
     "objective.label_value": ("one", "max"),
@@ -467,6 +466,7 @@ def _validate(cfg: Config) -> Config:
     # late: these import torch, and config must stay light
     from .blackbox import BLACKBOXES
     from .coding import LABEL_CODINGS
+    from .data import DATASETS
     from .layers import ACTIVATIONS, LAYERS, NORMS
     from .models import MODELS, model_class
     from .negatives import NEGATIVES
@@ -474,10 +474,11 @@ def _validate(cfg: Config) -> Config:
     from .training.optim import OPTIMIZERS, SCHEDULES
 
     registries: dict[str, typing.Mapping[str, object]] = {
+        "data.dataset": DATASETS,
         "model.kind": MODELS, "model.activation": ACTIVATIONS, "model.blackbox": BLACKBOXES, "model.norm": NORMS,
-        "objective.goodness_scope": SCOPES,
-        "objective.goodness": GOODNESS, "objective.loss": LOSSES, "objective.negatives": NEGATIVES,
-        "objective.label_coding": LABEL_CODINGS, "optim.name": OPTIMIZERS, "optim.schedule": SCHEDULES}
+        "objective.goodness_scope": SCOPES, "objective.goodness": GOODNESS, "objective.loss": LOSSES,
+        "objective.negatives": NEGATIVES, "objective.label_coding": LABEL_CODINGS,
+        "optim.name": OPTIMIZERS, "optim.schedule": SCHEDULES}
     choices_of = {**CHOICES, **{k: tuple(v) for k, v in registries.items()}}
     choices_of["objective.label_coding"] += ("auto",)
     for path, choices in choices_of.items():

@@ -20,12 +20,13 @@ import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from . import text as text_mod
-from .config import TEXT_DATASETS, DataConfig
+from .config import DataConfig
 from .errors import FFError
 
 MAX_BYTES = 1 << 31  # refuse headers that claim more than 2 GiB: no dataset here is that large
@@ -264,24 +265,37 @@ IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (
 NUM_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10}
 
 
-def load_arrays(cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
-    root = data_root(cfg)
-    if cfg.dataset == "cifar10":
-        folder = ensure_cifar_files(root, cfg.download, cfg.verify_checksums)
-        parts = [read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
-        train_x = np.concatenate([p[0] for p in parts])
-        train_y = np.concatenate([p[1] for p in parts])
-        test_x, test_y = read_cifar_batch(folder / "test_batch")
-        return train_x, train_y, test_x, test_y, IMAGE_SHAPES["cifar10"]
-    folder = ensure_idx_files(cfg.dataset, root, cfg.download, cfg.verify_checksums)
+def _cifar_arrays(cfg: DataConfig) -> tuple[np.ndarray, ...]:
+    folder = ensure_cifar_files(data_root(cfg), cfg.download, cfg.verify_checksums)
+    parts = [read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+    test_x, test_y = read_cifar_batch(folder / "test_batch")
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), test_x, test_y
+
+
+def _idx_arrays(cfg: DataConfig) -> tuple[np.ndarray, ...]:
+    folder = ensure_idx_files(cfg.dataset, data_root(cfg), cfg.download, cfg.verify_checksums)
     train_x = read_idx(folder / "train-images-idx3-ubyte.gz")
     train_y = read_idx(folder / "train-labels-idx1-ubyte.gz")
     test_x = read_idx(folder / "t10k-images-idx3-ubyte.gz")
     test_y = read_idx(folder / "t10k-labels-idx1-ubyte.gz")
     for x, y, name in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
-        if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0] or y.size and y.max() >= NUM_CLASSES[cfg.dataset]:
+        if (x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]
+                or y.size and y.max() >= NUM_CLASSES[cfg.dataset] or x.shape[1:] != IMAGE_SHAPES[cfg.dataset][1:]):
             raise FFError(f"the {name} files in {folder} do not match: images {x.shape}, labels {y.shape}.")
-    return train_x, train_y, test_x, test_y, (1, *train_x.shape[1:])
+    return train_x, train_y, test_x, test_y
+
+
+def _built_in(read: Callable[[DataConfig], tuple[np.ndarray, ...]]) -> Callable[[DataConfig], Datasets]:
+    """A built-in image dataset's splits from `read`'s (train images, train labels, test images, test labels)."""
+
+    def load_built_in(cfg: DataConfig) -> Datasets:
+        train_x, train_y, test_x, test_y = read(cfg)
+        shape = IMAGE_SHAPES[cfg.dataset]
+        train, test = _to_split(train_x, train_y, shape), _to_split(test_x, test_y, shape)
+        # the paper writes the label over MNIST's first pixels; the built-in datasets keep that default
+        return _split(train, test, shape, NUM_CLASSES[cfg.dataset], cfg.val_size, cfg.train_limit, "image", True)
+
+    return load_built_in
 
 
 def _split(train: Split, test: Split, shape: tuple[int, ...], num_classes: int, val_size: int,
@@ -331,22 +345,33 @@ def load_text(cfg: DataConfig) -> Datasets:
                     len(text_mod.ALPHABET), "text", False, corpus)
 
 
+def _load_file(cfg: DataConfig) -> Datasets:
+    if not cfg.path:
+        raise FFError("data.dataset = file reads data.path: set it to a .npz or .pt file.")
+    return from_arrays(*read_array_file(cfg.path), val_size=cfg.val_size, train_limit=cfg.train_limit)
+
+
+def _refuse_arrays(cfg: DataConfig) -> Datasets:
+    raise FFError("data.dataset = arrays stands for arrays given in Python, which this command cannot read: "
+                  "pass them, `train(cfg, run_dir, data=from_arrays(...))` or "
+                  "`load_trained(run_dir, data=from_arrays(...))`.")
+
+
+# data.dataset: name -> the reader of its train/validation/test splits (texts are config.TEXT_DATASETS)
+DATASETS: dict[str, Callable[[DataConfig], Datasets]] = {
+    "mnist": _built_in(_idx_arrays),
+    "fashion-mnist": _built_in(_idx_arrays),
+    "cifar10": _built_in(_cifar_arrays),
+    "file": _load_file,  # your own arrays in a .npz or .pt file at data.path
+    "arrays": _refuse_arrays,  # arrays given in Python: train(..., data=from_arrays(...))
+    "aesop": load_text,
+    "text": load_text,  # any plain-text file at data.path
+}
+
+
 def load(cfg: DataConfig) -> Datasets:
     """The train/validation/test splits of `data.dataset` (a built-in dataset, a text, or `file` at `data.path`)."""
-    if cfg.dataset in TEXT_DATASETS:
-        return load_text(cfg)
-    if cfg.dataset == "file":
-        if not cfg.path:
-            raise FFError("data.dataset = file reads data.path: set it to a .npz or .pt file.")
-        return from_arrays(*read_array_file(cfg.path), val_size=cfg.val_size, train_limit=cfg.train_limit)
-    if cfg.dataset == "arrays":
-        raise FFError("data.dataset = arrays stands for arrays given in Python, which this command cannot read: "
-                      "pass them, `train(cfg, run_dir, data=from_arrays(...))` or "
-                      "`load_trained(run_dir, data=from_arrays(...))`.")
-    train_x, train_y, test_x, test_y, shape = load_arrays(cfg)
-    train, test = _to_split(train_x, train_y, shape), _to_split(test_x, test_y, shape)
-    # the paper writes the label over MNIST's first pixels; the built-in datasets keep that default
-    return _split(train, test, shape, NUM_CLASSES[cfg.dataset], cfg.val_size, cfg.train_limit, "image", True)
+    return DATASETS[cfg.dataset](cfg)
 
 
 # ---- your own data ------------------------------------------------------------------------

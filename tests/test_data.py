@@ -164,3 +164,17 @@ def test_the_conv_cifar10_preset_trains_on_files_in_the_original_format(tmp_path
     assert (cfg.data.jitter, cfg.data.flip) == (4, True)
     summary = train(cfg, tmp_path / "run", "conv-cifar10")
     assert summary["train_images"] == 40 and set(summary["ways"]) == {"softmax", "goodness", "combined"}
+
+
+def test_a_dataset_registered_by_name_is_a_choice_and_is_what_load_reads(monkeypatch):
+    from forward_forward.config import Config, merge
+
+    rng = np.random.default_rng(0)
+    arrays = (rng.random((60, 5)), rng.integers(0, 3, 60), rng.random((20, 5)), rng.integers(0, 3, 20))
+    monkeypatch.setitem(data.DATASETS, "mine", lambda cfg: data.from_arrays(*arrays, val_size=cfg.val_size))
+    with pytest.raises(FFError, match="data.dataset must be one of"):
+        merge(Config(), {"data": {"dataset": "yours"}})
+    cfg = merge(Config(), {"data": {"dataset": "mine", "val_size": 10}})
+    loaded = data.load(cfg.data)
+    assert (len(loaded.train), len(loaded.val), len(loaded.test), loaded.shape, loaded.num_classes) == (50, 10, 20,
+                                                                                                         (5,), 3)
