@@ -351,7 +351,7 @@ def _check_text(cfg: Config) -> None:
                       f"data.window = {cfg.data.window} characters: make it longer than the window.")
 
 
-def _check_fast_weights(cfg: Config, trains_on_negatives: bool) -> None:
+def _check_fast_weights(cfg: Config, trains_on_negatives: bool, has_fast_weights: bool) -> None:
     """Fast weights remember the earlier windows of a string: text data, whole strings in every batch."""
     m = cfg.model
     if not m.fast_weights:
@@ -364,8 +364,8 @@ def _check_fast_weights(cfg: Config, trains_on_negatives: bool) -> None:
     why = []
     if cfg.data.dataset not in TEXT_DATASETS:
         why.append(f"data.dataset = {cfg.data.dataset} (they need text: aesop or text)")
-    if m.kind not in ("ff", "backprop"):
-        why.append(f"model.kind = {m.kind} (ff and its backprop twin have them)")
+    if not has_fast_weights:
+        why.append(f"model.kind = {m.kind} (this kind of network has none)")
     if trains_on_negatives and cfg.objective.negatives not in ("random", "hard"):
         why.append(f"objective.negatives = {cfg.objective.negatives} (negatives must be the real windows with "
                    "another next character: random or hard)")
@@ -515,7 +515,7 @@ def _validate(cfg: Config) -> Config:
     _check_negatives_fields(cfg, NEGATIVES, kind.trains_on_negatives)
     _check_loss_fields(cfg, LOSSES)
     _check_optimizer_fields(cfg, OPTIMIZERS)
-    _check_fast_weights(cfg, kind.trains_on_negatives)
+    _check_fast_weights(cfg, kind.trains_on_negatives, kind.has_fast_weights)
     _check_micro_batch(cfg, kind.has_peer_loss)
     _check_recurrent(cfg)
     if cfg.objective.predict == "best" and cfg.data.val_size == 0:

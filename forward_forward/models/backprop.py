@@ -29,6 +29,7 @@ class BackpropNetwork(nn.Module):
     loss_names = ["output"]
     has_peer_loss = False  # built with peer_lambda = 0: its one loss is end to end
     trains_on_negatives = False  # cross-entropy on the real images alone
+    has_fast_weights = True  # as the FF network's, so the twin of a run with them has them too
 
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):

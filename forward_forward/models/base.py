@@ -66,6 +66,8 @@ class ModelKind(Protocol):
     has_peer_loss: bool
     # whether it trains on objective.negatives' negative data, so the objective's negative fields matter
     trains_on_negatives: bool
+    # whether it builds model.fast_weights' memory of a string's earlier windows
+    has_fast_weights: bool
 
     def check(self, cfg: Config) -> None: ...
     def label_in_input(self, cfg: Config) -> bool: ...
@@ -130,6 +132,7 @@ class LayerLosses(nn.Module):
     release_graphs = False
     has_peer_loss = True  # each layer's peer normalisation term, under model.peer_lambda
     trains_on_negatives = False  # a kind that draws objective.negatives says so (ff)
+    has_fast_weights = False  # a kind that builds them says so (ff)
     # set by the loop with optim.micro_batch: this micro-batch's share of the step's images, which weights
     # the gradients released here as the loop weights the ones it backpropagates
     loss_scale = 1.0

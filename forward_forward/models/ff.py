@@ -31,6 +31,7 @@ class FFNetwork(LayerLosses):
     # inputs kept at once (see repeat_key): the loop keeps one per micro-batch of a step (optim.micro_batch)
     repeat_slots = 1
     trains_on_negatives = True  # each layer tells objective.negatives' negatives from the real data
+    has_fast_weights = True  # model.fast_weights: each layer's memory of the string's earlier windows
 
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
