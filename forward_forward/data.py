@@ -312,12 +312,13 @@ def _split(train: Split, test: Split, shape: tuple[int, ...], num_classes: int, 
     return Datasets(train, val, test, tuple(shape), num_classes, kind, label_room)
 
 
-def text_file(cfg: DataConfig) -> Path:
-    """The text a text dataset reads: aesop/aesop.txt under the data folder (checked), or data.path."""
-    if cfg.dataset == "text":
-        if not cfg.path:
-            raise FFError("data.dataset = text reads data.path: set it to a plain-text file.")
-        return Path(cfg.path).expanduser()
+def _given_text(cfg: DataConfig) -> Path:
+    if not cfg.path:
+        raise FFError("data.dataset = text reads data.path: set it to a plain-text file.")
+    return Path(cfg.path).expanduser()
+
+
+def _aesop_text(cfg: DataConfig) -> Path:
     path = data_root(cfg) / "aesop" / "aesop.txt"
     if not path.exists():  # no mirror serves this posting any more: Gutenberg revised #21 in place
         raise _missing_error(path.parent, ["aesop.txt"], "Project Gutenberg eBook #21, the posting of 2008 with MD5 "
@@ -326,23 +327,28 @@ def text_file(cfg: DataConfig) -> Path:
     return path
 
 
-def load_text(cfg: DataConfig) -> Datasets:
-    """Next-character data: one-hot windows of data.window characters, labelled by the next one."""
-    path = text_file(cfg)
-    raw = text_mod.read_text(path)
-    documents = text_mod.aesop_documents(raw) if cfg.dataset == "aesop" else text_mod.text_documents(raw)
-    corpus = text_mod.build_corpus(documents, window=cfg.window, length=cfg.string_length, strings=cfg.strings,
-                                   val_strings=cfg.val_size, source=str(path))
+def _text_reader(locate: Callable[[DataConfig], Path],
+                 documents: Callable[[str], list[str]]) -> Callable[[DataConfig], Datasets]:
+    """A text dataset: the file `locate` finds, cut into `documents`, as next-character data (one-hot
+    windows of data.window characters, labelled by the next one)."""
 
-    def split(strings: torch.Tensor) -> Split:
-        contexts, targets = text_mod.windows(strings, cfg.window)
-        return Split(text_mod.one_hot(contexts), targets)
+    def load_text(cfg: DataConfig) -> Datasets:
+        path = locate(cfg)
+        corpus = text_mod.build_corpus(documents(text_mod.read_text(path)), window=cfg.window,
+                                       length=cfg.string_length, strings=cfg.strings, val_strings=cfg.val_size,
+                                       source=str(path))
 
-    train = split(corpus.train)
-    if cfg.train_limit:
-        train = Split(train.images[: cfg.train_limit], train.labels[: cfg.train_limit])
-    return Datasets(train, split(corpus.val), split(corpus.test), (cfg.window * len(text_mod.ALPHABET),),
-                    len(text_mod.ALPHABET), "text", False, corpus)
+        def split(strings: torch.Tensor) -> Split:
+            contexts, targets = text_mod.windows(strings, cfg.window)
+            return Split(text_mod.one_hot(contexts), targets)
+
+        train = split(corpus.train)
+        if cfg.train_limit:
+            train = Split(train.images[: cfg.train_limit], train.labels[: cfg.train_limit])
+        return Datasets(train, split(corpus.val), split(corpus.test), (cfg.window * len(text_mod.ALPHABET),),
+                        len(text_mod.ALPHABET), "text", False, corpus)
+
+    return load_text
 
 
 def _load_file(cfg: DataConfig) -> Datasets:
@@ -364,8 +370,8 @@ DATASETS: dict[str, Callable[[DataConfig], Datasets]] = {
     "cifar10": _built_in(_cifar_arrays),
     "file": _load_file,  # your own arrays in a .npz or .pt file at data.path
     "arrays": _refuse_arrays,  # arrays given in Python: train(..., data=from_arrays(...))
-    "aesop": load_text,
-    "text": load_text,  # any plain-text file at data.path
+    "aesop": _text_reader(_aesop_text, text_mod.aesop_documents),  # Aesop's fables, checked by MD5
+    "text": _text_reader(_given_text, text_mod.text_documents),  # any plain-text file at data.path
 }
 
 
