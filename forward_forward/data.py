@@ -327,13 +327,13 @@ def _aesop_text(cfg: DataConfig) -> Path:
     return path
 
 
-def _text_reader(locate: Callable[[DataConfig], Path],
+def _text_reader(find: Callable[[DataConfig], Path],
                  documents: Callable[[str], list[str]]) -> Callable[[DataConfig], Datasets]:
-    """A text dataset: the file `locate` finds, cut into `documents`, as next-character data (one-hot
+    """A text dataset: the file `find` finds, cut into `documents`, as next-character data (one-hot
     windows of data.window characters, labelled by the next one)."""
 
     def load_text(cfg: DataConfig) -> Datasets:
-        path = locate(cfg)
+        path = find(cfg)
         corpus = text_mod.build_corpus(documents(text_mod.read_text(path)), window=cfg.window,
                                        length=cfg.string_length, strings=cfg.strings, val_strings=cfg.val_size,
                                        source=str(path))

@@ -311,7 +311,7 @@ def test_fast_weights_train_and_score_teacher_forced(tmp_path, capsys, monkeypat
     ({"objective": {"negatives": "all"}}, "random or hard"),
     ({"data": {"dataset": "mnist", "path": None, "window": 10, "string_length": 100, "strings": 248}}, "need text"),
     ({"model": {"fast_weights": False, "fast_rate": 0.1}}, "model.fast_rate"),
-    ({"model": {"kind": "competitive"}, "objective": {"negatives": "random"}}, "model.kind = competitive .this kind"),
+    ({"model": {"kind": "competitive"}, "objective": {"negatives": "random"}}, r"model.kind = competitive \(this kind"),
 ])
 def test_fast_weights_refuse_what_they_cannot_honour(tmp_path, change, message):
     path = write_text(tmp_path / "t.txt")
