@@ -19,6 +19,8 @@ from .errors import FFError
 class LabelCoding:
     """The identity: the input carries no label (unsupervised FF, the backprop twin)."""
 
+    reads_neutral_value = True  # the neutral input is objective.neutral_value's (a coding whose is not says so)
+
     def __init__(self, data_shape: tuple[int, ...], num_classes: int, value: str = "one", neutral_value: float = 0.1):
         self.data_shape, self.num_classes = tuple(data_shape), num_classes
         self.value, self.neutral_value = value, neutral_value
@@ -123,6 +125,8 @@ class Pattern(LabelCoding):
     with label_value = max), drawn once from a generator seeded by k, to every pixel and channel. Every
     patch of every position sees the label, and the input keeps its shape; the neutral input is the
     image alone, the mean of the patterns over many classes."""
+
+    reads_neutral_value = False
 
     def __init__(self, data_shape: tuple[int, ...], num_classes: int, value: str = "one", neutral_value: float = 0.1):
         super().__init__(data_shape, num_classes, value, neutral_value)

@@ -461,6 +461,46 @@ def _check_optimizer_fields(cfg: Config, optimizers: typing.Mapping) -> None:
                       f"{cfg.optim.name}: leave them at their defaults, or switch.")
 
 
+@dataclass(frozen=True)
+class Owned:
+    """Fields that only one setting reads: `owner`, as a message names it, which `reads` says a config has."""
+
+    fields: tuple[str, ...]  # section.field paths
+    reads: typing.Callable[[Config], bool]
+    owner: str
+
+
+# Set away from their defaults where their owner is off, these are refused in a new config (they would be
+# ignored), and put back to their defaults where an earlier version accepted them and in a sweep's grid
+# points that do not read a common setting (`unread`).
+OWNED = (
+    Owned(("objective.region_size",), lambda c: c.objective.goodness_scope == "region",
+          "objective.goodness_scope = region"),
+    Owned(("objective.channel_groups",), lambda c: c.objective.goodness_scope == "channels",
+          "objective.goodness_scope = channels"),
+    Owned(("optim.chunk_size", "optim.greedy_negatives"), lambda c: c.optim.greedy_steps > 0,
+          "the greedy schedule (optim.greedy_steps > 0)"),
+    Owned(("optim.dampening",), lambda c: c.optim.momentum != 0, "SGD's momentum (optim.momentum > 0)"),
+    Owned(("model.peer_decay",), lambda c: c.model.peer_lambda > 0, "peer normalisation (model.peer_lambda > 0)"),
+    Owned(("model.blackbox_strength",), lambda c: c.model.blackbox != "none", "a black-box stage (model.blackbox)"),
+    Owned(("model.blackbox",), lambda c: len(c.model.hidden) > 1,
+          "two hidden layers or more (a stage sits between two)"),
+)
+
+
+def _check_owned(cfg: Config) -> None:
+    """OWNED's fields, set away from their defaults where their owner is off, are refused."""
+    for owned in OWNED:
+        if owned.reads(cfg):
+            continue
+        changed = [path for path in owned.fields if _get(cfg, path) != _get(Config(), path)]
+        if changed:
+            one = len(changed) == 1
+            raise FFError(f"{', '.join(changed)} {'is' if one else 'are'} read only with {owned.owner}, which this run "
+                          f"does not use: leave {'it at its default' if one else 'them at their defaults'}, "
+                          "or use that.")
+
+
 def _validate(cfg: Config) -> Config:
     """Range and choice checks that types alone cannot express; each registry entry checks its own fields."""
     # late: these import torch, and config must stay light
@@ -515,6 +555,7 @@ def _validate(cfg: Config) -> Config:
     _check_negatives_fields(cfg, NEGATIVES, kind.trains_on_negatives)
     _check_loss_fields(cfg, LOSSES)
     _check_optimizer_fields(cfg, OPTIMIZERS)
+    _check_owned(cfg)
     _check_fast_weights(cfg, kind.trains_on_negatives, kind.has_fast_weights)
     _check_micro_batch(cfg, kind.has_peer_loss)
     _check_recurrent(cfg)
@@ -527,9 +568,6 @@ def _validate(cfg: Config) -> Config:
     _check_generator(cfg, kind.trains_on_negatives, LOSSES[cfg.objective.loss].pairs)
     if cfg.optim.phase_steps and cfg.optim.greedy_steps:
         raise FFError("optim.phase_steps and optim.greedy_steps are two different schedules: set one to 0.")
-    if cfg.optim.greedy_negatives != "step" and not cfg.optim.greedy_steps:
-        raise FFError("optim.greedy_negatives chooses how the greedy schedule draws negatives, and "
-                      "optim.greedy_steps = 0 trains without it: set greedy_steps, or leave greedy_negatives at step.")
     if cfg.model.overlap and len(cfg.model.hidden) < 2:
         raise FFError("model.overlap trains each layer also by the loss of the layer above, and there is one "
                       "hidden layer: add a layer, or set model.overlap = false.")
@@ -555,7 +593,7 @@ def _warn_if_unreachable(cfg: Config) -> None:
         warnings.warn(f"model.activation = {cfg.model.activation} keeps every unit below 1, so goodness "
                       f"{o.goodness} never reaches its default threshold and objective.loss = {o.loss} trains to "
                       "chance: set objective.threshold lower (e.g. a quarter of the units) or use loss symba.",
-                      UserWarning, stacklevel=4)
+                      UserWarning, stacklevel=5)
 
 
 PER_LAYER = ("layer", "kernel", "stride", "padding", "pool")  # model fields with one value per layer
@@ -628,6 +666,19 @@ def _migrate(cfg: Config, overrides: dict) -> dict:
 
 def merge(cfg: Config, overrides: dict) -> Config:
     """Return a copy of `cfg` with nested `overrides` ({section: {key: value}}) applied and checked."""
+    return _build(_combine(cfg, overrides))
+
+
+def merge_where_read(cfg: Config, overrides: dict, keep: typing.Collection[str]) -> tuple[Config, list[str]]:
+    """`merge`, with every field that the result's own settings do not read put back to its default, but
+    those in `keep` (refused as `merge` refuses them), and the paths so reset. A sweep's common settings then
+    apply at the grid points that read them: --set model.peer_decay=0.8 --grid model.peer_lambda=0,0.03."""
+    data, reset = unread(_combine(cfg, overrides), keep)
+    return _build(data), reset
+
+
+def _combine(cfg: Config, overrides: dict) -> dict:
+    """`cfg` as a dict with `overrides` applied, each value converted to its field's type (or refused)."""
     if not isinstance(overrides, dict):
         raise FFError(f"a config must be a table of sections, got {overrides!r}.")
     overrides = _migrate(cfg, overrides)
@@ -644,31 +695,53 @@ def merge(cfg: Config, overrides: dict) -> Config:
                     f"unknown config field {section}.{key}; known in [{section}]: {', '.join(hints)}."
                 )
             data[section][key] = _check_value(f"{section}.{key}", value, hints[key])
+    return data
+
+
+def _build(data: dict) -> Config:
+    """A checked Config from a whole config dict of converted values (`_combine`'s)."""
     built = Config(**{name: _section_class(name)(**data[name]) for name in SECTIONS})
     _import_plugins(built.run.plugins)
     return _validate(built)
 
 
-def as_trained(data: dict) -> dict:
-    """A saved run's config with the fields its optimiser and loss never read put back to their defaults.
-
-    Earlier versions accepted SGD's momentum under Adam, and SymBa's alpha under another loss, and ignored
-    them; such a run trained as if they were at their defaults, and now loads so."""
+def unread(data: dict, keep: typing.Collection[str] = ()) -> tuple[dict, list[str]]:
+    """`data`, a config as {section: {field: value}} (whole or in part), with the fields its own settings
+    never read put back to their defaults, but those in `keep`, and the paths so reset: an optimiser's
+    fields under another (SGD's momentum under Adam), a loss's options under another, and OWNED's."""
     from .objectives import LOSSES  # late: they import torch, and config must stay light
     from .training.optim import OPTIMIZERS
 
-    optim, objective = data.get("optim"), data.get("objective")
-    if not isinstance(optim, dict) or not isinstance(objective, dict):
-        return data  # merge says what is wrong with it
-    read = {("optim", f) for f in getattr(OPTIMIZERS.get(optim.get("name", OptimConfig.name)), "reads", ())}
-    read |= {("objective", f) for _, f in getattr(LOSSES.get(objective.get("loss", ObjectiveConfig.loss)),
+    optim, objective = data.get("optim", {}), data.get("objective", {})
+    if not all(isinstance(data.get(name, {}), dict) for name in SECTIONS):
+        return data, []  # merge says what is wrong with it
+    read = {f"optim.{f}" for f in getattr(OPTIMIZERS.get(optim.get("name", OptimConfig.name)), "reads", ())}
+    read |= {f"objective.{f}" for _, f in getattr(LOSSES.get(objective.get("loss", ObjectiveConfig.loss)),
                                                    "options", ())}
-    unread = ({("optim", f) for o in OPTIMIZERS.values() for f in o.reads}
-              | {("objective", f) for loss in LOSSES.values() for _, f in loss.options}) - read
-    sections = {"optim": dict(optim), "objective": dict(objective)}
-    for section, name in unread:
-        sections[section].pop(name, None)
-    return {**data, **sections}
+    paths = ({f"optim.{f}" for o in OPTIMIZERS.values() for f in o.reads}
+             | {f"objective.{f}" for loss in LOSSES.values() for _, f in loss.options}) - read
+    try:  # OWNED's owners, read off the config as it stands (it is checked when it is built)
+        cfg = Config(**{name: _section_class(name)(**{**dataclasses.asdict(_section_class(name)()),
+                                                       **data.get(name, {})}) for name in SECTIONS})
+        paths |= {path for owned in OWNED if not owned.reads(cfg) for path in owned.fields}
+    except (TypeError, ValueError):  # an unknown field or a value of the wrong type: merge names it
+        pass
+    sections = {name: dict(values) for name, values in data.items()}
+    reset = []
+    for path in sorted(paths - set(keep)):
+        section, name = path.split(".")
+        if name in sections.get(section, {}) and sections[section][name] != getattr(_section_class(section)(), name):
+            sections[section][name] = getattr(_section_class(section)(), name)
+            reset.append(path)
+    return sections, reset
+
+
+def as_trained(data: dict) -> dict:
+    """A saved run's config with the fields its own settings never read put back to their defaults
+    (`unread`). Earlier versions accepted, and ignored, SGD's momentum under Adam, SymBa's alpha under
+    another loss and OWNED's fields without their owner; such a run trained as if they were at their
+    defaults, and now loads so."""
+    return unread(data)[0]
 
 
 def from_dict(data: dict) -> Config:

@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import presets, runs
-from .config import Config, merge, parse_override
+from .config import Config, merge_where_read, parse_override
 from .errors import Diverged, FFError, Interrupted
 
 FAILED = "failed.txt"  # a run that diverged: its message, so a resumed sweep does not retry it
@@ -37,20 +37,26 @@ class Sweep:
     seeds: list[int]
     overrides: dict = field(default_factory=dict)  # {section: {key: value}} for every run
 
-    def base(self) -> Config:
-        return merge(presets.preset(self.preset), self.overrides)
-
     def points(self) -> list[dict]:
         """Every combination of grid values, as {"section.key": value}, in grid order."""
         keys = list(self.grid)
         return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))]
 
     def config(self, point: dict, seed: int) -> Config:
-        overrides: dict = {"run": {"seed": seed}}
-        for path, value in point.items():
+        return self.settled(point, seed)[0]
+
+    def settled(self, point: dict, seed: int) -> tuple[Config, list[str]]:
+        """The config of one run, and the common settings (preset, --set) it leaves at their defaults
+        because its own settings do not read them (`config.merge_where_read`): a grid over a switch
+        applies the settings of its "on" value there only."""
+        overrides = {section: dict(values) if isinstance(values, dict) else values
+                     for section, values in self.overrides.items()}
+        for path, value in {**point, "run.seed": seed}.items():
             section, key = path.split(".")
-            overrides.setdefault(section, {})[key] = value
-        return merge(self.base(), overrides)
+            if not isinstance(overrides.setdefault(section, {}), dict):
+                break  # merge says what is wrong with the section
+            overrides[section][key] = value
+        return merge_where_read(presets.preset(self.preset), overrides, keep=set(self.grid))
 
     def short_names(self) -> dict[str, str]:
         """Grid fields without their section, unless two sections share a key name."""
@@ -102,8 +108,9 @@ def from_toml(data: dict) -> tuple[dict, dict]:
     return table, data
 
 
-def check(sweep: Sweep) -> None:
-    """Build every config before any run starts, so a bad grid value fails now and names itself."""
+def check(sweep: Sweep) -> list[str]:
+    """Build every config before any run starts, so a bad grid value fails now and names itself. Returns the
+    common settings that some runs leave at their defaults (`Sweep.settled`)."""
     if not isinstance(sweep.grid, dict):
         raise FFError(f"the sweep's grid must be a table of section.key = [values], got {sweep.grid!r}.")
     if not isinstance(sweep.seeds, list) or not sweep.seeds or not all(
@@ -115,6 +122,7 @@ def check(sweep: Sweep) -> None:
         if not isinstance(values, list) or not values:
             raise FFError(f"grid field {path} needs a non-empty list of values, got {values!r}.")
     names: dict[str, dict] = {}
+    resets: list[set[str]] = []
     for point in sweep.points():
         name = sweep.name(point, sweep.seeds[0])
         if name in names:  # 0.01 and 1e-2: one run folder, counted twice
@@ -124,7 +132,13 @@ def check(sweep: Sweep) -> None:
                           "values or sweep fewer fields at once.")
         names[name] = point
         for seed in sweep.seeds:
-            sweep.config(point, seed)
+            resets.append(set(sweep.settled(point, seed)[1]))
+    given = {f"{section}.{key}" for section, values in sweep.overrides.items() for key in values}
+    nowhere = sorted(given.intersection(*resets))
+    if nowhere:  # a setting no run reads is a mistake, as it is in one run
+        raise FFError(f"{', '.join(nowhere)} {'is' if len(nowhere) == 1 else 'are'} read by no run of this grid "
+                      "(their owner is off in every one): drop them, or grid over what turns them on.")
+    return sorted(set().union(*resets))
 
 
 def _record(out: Path, sweep: Sweep) -> None:
@@ -179,7 +193,8 @@ def _run_one(cfg_dict: dict, run_dir: str | Path, preset: str, threads: int) -> 
 
 def run_sweep(sweep: Sweep, out: Path, jobs: int = 1, progress: bool = True) -> list[dict]:
     """Run every point x seed (`jobs` at a time); return one result row per grid point."""
-    check(sweep)
+    for path in check(sweep):
+        tqdm.write(f"{path}: left at its default in the runs that do not read it (see each run's config.json)")
     out.mkdir(parents=True, exist_ok=True)
     _record(out, sweep)
     (out / STOP).unlink(missing_ok=True)  # the same command again resumes the sweep

@@ -11,8 +11,8 @@ from tests.conftest import small_config
 
 
 def _model(kind: str, blackbox: str = "none"):
-    cfg = merge(Config(), {"model": {"kind": kind, "hidden": [16, 16, 16], "blackbox": blackbox,
-                                     "blackbox_strength": 2.0},
+    stage = {"blackbox": blackbox, "blackbox_strength": 2.0} if blackbox != "none" else {}
+    cfg = merge(Config(), {"model": {"kind": kind, "hidden": [16, 16, 16], **stage},
                            "objective": {"predict": "softmax", "predict_layers_from": 0, "label_coding": "pixels"}})
     return build_model(cfg, (30,), 10)
 

@@ -43,7 +43,23 @@ from forward_forward.errors import FFError
         ({"objective": {"goodness_weight": float("inf")}}, "objective.goodness_weight"),
         ({"objective": {"predict": "vote"}}, "objective.predict"),
         ({"model": {"readout": False}, "objective": {"predict": "combined"}}, "model.readout"),
-        ({"optim": {"greedy_negatives": "chunk"}}, "optim.greedy_steps = 0 trains without it"),
+        ({"optim": {"greedy_negatives": "chunk"}}, "optim.greedy_negatives is read only with the greedy schedule"),
+        ({"optim": {"chunk_size": 500}}, "optim.chunk_size is read only with the greedy schedule"),
+        ({"optim": {"momentum": 0.0, "dampening": 0.5}}, "optim.dampening is read only with SGD's momentum"),
+        ({"model": {"peer_lambda": 0.0, "peer_decay": 0.5}}, "model.peer_decay is read only with peer normalisation"),
+        ({"model": {"blackbox_strength": 2.0}}, "model.blackbox_strength is read only with a black-box stage"),
+        ({"model": {"hidden": [100], "blackbox": "noise", "blackbox_strength": 0.5},
+          "objective": {"predict_layers_from": 0}},
+         "model.blackbox is read only with two hidden layers or more"),
+        ({"objective": {"region_size": 2}}, "objective.region_size is read only with objective.goodness_scope = region"),
+        ({"objective": {"channel_groups": 5}},
+         "objective.channel_groups is read only with objective.goodness_scope = channels"),
+        ({"objective": {"negatives": "hybrid", "label_value": "max", "predict": "softmax"}},
+         "objective.label_value would set nothing"),
+        ({"objective": {"label_coding": "pattern", "neutral_value": 0.5}}, "objective.neutral_value would set nothing"),
+        ({"model": {"kind": "competitive"}, "objective": {"sample_temperature": 2.0}},
+         "objective.sample_temperature = 2.0 would be ignored"),
+        ({"model": {"kind": "competitive"}, "objective": {"neutral_value": 0.5}}, "objective.neutral_value = 0.5 would"),
         ({"data": {"path": "x.npz"}}, "data.path is read only with data.dataset = file or text"),
         ({"model": {"kind": "backprop"}, "objective": {"predict": "combined"}}, "objective.predict"),
     ],
@@ -133,3 +149,17 @@ def test_a_run_of_an_earlier_version_loads_as_it_trained_with_the_fields_it_igno
     assert (cfg.optim.momentum, cfg.optim.dampening, cfg.objective.symba_alpha) == (0.5, 0.0, 2.0)
     with pytest.raises(FFError, match="optim.momentum"):  # a new config is refused, not quietly changed
         from_dict(saved | {"optim": {**saved["optim"], "name": "adam"}})
+
+
+def test_a_saved_run_loads_with_a_field_its_owner_never_read_at_its_default(tmp_path):
+    saved = Config().to_dict()
+    saved["model"].update(peer_lambda=0.0, peer_decay=0.5, blackbox_strength=3.0)
+    saved["objective"].update(goodness_scope="layer", region_size=2)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    cfg, _ = runs.load_config(tmp_path)
+    assert (cfg.model.peer_decay, cfg.model.blackbox_strength, cfg.objective.region_size) == (0.9, 0.0, 1)
+    saved["model"]["peer_lambda"] = 0.03  # read where its owner is on
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert runs.load_config(tmp_path)[0].model.peer_decay == 0.5
+    with pytest.raises(FFError, match="is read only with"):  # a new config is refused
+        from_dict(saved)

@@ -6,7 +6,7 @@ import pytest
 
 from forward_forward.cli import main
 from forward_forward.errors import FFError
-from forward_forward.sweep import Sweep, parse_grid, run_sweep
+from forward_forward.sweep import Sweep, check, parse_grid, run_sweep
 
 
 def _sweep(fake_mnist, grid, seeds=(0, 1)) -> Sweep:
@@ -114,6 +114,24 @@ def test_an_error_that_is_not_the_grid_points_fault_stops_the_sweep_and_is_not_r
     with pytest.raises(FFError, match="nowhere"):
         run_sweep(sweep, tmp_path / "s", progress=False)
     assert not list((tmp_path / "s").rglob("failed.txt"))  # fixing the data and rerunning trains it
+
+
+def test_a_common_setting_applies_where_a_grid_point_reads_it_and_nowhere_is_refused(fake_mnist, tmp_path):
+    sweep = _sweep(fake_mnist, {"model.peer_lambda": [0.0, 0.03]})
+    sweep.overrides["model"]["peer_decay"] = 0.8  # peer normalisation's, on at one point of two
+    assert check(sweep) == ["model.peer_decay"]
+    off, reset = sweep.settled({"model.peer_lambda": 0.0}, 0)
+    assert off.model.peer_decay == 0.9 and reset == ["model.peer_decay"]  # its run records the default it used
+    on, reset = sweep.settled({"model.peer_lambda": 0.03}, 0)
+    assert on.model.peer_decay == 0.8 and reset == []
+    sweep.grid = {"model.peer_lambda": [0.0]}  # read by no run: a mistake, as in one run
+    with pytest.raises(FFError, match="model.peer_decay is read by no run of this grid"):
+        run_sweep(sweep, tmp_path / "nowhere", progress=False)
+    assert not (tmp_path / "nowhere").exists()
+    grid = _sweep(fake_mnist, {"model.peer_decay": [0.5, 0.8]})  # a grid field is never reset: refused
+    grid.overrides["model"]["peer_lambda"] = 0.0
+    with pytest.raises(FFError, match="model.peer_decay is read only with peer normalisation"):
+        check(grid)
 
 
 def test_duplicate_and_malformed_grids_fail_before_any_run(fake_mnist, tmp_path, capsys):

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..config import WAYS, Config, ModelConfig, ObjectiveConfig
 from ..errors import FFError
+from ..negatives import NEGATIVES
 from ..objectives import GOODNESS, Scope, check_regions
 from ..stack import LayerStack
 from .base import LayerLosses, check_batch, readout_features, sparsity
@@ -59,7 +60,9 @@ class CompetitiveNetwork(LayerLosses):
     @staticmethod
     def check(cfg: Config) -> None:
         o, defaults = cfg.objective, ObjectiveConfig()
-        for name in ("negatives", "loss", "threshold", "label_coding"):
+        strategies = [field for strategy in NEGATIVES.values() for field in strategy.reads]
+        for name in dict.fromkeys(("negatives", "loss", "threshold", "label_coding", "label_value", "neutral_value",
+                                   *strategies)):
             if getattr(o, name) != getattr(defaults, name):
                 raise FFError(f"model.kind = competitive uses no negative data and no label in the input, so "
                               f"objective.{name} = {getattr(o, name)!r} would be ignored: leave it at its default.")

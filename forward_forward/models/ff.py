@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import fast_weights
 from ..coding import LABEL_CODINGS, NoLabel, resolve
-from ..config import WAYS, Config, ModelConfig, ObjectiveConfig, per_layer
+from ..config import WAYS, Config, ModelConfig, ObjectiveConfig, changed_fields, per_layer
 from ..errors import FFError
 from ..layers import ACTIVATIONS
 from ..negatives import NEGATIVES
@@ -78,6 +78,11 @@ class FFNetwork(LayerLosses):
     @staticmethod
     def check(cfg: Config) -> None:
         NEGATIVES[cfg.objective.negatives].check(cfg)
+        coding = LABEL_CODINGS.get(cfg.objective.label_coding)  # auto resolves to one that reads it
+        unread = coding is not None and not coding.reads_neutral_value
+        if unread and changed_fields(cfg, "objective", ("neutral_value",)):
+            raise FFError(f"objective.label_coding = {cfg.objective.label_coding} makes the neutral input the image "
+                          "alone, so objective.neutral_value would set nothing: leave it at its default.")
         LayerLosses.check_readout(cfg)
 
     # ---- what the loop and the tools ask -----------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..config import Config
+from ..config import Config, changed_fields
 from ..errors import FFError
 from .base import Negatives
 
@@ -73,6 +73,10 @@ class Hybrid(Negatives):
         if o.label_coding not in ("auto", "pixels"):  # pixels: what configs before label codings say
             raise FFError("objective.negatives = hybrid puts no label in the input, so objective.label_coding "
                           "has nothing to code: leave it at auto.")
+        changed = changed_fields(cfg, "objective", ("label_value", "neutral_value"))
+        if changed:
+            raise FFError(f"objective.negatives = hybrid puts no label in the input, so {' and '.join(changed)} "
+                          "would set nothing: leave them at their defaults.")
 
     def __init__(self, objective, num_classes, data_shape):
         super().__init__(objective, num_classes, data_shape)
