@@ -18,12 +18,22 @@ from .errors import FFError, os_error_message
 
 
 def _build_config(args) -> config_mod.Config:
+    """The preset with the --config file and --set on it. A preset's value that the result's own settings do not
+    read is left at its default (--preset ff-sleep --set optim.name=adam drops its SGD momentum), with a notice;
+    a value you give that nothing reads is refused."""
     overrides = config_mod.load_file(args.config) if args.config else {}
     recorded = overrides.pop("preset", None)  # a run's config.json names the preset it was made from
     if args.preset is None:
         args.preset = recorded if recorded in presets.PRESETS else presets.DEFAULT_PRESET
-    cfg = config_mod.merge(presets.preset(args.preset), overrides)
-    cfg = config_mod.merge(cfg, config_mod.parse_overrides(args.set or []))
+    for section, values in config_mod.parse_overrides(args.set or []).items():
+        given = overrides.setdefault(section, {})
+        if isinstance(given, dict):  # else merge says what is wrong with the file's section
+            given.update(values)
+    yours = {f"{section}.{key}" for section, values in overrides.items() if isinstance(values, dict) for key in values}
+    cfg, reset = config_mod.merge_where_read(presets.preset(args.preset), overrides, keep=yours)
+    for path in reset:
+        print(f"{path}: the {args.preset} preset's value is not read with your settings; left at its default",
+              file=sys.stderr)
     return _apply_flags(cfg, args)
 
 

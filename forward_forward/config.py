@@ -223,6 +223,7 @@ class Config:
         return dataclasses.asdict(self)
 
 
+DEFAULTS = Config()
 MAX_UNITS = 100_000  # a layer wider than this is a typo, not a model: refuse it before allocating
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 WAYS = ("softmax", "goodness", "combined")  # the ways a network predicts (objective.predict also has best)
@@ -493,7 +494,7 @@ def _check_owned(cfg: Config) -> None:
     for owned in OWNED:
         if owned.reads(cfg):
             continue
-        changed = [path for path in owned.fields if _get(cfg, path) != _get(Config(), path)]
+        changed = [path for path in owned.fields if _get(cfg, path) != _get(DEFAULTS, path)]
         if changed:
             one = len(changed) == 1
             raise FFError(f"{', '.join(changed)} {'is' if one else 'are'} read only with {owned.owner}, which this run "
@@ -712,9 +713,9 @@ def unread(data: dict, keep: typing.Collection[str] = ()) -> tuple[dict, list[st
     from .objectives import LOSSES  # late: they import torch, and config must stay light
     from .training.optim import OPTIMIZERS
 
-    optim, objective = data.get("optim", {}), data.get("objective", {})
-    if not all(isinstance(data.get(name, {}), dict) for name in SECTIONS):
+    if not isinstance(data, dict) or not all(isinstance(data.get(name, {}), dict) for name in SECTIONS):
         return data, []  # merge says what is wrong with it
+    optim, objective = data.get("optim", {}), data.get("objective", {})
     read = {f"optim.{f}" for f in getattr(OPTIMIZERS.get(optim.get("name", OptimConfig.name)), "reads", ())}
     read |= {f"objective.{f}" for _, f in getattr(LOSSES.get(objective.get("loss", ObjectiveConfig.loss)),
                                                    "options", ())}
@@ -726,7 +727,7 @@ def unread(data: dict, keep: typing.Collection[str] = ()) -> tuple[dict, list[st
         paths |= {path for owned in OWNED if not owned.reads(cfg) for path in owned.fields}
     except (TypeError, ValueError):  # an unknown field or a value of the wrong type: merge names it
         pass
-    sections = {name: dict(values) for name, values in data.items()}
+    sections = {name: dict(values) if name in SECTIONS else values for name, values in data.items()}
     reset = []
     for path in sorted(paths - set(keep)):
         section, name = path.split(".")

@@ -51,7 +51,8 @@ from forward_forward.errors import FFError
         ({"model": {"hidden": [100], "blackbox": "noise", "blackbox_strength": 0.5},
           "objective": {"predict_layers_from": 0}},
          "model.blackbox is read only with two hidden layers or more"),
-        ({"objective": {"region_size": 2}}, "objective.region_size is read only with objective.goodness_scope = region"),
+        ({"objective": {"region_size": 2}},
+         "objective.region_size is read only with objective.goodness_scope = region"),
         ({"objective": {"channel_groups": 5}},
          "objective.channel_groups is read only with objective.goodness_scope = channels"),
         ({"objective": {"negatives": "hybrid", "label_value": "max", "predict": "softmax"}},
@@ -59,7 +60,8 @@ from forward_forward.errors import FFError
         ({"objective": {"label_coding": "pattern", "neutral_value": 0.5}}, "objective.neutral_value would set nothing"),
         ({"model": {"kind": "competitive"}, "objective": {"sample_temperature": 2.0}},
          "objective.sample_temperature = 2.0 would be ignored"),
-        ({"model": {"kind": "competitive"}, "objective": {"neutral_value": 0.5}}, "objective.neutral_value = 0.5 would"),
+        ({"model": {"kind": "competitive"}, "objective": {"neutral_value": 0.5}},
+         "objective.neutral_value = 0.5 would"),
         ({"data": {"path": "x.npz"}}, "data.path is read only with data.dataset = file or text"),
         ({"model": {"kind": "backprop"}, "objective": {"predict": "combined"}}, "objective.predict"),
     ],
@@ -163,3 +165,18 @@ def test_a_saved_run_loads_with_a_field_its_owner_never_read_at_its_default(tmp_
     assert runs.load_config(tmp_path)[0].model.peer_decay == 0.5
     with pytest.raises(FFError, match="is read only with"):  # a new config is refused
         from_dict(saved)
+
+
+def test_a_presets_value_your_settings_do_not_read_is_dropped_with_a_notice_and_yours_is_refused(capsys):
+    import tomllib
+
+    from forward_forward.cli import main
+
+    assert main(["train", "--preset", "ff-sleep", "--set", "optim.name=adam", "--print-config"]) == 0
+    out = capsys.readouterr()
+    assert "optim.momentum: the ff-sleep preset's value is not read with your settings" in out.err
+    printed = tomllib.loads(out.out)["optim"]
+    assert (printed["name"], printed["momentum"], printed["dampening"]) == ("adam", 0.9, 0.9)
+    assert main(["train", "--preset", "ff-sleep", "--set", "optim.name=adam", "--set", "optim.momentum=0.5",
+                 "--print-config"]) == 2
+    assert "optim.momentum shape(s) optim.name = sgd" in capsys.readouterr().err
