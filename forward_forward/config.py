@@ -482,6 +482,8 @@ OWNED = (
     Owned(("optim.chunk_size", "optim.greedy_negatives"), lambda c: c.optim.greedy_steps > 0,
           "the greedy schedule (optim.greedy_steps > 0)"),
     Owned(("optim.dampening",), lambda c: c.optim.momentum != 0, "SGD's momentum (optim.momentum > 0)"),
+    Owned(("optim.readout_lr", "optim.readout_weight_decay"), lambda c: c.model.readout,
+          "the readout (model.readout = true)"),
     Owned(("model.peer_decay",), lambda c: c.model.peer_lambda > 0, "peer normalisation (model.peer_lambda > 0)"),
     Owned(("model.blackbox_strength",), lambda c: c.model.blackbox != "none", "a black-box stage (model.blackbox)"),
     Owned(("model.blackbox",), lambda c: len(c.model.hidden) > 1,

@@ -45,6 +45,8 @@ from forward_forward.errors import FFError
         ({"model": {"readout": False}, "objective": {"predict": "combined"}}, "model.readout"),
         ({"optim": {"greedy_negatives": "chunk"}}, "optim.greedy_negatives is read only with the greedy schedule"),
         ({"optim": {"chunk_size": 500}}, "optim.chunk_size is read only with the greedy schedule"),
+        ({"model": {"readout": False}, "objective": {"predict": "goodness"}, "optim": {"readout_lr": 0.03}},
+         "optim.readout_lr is read only with the readout"),
         ({"optim": {"momentum": 0.0, "dampening": 0.5}}, "optim.dampening is read only with SGD's momentum"),
         ({"model": {"peer_lambda": 0.0, "peer_decay": 0.5}}, "model.peer_decay is read only with peer normalisation"),
         ({"model": {"blackbox_strength": 2.0}}, "model.blackbox_strength is read only with a black-box stage"),
