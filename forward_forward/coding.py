@@ -9,6 +9,7 @@ at once for prediction by goodness. Unsupervised networks use `NoLabel`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -20,6 +21,10 @@ class LabelCoding:
     """The identity: the input carries no label (unsupervised FF, the backprop twin)."""
 
     reads_neutral_value = True  # the neutral input is objective.neutral_value's (a coding whose is not says so)
+    # the inputs the label is written to and the ones that keep the image, as slices of the flat input;
+    # None: the label is not at fixed inputs of its own, and cannot be kept apart (`Written`)
+    label_columns: slice | None = None
+    image_columns: slice | None = None
 
     def __init__(self, data_shape: tuple[int, ...], num_classes: int, value: str = "one", neutral_value: float = 0.1):
         self.data_shape, self.num_classes = tuple(data_shape), num_classes
@@ -45,12 +50,27 @@ class LabelCoding:
         labels = torch.arange(self.num_classes, device=images.device).repeat(batch)
         return self.write(repeated, labels)
 
-    def _hot(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """(B, C) one-hot rows; with value "max" the hot entry is each image's maximum (the article's notebook)."""
+    def _hot(self, images: torch.Tensor, labels: torch.Tensor, source: torch.Tensor | None = None) -> torch.Tensor:
+        """(R, C) one-hot rows; with value "max" the hot entry is each image's maximum (the article's notebook).
+        Row r belongs to image `source[r]` (default: image r)."""
         hot = label_ops.one_hot(labels, self.num_classes, images.dtype)
         if self.value == "max":
-            hot = hot * images.flatten(1).amax(dim=1, keepdim=True)
+            peak = images.flatten(1).amax(dim=1, keepdim=True)
+            hot = hot * (peak if source is None else peak[source])
         return hot
+
+    def place(self, images: torch.Tensor, values: torch.Tensor | float) -> torch.Tensor:
+        """(B, *data_shape) images and (B, C) label values (or one value for all) -> (B, *input_shape)
+        inputs with the values at `label_columns` (a coding with label columns provides it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not write labels at inputs of their own")
+
+    def every_label_apart(self, images: torch.Tensor) -> Written:
+        """`every_label(images)` as a `Written`: each image is kept once."""
+        assert self.label_columns is not None, f"{type(self).__name__} has no label inputs of its own"
+        batch, classes = images.shape[0], self.num_classes
+        source = torch.arange(batch, device=images.device).repeat_interleave(classes)
+        labels = torch.arange(classes, device=images.device).repeat(batch)
+        return Written(images, source, self._hot(images, labels, source), self)
 
 
 NoLabel = LabelCoding
@@ -65,16 +85,18 @@ class Pixels(LabelCoding):
         if math.prod(data_shape) <= num_classes:
             raise FFError(f"objective.label_coding = pixels writes {num_classes} labels into the first values of "
                           f"each input, and an input of shape {data_shape} has no room; use channels.")
+        self.label_columns, self.image_columns = slice(0, num_classes), slice(num_classes, math.prod(data_shape))
+
+    def place(self, images: torch.Tensor, values: torch.Tensor | float) -> torch.Tensor:
+        out = images.clone()
+        out.view(out.shape[0], -1)[:, : self.num_classes] = values
+        return out
 
     def write(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        out = images.clone()
-        out.view(out.shape[0], -1)[:, : self.num_classes] = self._hot(images, labels)
-        return out
+        return self.place(images, self._hot(images, labels))
 
     def neutral(self, images: torch.Tensor) -> torch.Tensor:
-        out = images.clone()
-        out.view(out.shape[0], -1)[:, : self.num_classes] = self.neutral_value
-        return out
+        return self.place(images, self.neutral_value)
 
 
 class Channels(LabelCoding):
@@ -107,16 +129,25 @@ class Extra(LabelCoding):
     """The label as C extra inputs after the flattened image: nothing is overwritten and the input
     grows by C values only (dense layers, tabular data)."""
 
+    def __init__(self, data_shape: tuple[int, ...], num_classes: int, value: str = "one", neutral_value: float = 0.1):
+        super().__init__(data_shape, num_classes, value, neutral_value)
+        pixels = math.prod(data_shape)
+        self.label_columns, self.image_columns = slice(pixels, pixels + num_classes), slice(0, pixels)
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         return (math.prod(self.data_shape) + self.num_classes,)
 
+    def place(self, images: torch.Tensor, values: torch.Tensor | float) -> torch.Tensor:
+        if not isinstance(values, torch.Tensor):
+            values = images.new_full((images.shape[0], self.num_classes), values)
+        return torch.cat([images.flatten(1), values], dim=1)
+
     def write(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.cat([images.flatten(1), self._hot(images, labels)], dim=1)
+        return self.place(images, self._hot(images, labels))
 
     def neutral(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([images.flatten(1), images.new_full((images.shape[0], self.num_classes),
-                                                             self.neutral_value)], dim=1)
+        return self.place(images, self.neutral_value)
 
 
 class Pattern(LabelCoding):
@@ -142,6 +173,30 @@ class Pattern(LabelCoding):
 
     def neutral(self, images: torch.Tensor) -> torch.Tensor:
         return images
+
+
+@dataclass(frozen=True)
+class Written:
+    """Coded inputs kept apart as images and label values: row r is image `source[r]` with `values[r]`
+    at the coding's `label_columns`. A dense first layer then multiplies each image once, however many
+    rows carry it with another label (every label, for prediction by goodness); any other reader takes
+    `dense()`, the tensor `write` would have made."""
+
+    images: torch.Tensor  # (B, *data_shape)
+    source: torch.Tensor  # (R,) long: the image of each row
+    values: torch.Tensor  # (R, C): the label values of each row
+    coding: LabelCoding
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((self.source.shape[0], *self.coding.input_shape))
+
+    def dense(self) -> torch.Tensor:
+        return self.coding.place(self.images[self.source], self.values)
+
+    def image_part(self) -> torch.Tensor:
+        """(B, inputs) each image's values at the inputs the label leaves: `image_columns`, once per image."""
+        return self.images.flatten(1)[:, self.coding.image_columns]
 
 
 LABEL_CODINGS: dict[str, type[LabelCoding]] = {"pixels": Pixels, "channels": Channels, "extra": Extra,

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .blackbox import BLACKBOXES
+from .coding import Written
 from .config import ModelConfig
 from .errors import FFError
 from .layers import FFLayer, build_layers
@@ -87,13 +88,13 @@ class LayerStack(nn.Module):
     def units(self) -> list[int]:
         return [layer.out_features for layer in self.layers]
 
-    def forward(self, x: torch.Tensor, *, detach: bool = True, upto: int | None = None,
+    def forward(self, x: torch.Tensor | Written, *, detach: bool = True, upto: int | None = None,
                 frozen: frozenset[int] = frozenset(), start: int = 0,
                 each: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None, keep: bool = True,
                 recall: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> Pass:
-        """Run (B, *input_shape) inputs through the first `upto` layers (default all); from layer
-        `start` on, x being what that layer reads (a pipeline stage's layers), with Pass lists indexed
-        from `start`.
+        """Run (B, *input_shape) inputs (or a `coding.Written`, which the first layer reads) through the
+        first `upto` layers (default all); from layer `start` on, x being what that layer reads (a pipeline
+        stage's layers), with Pass lists indexed from `start`.
 
         detach: each layer's input is detached, so no derivative crosses a layer (FF); False keeps
         the graph across layers (backprop). Layers in `frozen` run without a graph: their losses are
@@ -128,7 +129,7 @@ class LayerStack(nn.Module):
             x = self.stages[i](self._layer(i, x, detach=True)[1])
         return x
 
-    def _layer(self, i: int, x: torch.Tensor, detach: bool,
+    def _layer(self, i: int, x: torch.Tensor | Written, detach: bool,
                recall: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer i's pre-activation and activity on x (plus x itself for a residual layer)."""
@@ -139,6 +140,7 @@ class LayerStack(nn.Module):
             z = recall(z, y)
             y = layer.activation(z)
         if self.residual[i]:  # under FF the input carries no derivative into this layer's loss
+            x = x.dense() if isinstance(x, Written) else x
             y = y + (x.detach() if detach else x).reshape(y.shape)
         return z, y
 
@@ -151,7 +153,7 @@ class LayerStack(nn.Module):
         return [group for layer, factor in zip(self.layers, layer_lr)
                 for group in decay_groups(layer.named_parameters(), lr * factor, weight_decay)]
 
-    def activities(self, x: torch.Tensor,
+    def activities(self, x: torch.Tensor | Written,
                    recall: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> list[torch.Tensor]:
         """(B, *input_shape) -> each hidden layer's activity (B, units); inputs detached per layer."""
         return self.forward(x, recall=recall).act

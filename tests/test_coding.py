@@ -1,11 +1,16 @@
 """Label codings: the label as pixels of the image or as extra input channels."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from forward_forward.coding import LABEL_CODINGS, Channels, Extra, Pixels
+from forward_forward.config import merge
 from forward_forward.errors import FFError
+from forward_forward.layers import FFLinear
+from forward_forward.models import build_model
 from forward_forward.training import train
 from tests.conftest import small_config
 
@@ -53,6 +58,42 @@ def test_every_label_equals_a_loop_over_labels(name):
     every = coding.every_label(images).view(3, 10, *coding.input_shape)
     for k in range(10):
         assert torch.equal(every[:, k], coding.write(images, torch.full((3,), k)))
+
+
+@pytest.mark.parametrize("coding, value", [(Pixels, "one"), (Pixels, "max"), (Extra, "one")])
+@pytest.mark.parametrize("norm", ["rms", "l2"])
+def test_a_dense_layer_reads_every_label_apart_as_it_reads_the_built_inputs(coding, value, norm):
+    # each image multiplied once and each label's columns added must equal the layer on the ten built rows:
+    # the same pre-activation and the same weight gradient
+    images = torch.rand(5, 1, 6, 6)
+    code = coding((1, 6, 6), 10, value=value)
+    written = code.every_label_apart(images)
+    assert written.shape == (50, *code.input_shape) and torch.equal(written.dense(), code.every_label(images))
+    layer = FFLinear(math.prod(code.input_shape), 7, norm=norm)
+    assert layer.takes_apart
+    apart, built = layer.pre_activation(written), layer.pre_activation(code.every_label(images))
+    assert torch.allclose(apart, built, rtol=1e-5, atol=1e-5)
+    weights = torch.randn(50, 7)
+    grads = [torch.autograd.grad((z * weights).sum(), layer.linear.weight)[0] for z in (apart, built)]
+    assert torch.allclose(*grads, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides, apart", [
+    ({}, True),
+    ({"objective": {"label_coding": "extra"}, "model": {"hidden": [46, 46], "residual": True}}, True),  # a residual
+    ({"objective": {"label_coding": "pattern"}}, False),  # the label is over every pixel
+    ({"model": {"norm": "layernorm"}}, False),  # the norm is not a factor on the whole row
+])
+def test_prediction_by_goodness_keeps_labels_apart_where_the_first_layer_reads_them_so(overrides, apart):
+    cfg = merge(small_config(), {"model": {"hidden": [32, 32]}, **overrides})
+    model = build_model(cfg, (1, 6, 6), 10).eval()
+    assert model.labels_apart is apart
+    images = torch.rand(6, 1, 6, 6)
+    with torch.no_grad():
+        apart_goodness = model.label_goodness(images)
+        model.labels_apart = False
+        built_goodness = model.label_goodness(images)
+    assert torch.allclose(apart_goodness, built_goodness, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("layer, coding", [("dense", "extra"), ("local", "channels")])

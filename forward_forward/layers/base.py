@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..coding import Written
 from .norms import InputNorm
 
 
@@ -73,12 +74,19 @@ class FFLayer(nn.Module):
         earlier layers."""
         return self.activation(self.pre_activation(x))
 
-    def pre_activation(self, x: torch.Tensor, detach: bool = True) -> torch.Tensor:
-        """(B, *in_shape) or (B, in_features) -> (B, out_features). `detach=False` only for the backprop twin."""
-        x = self.input_norm(x.detach() if detach else x)
+    @property
+    def takes_apart(self) -> bool:
+        """Whether `pre_activation` reads a `coding.Written` input without building it (a dense layer can)."""
+        return False
+
+    def pre_activation(self, x: torch.Tensor | Written, detach: bool = True) -> torch.Tensor:
+        """(B, *in_shape) or (B, in_features) -> (B, out_features). `detach=False` only for the backprop twin.
+        A first layer may be given its input as a `Written`, which it builds unless it `takes_apart`."""
+        built = x.dense() if isinstance(x, Written) else x
+        normalised = self.input_norm(built.detach() if detach else built)
         # back to the input's dtype: under bf16 autocast the matmul is bfloat16, but a goodness near
         # theta = 2000 needs fp32 (bfloat16 resolves 2000 only to steps of 16); a no-op otherwise.
-        return self.transform(x).to(x.dtype)
+        return self.transform(normalised).to(normalised.dtype)
 
     def peer_loss(self, pre_activation: torch.Tensor, activity: torch.Tensor) -> torch.Tensor:
         """Surrogate whose gradient on each pre-activation is lambda * (unit mean - layer mean) / B.

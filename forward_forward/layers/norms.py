@@ -9,6 +9,9 @@ statistics for prediction (Trifecta).
 
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -28,6 +31,14 @@ def _layernorm(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 # the norms that scale each sample alone; batchnorm reads the batch and is a module (InputNorm)
 PER_SAMPLE = {"rms": _rms, "l2": _l2, "layernorm": _layernorm}
+
+
+# the per-sample norms that only scale a row: its factor from the row's sum of squares and its length,
+# which normalises an input that is never built (a label kept apart from its image: coding.Written)
+ROW_SCALES: dict[str, Callable[[torch.Tensor, int, float], torch.Tensor]] = {
+    "rms": lambda squares, n, eps: 1.0 / ((squares / n).sqrt() + eps),
+    "l2": lambda squares, n, eps: 1.0 / (squares.sqrt() + eps),
+}
 
 
 def per_sample(kind: str) -> str:
@@ -55,6 +66,15 @@ class InputNorm(nn.Module):
         # no affine part: a learnt scale would let a layer pass its goodness up again
         self.batchnorm = (nn.BatchNorm2d(in_shape[0], affine=False) if len(in_shape) == 3
                           else nn.BatchNorm1d(in_shape[0], affine=False)) if kind == "batchnorm" else None
+
+    @property
+    def scales_rows(self) -> bool:
+        """Whether it scales each whole row by one factor, which `row_scale` gives."""
+        return self.kind in ROW_SCALES and not self.per_position
+
+    def row_scale(self, squares: torch.Tensor) -> torch.Tensor:
+        """(R,) sums of squares of whole input rows -> (R,) the factor this norm multiplies each row by."""
+        return ROW_SCALES[self.kind](squares, math.prod(self.in_shape), self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]

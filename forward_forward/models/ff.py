@@ -62,6 +62,10 @@ class FFNetwork(LayerLosses):
         # generated negatives on images: decoders and a prior over this stack, trained beside it
         self.generator = self.negatives.generator_for(self.stack.units, ACTIVATIONS[model.activation](),
                                                       model.norm_eps)
+        # prediction by goodness keeps every label apart from its image (coding.Written) where the first
+        # layer reads it so: each image is multiplied once, not once per label
+        self.labels_apart = (self.coding.label_columns is not None and self.stack.layers[0].takes_apart
+                             and self.fast is None)
         accept_legacy_keys(self)
 
     @property
@@ -140,8 +144,11 @@ class FFNetwork(LayerLosses):
 
     def layer_goodness(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, ...) coded inputs -> every layer's goodness (B, layers), the mean of its terms."""
-        return torch.stack([self.goodness_terms(i, a).mean(dim=1) for i, a in enumerate(self.activities(inputs))],
-                           dim=1)
+        return self.goodness_of(self.activities(inputs))
+
+    def goodness_of(self, acts: list[torch.Tensor]) -> torch.Tensor:
+        """Every layer's activity (B, units) -> its goodness (B, layers), the mean of its terms."""
+        return torch.stack([self.goodness_terms(i, a).mean(dim=1) for i, a in enumerate(acts)], dim=1)
 
     def readout_logits(self, images: torch.Tensor) -> torch.Tensor:
         """One pass of the unlabelled input; (B, ...) -> (B, C) logits."""
@@ -153,7 +160,10 @@ class FFNetwork(LayerLosses):
         assert self.negatives.labelled, "an unsupervised network has no label to score"
         if self.fast is not None:
             return self._label_goodness_with_memory(images)
-        g = self.layer_goodness(self.coding.every_label(images))  # (B*C, layers)
+        if self.labels_apart:  # the first layer multiplies each image once, not once per label
+            g = self.goodness_of(self.stack.activities(self.coding.every_label_apart(images)))  # (B*C, layers)
+        else:
+            g = self.layer_goodness(self.coding.every_label(images))
         return g.view(images.shape[0], self.num_classes, len(self.stack))
 
     def _label_goodness_with_memory(self, images: torch.Tensor) -> torch.Tensor:

@@ -59,6 +59,7 @@ class RecurrentFFNetwork(FFNetwork):
         super().__init__(data_shape=data_shape, num_classes=num_classes, model=model,
                          objective=replace(objective, label_coding="extra"))
         self.objective = objective
+        self.labels_apart = False  # `split` reads the coded input: it is built
         self.topdown = TopDown.build(self.stack, num_classes, model)
         self.predict_iterations = list(model.predict_iterations)
 
