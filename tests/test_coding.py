@@ -107,3 +107,4 @@ def test_a_network_with_its_label_beside_the_image_learns(fake_mnist, tmp_path, 
     assert summary["test_error"] < 0.2, summary
     if layer == "dense":  # goodness reads the label coding directly: ten coded inputs per image
         assert summary["test_error_goodness"] < 0.35, summary
+

@@ -1,4 +1,5 @@
-"""What keeps a training step fast: nothing in it waits for the device, and freed host memory is reused."""
+"""What keeps a training step fast: nothing in it waits for the device, and freed host memory is reused; and
+the FLOP counts the benchmarks divide by are what the model multiplies."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import platform
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
+from forward_forward.config import merge
 from forward_forward.data import from_arrays
 from forward_forward.models import build_model
 from forward_forward.training import host_memory, train
@@ -68,3 +71,34 @@ def test_a_cpu_run_keeps_freed_host_memory(fake_mnist, tmp_path, monkeypatch):
     assert calls == [1]
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert original.__wrapped__() is glibc  # the call itself, not its cached answer
+
+
+PREDICTING = [{}, {"objective": {"label_coding": "extra"}}, {"model": {"norm": "layernorm"}},
+              {"model": {"iterations": 2, "predict_iterations": [1, 2], "hidden": [32, 32]},
+               "objective": {"label_coding": "auto"}}]
+
+
+@pytest.mark.parametrize("overrides", PREDICTING)
+@pytest.mark.parametrize("way", ["softmax", "goodness", "combined"])
+def test_prediction_flops_are_the_matmul_flops_prediction_does(overrides, way):
+    # the count the benchmarks divide by must be what the model multiplies, apart or built, recurrent or not
+    cfg = merge(merge(small_config(), {"model": {"hidden": [32, 24]}, "objective": {"predict": "combined"}}), overrides)
+    model = build_model(cfg, (1, 6, 6), 10).eval()
+    with FlopCounterMode(display=False) as counter:
+        model.predictions(torch.rand(4, 1, 6, 6), (way,))
+    assert counter.get_total_flops() == 4 * model.prediction_flops_per_image(way)
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, {"objective": {"negatives": "random"}}, {"objective": {"negatives": "all"}},
+    {"objective": {"negatives": "hard", "sample_from": "goodness"}},
+    {"model": {"iterations": 2, "predict_iterations": [1, 2]}, "objective": {"label_coding": "auto"}},
+])
+def test_training_flops_are_the_matmul_flops_a_step_does(overrides):
+    cfg = merge(merge(small_config(), {"model": {"hidden": [32, 24]}}), overrides)
+    model = build_model(cfg, (1, 6, 6), 10)
+    model.release_graphs = True  # each loss is backpropagated as the model computes it, as `ff train` does
+    with FlopCounterMode(display=False) as counter:
+        losses, _ = model(torch.rand(4, 1, 6, 6), torch.randint(0, 10, (4,)))
+    assert not any(loss.requires_grad for loss in losses.values())
+    assert counter.get_total_flops() == 4 * model.matmul_flops_per_image()

@@ -388,6 +388,24 @@ class FFNetwork(LayerLosses):
         """Every named loss of one minibatch: `forward` with all losses active."""
         return self(images, labels, phase=phase)
 
+    def prediction_flops_per_image(self, way: str) -> int:
+        """Matmul FLOPs of predicting one image by `way`: the neutral pass and the readout's logits
+        ("softmax"), every label's pass ("goodness", whose first layer multiplies the image once where
+        `labels_apart`), or both ("combined")."""
+        macs = [layer.macs for layer in self.stack.layers]
+        flops = 0
+        if way in ("softmax", "combined"):
+            flops += 2 * sum(macs) + 2 * cast(nn.Linear, self.readout).weight.numel()
+        if way in ("goodness", "combined"):
+            labels = self.num_classes
+            if self.labels_apart:  # the image's product once, each label's columns once per row
+                first = self.stack.layers[0]
+                image_inputs = len(range(first.in_features)[cast(slice, self.coding.image_columns)])
+                flops += 2 * first.out_features * (image_inputs + labels * labels) + 2 * labels * sum(macs[1:])
+            else:
+                flops += 2 * labels * sum(macs)
+        return flops
+
     def matmul_flops_per_image(self, active: frozenset[str] | None = None) -> float:
         """Matmul FLOPs of one training image in a step with `active` losses (default all): positive and
         negative forward and weight-gradient passes of the trained layers (inputs are detached, so no
@@ -400,11 +418,11 @@ class FFNetwork(LayerLosses):
         wants_readout = self.readout is not None and "readout" in active
         by_readout = self.negatives.needs_probs and self.objective.sample_from == "softmax"
         if self.negatives.labelled and (wants_readout or by_readout):
-            flops += 2 * sum(macs) + 2 * cast(nn.Linear, self.readout).weight.numel()  # the neutral pass and its logits
+            flops += self.prediction_flops_per_image("softmax")  # the neutral pass and its logits
         if self.negatives.needs_probs and not by_readout:
-            flops += 2 * sum(macs) * self.num_classes  # every label's pass, to sample from its goodness
-        if wants_readout:  # forward (unsupervised: here; supervised: in the neutral pass) and weight gradient
-            flops += (4 if self.negatives.labelled else 6) * cast(nn.Linear, self.readout).weight.numel()
+            flops += self.prediction_flops_per_image("goodness")  # every label's pass, to sample from its goodness
+        if wants_readout:  # weight gradient, and the forward pass where no neutral pass made it (unsupervised)
+            flops += (2 if self.negatives.labelled else 4) * cast(nn.Linear, self.readout).weight.numel()
         if self.generator is not None and "generator" in active:  # each decoder's forward and weight gradient
             flops += 4 * sum(p.numel() for name, p in self.generator.decoders.named_parameters() if "weight" in name)
         return flops

@@ -153,14 +153,29 @@ class RecurrentFFNetwork(FFNetwork):
                                                                   for i, m in enumerate(run)))
         wants_readout = self.readout is not None and "readout" in active
         by_readout = self.negatives.needs_probs and self.objective.sample_from == "softmax"
-        readout = self.readout.weight.numel() if self.readout is not None else 0
         if wants_readout or by_readout:
-            flops += 2 * up + 2 * readout  # the bottom-up pass the readout reads, and its logits
+            flops += self.prediction_flops_per_image("softmax")  # the bottom-up pass the readout reads, and its logits
         if self.negatives.needs_probs and not by_readout:  # sampled from every label's run
-            flops += 2 * self.num_classes * (up + self.topdown.iterations * sum(run))
+            flops += self.prediction_flops_per_image("goodness")
         if wants_readout:
-            flops += 4 * readout  # the readout's forward and weight gradient
+            flops += 2 * self._readout_weights  # the readout's weight gradient (its forward is the pass above)
         return flops
+
+    def prediction_flops_per_image(self, way: str) -> int:
+        """The bottom-up pass and the readout's logits ("softmax"); every label's run: the bottom-up pass and
+        each iteration's bottom-up and top-down maps ("goodness"); or both ("combined")."""
+        up = sum(layer.macs for layer in self.stack.layers)
+        run = [layer.macs + down for layer, down in zip(self.stack.layers, self.topdown.macs)]  # one iteration
+        flops = 0
+        if way in ("softmax", "combined"):
+            flops += 2 * up + 2 * self._readout_weights
+        if way in ("goodness", "combined"):
+            flops += 2 * self.num_classes * (up + self.topdown.iterations * sum(run))
+        return flops
+
+    @property
+    def _readout_weights(self) -> int:
+        return self.readout.weight.numel() if self.readout is not None else 0
 
 
 class RecurrentBackpropNetwork(BackpropNetwork):
