@@ -18,9 +18,10 @@ import statistics
 import time
 
 import torch
+from torch import nn
 
 from forward_forward import presets
-from forward_forward.config import merge, parse_overrides
+from forward_forward.config import Config, merge, parse_overrides
 from forward_forward.data import IMAGE_SHAPES, NUM_CLASSES
 from forward_forward.layers import norms
 from forward_forward.models import build_model
@@ -33,6 +34,20 @@ from forward_forward.training.optim import build_optimizer
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def preset_model(preset: str, overrides: list[str]) -> tuple[Config, torch.device, nn.Module]:
+    """A preset's config with `overrides` and run.precision made concrete, its device (freed host memory
+    kept on a CPU, as `ff train` does) and its untrained model there, seeded by run.seed."""
+    cfg = merge(presets.preset(preset), parse_overrides(overrides))
+    device = resolve_device(cfg.run.device)
+    if device.type == "cpu":
+        keep_freed_memory()
+    precision, _ = resolve_precision(cfg.run.precision, device)
+    cfg = merge(cfg, {"run": {"precision": precision}})
+    torch.manual_seed(cfg.run.seed)
+    model = build_model(cfg, IMAGE_SHAPES[cfg.data.dataset], NUM_CLASSES[cfg.data.dataset]).to(device)
+    return cfg, device, model
 
 
 def training_step(cfg, model, shape: tuple[int, ...], classes: int, device: torch.device):
@@ -64,16 +79,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="steps in a block")
     args = p.parse_args()
 
-    cfg = merge(presets.preset(args.preset), parse_overrides(args.set))
-    device = resolve_device(cfg.run.device)
-    if device.type == "cpu":
-        keep_freed_memory()
-    precision, _ = resolve_precision(cfg.run.precision, device)
-    cfg = merge(cfg, {"run": {"precision": precision}})
-    torch.manual_seed(cfg.run.seed)
-    shape, classes = IMAGE_SHAPES[cfg.data.dataset], NUM_CLASSES[cfg.data.dataset]
-    model = build_model(cfg, shape, classes).to(device)
-    step = training_step(cfg, model, shape, classes, device)
+    cfg, device, model = preset_model(args.preset, args.set)
+    precision = cfg.run.precision
+    step = training_step(cfg, model, IMAGE_SHAPES[cfg.data.dataset], NUM_CLASSES[cfg.data.dataset], device)
 
     eager_objective, eager_normalize = model.layer_objective, norms.normalize
     compiled_objective = torch.compile(eager_objective, dynamic=False)

@@ -22,17 +22,12 @@ import statistics
 import time
 
 import torch
-from compile_step import sync  # beside this file: python puts its folder on the path
+from compile_step import preset_model, sync  # beside this file: python puts its folder on the path
 from train_throughput import peak_matmul_gflops
 
-from forward_forward import presets
-from forward_forward.config import merge, parse_overrides
-from forward_forward.data import IMAGE_SHAPES, NUM_CLASSES
+from forward_forward.data import IMAGE_SHAPES
 from forward_forward.errors import FFError
-from forward_forward.models import build_model
-from forward_forward.training import resolve_device
-from forward_forward.training.device import autocast, device_name, resolve_precision
-from forward_forward.training.host_memory import keep_freed_memory
+from forward_forward.training.device import autocast, device_name
 
 
 def main() -> None:
@@ -43,19 +38,13 @@ def main() -> None:
     p.add_argument("--images", type=int, default=1000, help="images predicted in a round")
     args = p.parse_args()
 
-    cfg = merge(presets.preset(args.preset), parse_overrides(args.set))
-    device = resolve_device(cfg.run.device)
-    if device.type == "cpu":
-        keep_freed_memory()
-    precision, _ = resolve_precision(cfg.run.precision, device)
-    cfg = merge(cfg, {"run": {"precision": precision}})
-    torch.manual_seed(cfg.run.seed)
-    shape, classes = IMAGE_SHAPES[cfg.data.dataset], NUM_CLASSES[cfg.data.dataset]
-    model = build_model(cfg, shape, classes).to(device).eval()
+    cfg, device, model = preset_model(args.preset, args.set)
+    precision = cfg.run.precision
+    model.eval()
     if not hasattr(model, "label_goodness") or not model.negatives.labelled:
         raise FFError(f"the {args.preset} preset's network does not predict by label goodness; "
                       "choose a supervised FF preset.")
-    images = torch.rand(args.images, *shape, device=device)
+    images = torch.rand(args.images, *IMAGE_SHAPES[cfg.data.dataset], device=device)
     apart = model.labels_apart  # what the preset does
     ways = [way for way in ("softmax", "goodness", "combined") if way in model.ways]
     versions = [(way, apart) for way in ways] + ([("goodness", False)] if apart else [])
