@@ -93,12 +93,17 @@ def test_prediction_flops_are_the_matmul_flops_prediction_does(overrides, way):
     {}, {"objective": {"negatives": "random"}}, {"objective": {"negatives": "all"}},
     {"objective": {"negatives": "hard", "sample_from": "goodness"}},
     {"model": {"iterations": 2, "predict_iterations": [1, 2]}, "objective": {"label_coding": "auto"}},
+    {"objective": {"negatives": "hybrid", "label_coding": "auto"}},  # unsupervised: the readout reads the pass
 ])
 def test_training_flops_are_the_matmul_flops_a_step_does(overrides):
     cfg = merge(merge(small_config(), {"model": {"hidden": [32, 24]}}), overrides)
     model = build_model(cfg, (1, 6, 6), 10)
-    model.release_graphs = True  # each loss is backpropagated as the model computes it, as `ff train` does
+    model.release_graphs = True  # most losses are backpropagated as the model computes them, as `ff train` does
     with FlopCounterMode(display=False) as counter:
         losses, _ = model(torch.rand(4, 1, 6, 6), torch.randint(0, 10, (4,)))
-    assert not any(loss.requires_grad for loss in losses.values())
-    assert counter.get_total_flops() == 4 * model.matmul_flops_per_image()
+        kept = [loss for loss in losses.values() if loss.requires_grad]  # the loop backpropagates the rest
+        if kept:
+            sum(kept).backward()
+    # matmuls only: hybrid negatives blur their masks with a convolution, which is data, not the model
+    matmuls = sum(flops for op, flops in counter.get_flop_counts()["Global"].items() if "mm" in str(op))
+    assert matmuls == 4 * model.matmul_flops_per_image()
