@@ -25,6 +25,7 @@ import torch
 from compile_step import preset_model, sync  # beside this file: python puts its folder on the path
 from train_throughput import peak_matmul_gflops
 
+from forward_forward.config import merge
 from forward_forward.data import IMAGE_SHAPES
 from forward_forward.errors import FFError
 from forward_forward.training.device import autocast, device_name
@@ -85,6 +86,19 @@ def main() -> None:
     if apart:
         result["goodness_apart_speedup"] = round(statistics.median(times[("goodness", False)])
                                                  / statistics.median(times[("goodness", True)]), 3)
+        # how far the two ways' scores are apart, and each from fp32 built rows, relative to the largest score
+        scores = {}
+        for name, keep_apart, precision_cfg in (("apart", True, cfg), ("built", False, cfg),
+                                                ("fp32", False, merge(cfg, {"run": {"precision": "fp32"}}))):
+            model.labels_apart = keep_apart
+            with torch.no_grad(), autocast(precision_cfg, device):
+                scores[name] = model.label_goodness(images[:200]).float()
+        scale = scores["fp32"].abs().max()
+        result["goodness_difference"] = {
+            "apart_vs_built": float((scores["apart"] - scores["built"]).abs().max() / scale),
+            "apart_vs_fp32": float((scores["apart"] - scores["fp32"]).abs().max() / scale),
+            "built_vs_fp32": float((scores["built"] - scores["fp32"]).abs().max() / scale),
+        }
     result["torch"] = torch.__version__
     print(json.dumps(result))
 
