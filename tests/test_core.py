@@ -331,6 +331,9 @@ def test_forward_is_the_named_losses_and_works_under_data_parallel(kind, fields,
         sum(losses.values()).backward()
         assert [n for n, p in model.named_parameters() if p.grad is None] == []
     finally:
+        # the wrapper's reducer holds the process group: freed after it, gloo's teardown once hung joining
+        # its threads here
+        wrapped = losses = None
         dist.destroy_process_group()
 
 

@@ -107,3 +107,20 @@ def test_training_flops_are_the_matmul_flops_a_step_does(overrides):
     # matmuls only: hybrid negatives blur their masks with a convolution, which is data, not the model
     matmuls = sum(flops for op, flops in counter.get_flop_counts()["Global"].items() if "mm" in str(op))
     assert matmuls == 4 * model.matmul_flops_per_image()
+
+
+def test_prediction_by_goodness_on_a_cpu_goes_in_blocks_that_stay_in_the_heap(monkeypatch):
+    # ten rows an image: a large batch is scored a few images at a time, each block's activities under
+    # glibc's mapping ceiling; the scores are the batch's, and a model in training is never split
+    model = build_model(merge(small_config(), {"model": {"hidden": [32, 24]}}), (1, 6, 6), 10).eval()
+    images = torch.rand(9, 1, 6, 6)
+    whole = model.label_goodness(images)
+    monkeypatch.setattr(host_memory, "HEAP_BLOCK_BYTES", 4 * 36 * 10 * 2)  # two images of 36 inputs
+    assert model._images_in_heap(images) == 2
+    calls = []
+    stack_forward = model.stack.forward
+    monkeypatch.setattr(model.stack, "forward", lambda x, **kw: calls.append(x.shape[0]) or stack_forward(x, **kw))
+    assert torch.allclose(model.label_goodness(images), whole, atol=1e-5)
+    assert calls == [20, 20, 20, 20, 10]
+    model.train()
+    assert model._images_in_heap(images) == 9

@@ -9,6 +9,7 @@ layer and the one below it), and "readout" only the linear softmax readout.
 
 from __future__ import annotations
 
+import math
 from typing import Hashable, cast
 
 import torch
@@ -160,11 +161,27 @@ class FFNetwork(LayerLosses):
         assert self.negatives.labelled, "an unsupervised network has no label to score"
         if self.fast is not None:
             return self._label_goodness_with_memory(images)
+        block = self._images_in_heap(images)
+        if block < images.shape[0]:
+            return torch.cat([self.label_goodness(images[start : start + block])
+                              for start in range(0, images.shape[0], block)])
         if self.labels_apart:  # the first layer multiplies each image once, not once per label
             g = self.goodness_of(self.stack.activities(self.coding.every_label_apart(images)))  # (B*C, layers)
         else:
             g = self.layer_goodness(self.coding.every_label(images))
         return g.view(images.shape[0], self.num_classes, len(self.stack))
+
+    def _images_in_heap(self, images: torch.Tensor) -> int:
+        """Images whose every-label pass fits in one block of the CPU heap (all of them on a GPU, or in
+        training, where a batch's statistics may be read): ten rows an image make a layer's activity of a
+        1000-image batch 80 MB at 2000 units, which glibc maps afresh for every op, and the page faults
+        took half of `hinton-mnist`'s prediction time in bf16 (`benchmarks/predict_throughput.py`)."""
+        from ..training.host_memory import rows_in_heap  # late: the training package imports the models
+
+        if images.device.type != "cpu" or self.training:
+            return images.shape[0]
+        widest = max([math.prod(self.stack_input_shape), *self.stack.units])
+        return max(1, rows_in_heap(widest * 4) // self.num_classes)  # fp32 activities: 4 bytes a value
 
     def _label_goodness_with_memory(self, images: torch.Tensor) -> torch.Tensor:
         """label_goodness with fast weights: the labels label-major (copy c = every window with label c),

@@ -18,6 +18,14 @@ import platform
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # mallopt's parameters (malloc.h)
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit: larger blocks are always mapped
 _KEEP = 1 << 30  # free memory at the heap's top kept, not trimmed, up to this much
+# the largest tensor a CPU pass should make: under the ceiling, with room for the temporaries of the ops on it
+HEAP_BLOCK_BYTES = 24 * 1024 * 1024
+
+
+def rows_in_heap(row_bytes: int) -> int:
+    """How many rows of `row_bytes` one CPU tensor may hold and still come from the heap, not from a fresh
+    mapping faulted in page by page (glibc maps every block over 32 MiB, whatever its thresholds)."""
+    return max(1, HEAP_BLOCK_BYTES // row_bytes)
 
 
 @functools.cache
