@@ -187,10 +187,6 @@ class Written:
     values: torch.Tensor  # (R, C): the label values of each row
     coding: LabelCoding
 
-    @property
-    def shape(self) -> torch.Size:
-        return torch.Size((self.source.shape[0], *self.coding.input_shape))
-
     def dense(self) -> torch.Tensor:
         return self.coding.place(self.images[self.source], self.values)
 

@@ -415,9 +415,9 @@ class FFNetwork(LayerLosses):
             flops += 2 * sum(macs) + 2 * cast(nn.Linear, self.readout).weight.numel()
         if way in ("goodness", "combined"):
             labels = self.num_classes
-            if self.labels_apart:  # the image's product once, each label's columns once per row
+            if self.labels_apart:  # the image's inputs once, the C label inputs once per row
                 first = self.stack.layers[0]
-                image_inputs = len(range(first.in_features)[cast(slice, self.coding.image_columns)])
+                image_inputs = first.in_features - labels
                 flops += 2 * first.out_features * (image_inputs + labels * labels) + 2 * labels * sum(macs[1:])
             else:
                 flops += 2 * labels * sum(macs)
