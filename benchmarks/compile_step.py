@@ -37,8 +37,10 @@ def sync(device: torch.device) -> None:
 
 
 def preset_model(preset: str, overrides: list[str]) -> tuple[Config, torch.device, nn.Module]:
-    """A preset's config with `overrides` and run.precision made concrete, its device (freed host memory
-    kept on a CPU, as `ff train` does) and its untrained model there, seeded by run.seed."""
+    """A preset's config with `overrides` and run.precision made concrete (auto as bf16 where the device
+    computes it natively: the step benchmarks time a precision, where `ff train` would also time its step in
+    both and keep the faster, benchmarks/auto_precision.py), its device (freed host memory kept on a CPU, as
+    `ff train` does) and its untrained model there, seeded by run.seed."""
     cfg = merge(presets.preset(preset), parse_overrides(overrides))
     device = resolve_device(cfg.run.device)
     if device.type == "cpu":

@@ -1,7 +1,7 @@
 """Training throughput and matmul efficiency of a preset, plus its errors.
 
 Trains the preset, counts the matmul FLOPs its training steps do, and compares the achieved rate
-with the peak of a large matmul in the run's precision (fp32, or bf16 for run.precision = bf16)
+with the peak of a large matmul in the run's precision (fp32, or bf16 where the run chose it)
 measured in the same process (the machine may be shared, so only the ratio is comparable across
 runs). A bf16 run also reports its rate against the fp32 peak. The last line printed is one JSON
 object.
@@ -66,17 +66,18 @@ def main() -> None:
         cfg = merge(cfg, {"optim": {"epochs": args.epochs}})
     cfg = merge(cfg, parse_overrides(args.set))
     device = resolve_device(cfg.run.device)
-    precision, _ = resolve_precision(cfg.run.precision, device)
-    # the peak of the arithmetic the run uses: bf16 matmuls under run.precision = bf16 (or auto, where native)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    # the fp32 peak as well, so a bf16 run can be set against the same ceiling as an fp32 one;
-    # each peak is the best of one measurement before training and one after
-    dtypes = {dtype, torch.float32}
+    # the peaks of the arithmetic the run may use: bf16 matmuls under run.precision = bf16 (or auto, where
+    # native: the run then times a step in each and keeps the faster), and fp32, so a bf16 run can be set
+    # against the same ceiling as an fp32 one; each peak is the best of one measurement before training
+    # and one after
+    hardware, _ = resolve_precision(cfg.run.precision, device)
+    dtypes = {torch.bfloat16 if hardware == "bf16" else torch.float32, torch.float32}
     peaks = {d: peak_matmul_gflops(device, d) for d in dtypes}
     run_dir = Path(args.run_dir) if args.run_dir else Path(tempfile.mkdtemp(prefix="ff-bench-"))
     summary = train(cfg, run_dir, args.preset)
     peaks = {d: max(peaks[d], peak_matmul_gflops(device, d)) for d in dtypes}
-    peak, fp32_peak = peaks[dtype], peaks[torch.float32]
+    precision = summary["precision"]
+    peak, fp32_peak = peaks[torch.bfloat16 if precision == "bf16" else torch.float32], peaks[torch.float32]
 
     images = summary["train_images"] * summary["epochs"]
     flops = flops_per_image(cfg, IMAGE_SHAPES[cfg.data.dataset], NUM_CLASSES[cfg.data.dataset])

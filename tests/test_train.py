@@ -138,26 +138,6 @@ def test_a_failed_start_leaves_nothing_and_the_corrected_command_runs(fake_mnist
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_precision_auto_is_bf16_only_where_native_and_is_recorded(fake_mnist, tmp_path, monkeypatch, native):
-    import torch
-
-    from forward_forward.training import device as device_mod
-
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    summary = train(small_config(fake_mnist, run={"precision": "auto"}, optim={"epochs": 1}), tmp_path / "run", "t")
-    expected = "bf16" if native else "fp32"
-    assert summary["precision"] == expected and summary["config"]["run"]["precision"] == expected
-    assert summary["precision_reason"].startswith("auto: this CPU has " + ("AVX512-BF16" if native else "no"))
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["run"]["precision"] == expected  # a resume on another machine does what this run did
-    assert device_mod.resolve_precision("fp32", torch.device("cpu")) == ("fp32", "as configured")
-    assert {name: presets.preset(name).run.precision for name in presets.PRESETS} == dict.fromkeys(presets.PRESETS,
-                                                                                                  "auto")
-
-
-
-@pytest.mark.parametrize("native", [True, False])
 def test_a_bf16_run_is_scored_in_bf16_where_native_by_training_eval_and_plot(fake_mnist, tmp_path, monkeypatch,
                                                                              capsys, native):
     import torch

@@ -18,10 +18,11 @@ from ..coding import resolve
 from ..config import Config, merge
 from ..data import Datasets
 from ..errors import Diverged, FFError
-from ..models import build_model, model_class
+from ..models import Network, build_model, model_class
 from ..negatives import NEGATIVES
 from . import distributed, host_memory, pipeline
-from .device import channels_last, device_name, resolve_device, resolve_precision
+from .calibrate import choose_precision
+from .device import channels_last, device_name, resolve_device
 from .evaluate import score, scored_ways
 from .loop import fit
 from .schedules import schedule_for
@@ -90,20 +91,13 @@ def train(cfg: Config, run_dir: str | Path, preset: str = "custom", resume: bool
 
 def _train(cfg: Config, run_dir: Path, preset: str, resume: bool, data: Datasets | None, device: torch.device,
            ranks: distributed.Ranks) -> dict:
-    precision, why = resolve_precision(cfg.run.precision, device)
-    if precision != cfg.run.precision:  # config.json records what the run does, so a resume does the same
-        cfg = merge(cfg, {"run": {"precision": precision}})
-        if ranks.main:
-            tqdm.write(f"precision {precision} ({why})")
     if data is None:
         data = data_mod.load(cfg.data)
     elif cfg.data.dataset != "arrays":
         cfg = merge(cfg, {"data": {"dataset": "arrays", "path": None}})
     cfg = fit_to_data(cfg, data, given=cfg.data.dataset == "arrays")
     # everything that can fail on the config and the data fails here, before the run directory exists
-    model = build_model(cfg, data.shape, data.num_classes).to(device)
-    if cfg.run.channels_last:
-        channels_last(cast(nn.Module, model))
+    model = _build(cfg, data, device)
     piped = ranks.parallel and cfg.run.parallel == "pipeline"
     if cfg.run.parallel != "data" and not ranks.parallel:
         warnings.warn(f"run.parallel = {cfg.run.parallel} shares the work of several processes (ff train --nproc N); "
@@ -123,6 +117,11 @@ def _train(cfg: Config, run_dir: Path, preset: str, resume: bool, data: Datasets
         torch.manual_seed(cfg.run.seed + 7919 * ranks.rank)  # keeps the stream one process has
     schedule_for(cfg, model.loss_names, len(data.train))
     scored_ways(cfg, model)
+    precision, why = choose_precision(cfg, lambda: _build(cfg, data, device), data.train, device, ranks)
+    if precision != cfg.run.precision:  # config.json records what the run does, so a resume does the same
+        cfg = merge(cfg, {"run": {"precision": precision}})
+        if ranks.main:
+            tqdm.write(f"precision {precision} ({why})")
     if not ranks.main:  # the others train in step with rank 0 and leave the run directory to it
         own = run_dir / f"stage{ranks.rank}" if piped else run_dir  # a pipeline stage's own checkpoint
         fit(cfg, model, data, device, run_dir, checkpoint.load(own) if resume else None, ranks)
@@ -155,3 +154,11 @@ def _train(cfg: Config, run_dir: Path, preset: str, resume: bool, data: Datasets
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return summary
+
+
+def _build(cfg: Config, data: Datasets, device: torch.device) -> Network:
+    """The run's model, untrained, on its device (its conv weights channels-last where run.channels_last)."""
+    model = build_model(cfg, data.shape, data.num_classes).to(device)
+    if cfg.run.channels_last:
+        channels_last(cast(nn.Module, model))
+    return model

@@ -1,0 +1,100 @@
+"""run.precision = auto: bf16 only where the device computes it natively and the run's own step is faster
+in it, recorded in the run; the timing leaves the run as it would have been."""
+
+import json
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from forward_forward import presets
+from forward_forward.train import train
+from forward_forward.training import calibrate, distributed
+from forward_forward.training import device as device_mod
+from tests.conftest import small_config
+from tests.test_distributed import _free_port
+
+
+def _bf16(monkeypatch, native: bool) -> None:
+    """This CPU as one with (or without) native bf16."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+
+
+def test_auto_is_fp32_without_native_bf16_and_times_nothing(fake_mnist, tmp_path, monkeypatch):
+    _bf16(monkeypatch, False)
+    monkeypatch.setattr(calibrate, "step_ms", lambda *a: pytest.fail("a CPU without native bf16 timed a step"))
+    summary = train(small_config(fake_mnist, run={"precision": "auto"}, optim={"epochs": 1}), tmp_path / "run", "t")
+    assert summary["precision"] == "fp32" and summary["config"]["run"]["precision"] == "fp32"
+    assert summary["precision_reason"] == "auto: this CPU has no AVX512-BF16 or AMX"
+
+
+@pytest.mark.parametrize(("fp32_ms", "bf16_ms", "chosen"), [(10.0, 6.0, "bf16"), (6.0, 10.0, "fp32"),
+                                                            (8.0, 8.0, "fp32")])
+def test_auto_takes_bf16_only_where_its_step_is_faster_and_records_why(fake_mnist, tmp_path, monkeypatch, capsys,
+                                                                       fp32_ms, bf16_ms, chosen):
+    _bf16(monkeypatch, True)
+    monkeypatch.setattr(calibrate, "step_ms", lambda *a: {"fp32": fp32_ms, "bf16": bf16_ms})
+    summary = train(small_config(fake_mnist, run={"precision": "auto"}, optim={"epochs": 1}), tmp_path / "run", "t")
+    assert summary["precision"] == chosen and summary["config"]["run"]["precision"] == chosen
+    why = f"auto: this CPU has AVX512-BF16, and a training step of this model took {bf16_ms:.3g} ms in bf16 against"
+    assert summary["precision_reason"].startswith(why)
+    assert f"precision {chosen} ({why}" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["run"]["precision"] == chosen  # a resume on another machine does what this run did
+
+
+def test_a_configured_precision_is_kept_and_times_nothing(monkeypatch):
+    _bf16(monkeypatch, True)
+    monkeypatch.setattr(calibrate, "step_ms", lambda *a: pytest.fail("a configured precision was timed"))
+    for precision in ("fp32", "bf16"):
+        cfg = small_config(run={"precision": precision})
+        assert calibrate.choose_precision(cfg, lambda: None, None, torch.device("cpu")) == (precision, "as configured")
+    assert {name: presets.preset(name).run.precision for name in presets.PRESETS} == dict.fromkeys(presets.PRESETS,
+                                                                                                  "auto")
+
+
+def test_timing_the_steps_leaves_the_run_as_it_would_have_been(fake_mnist, tmp_path, monkeypatch):
+    """Real timed steps (bf16 emulated where the CPU lacks it): the run that timed them ends with the weights
+    of the same run given the precision it chose, so neither its model nor its random stream was touched."""
+    _bf16(monkeypatch, True)
+    timed: list[dict] = []
+    step_ms = calibrate.step_ms
+    monkeypatch.setattr(calibrate, "step_ms", lambda *a: timed.append(step_ms(*a)) or timed[-1])
+    fields = {"optim": {"epochs": 1}, "data": {"train_limit": 400}}
+    auto = train(small_config(fake_mnist, run={"precision": "auto"}, **fields), tmp_path / "auto", "t")
+    assert len(timed) == 1 and all(ms > 0 for ms in timed[0].values())
+    given = train(small_config(fake_mnist, run={"precision": auto["precision"]}, **fields), tmp_path / "given", "t")
+    assert given["precision_reason"] == "as configured"
+    first, second = (torch.load(tmp_path / run / "model.pt") for run in ("auto", "given"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def _choose(rank: int, world: int, port: int, out: str) -> None:
+    """One process that times its steps as rank `rank` would: rank 0 finds bf16 a little faster, rank 1
+    finds it much slower; writes what it chose."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.cpu._is_avx512_bf16_supported = lambda: True
+    calibrate.step_ms = lambda *a: {"fp32": 10.0, "bf16": 9.0 if rank == 0 else 20.0}
+    precision, why = calibrate.choose_precision(small_config(run={"precision": "auto"}), lambda: None, None,
+                                                torch.device("cpu"), distributed.Ranks(rank, world))
+    with open(f"{out}.{rank}", "w") as f:
+        f.write(precision + "\n" + why)
+    dist.destroy_process_group()
+
+
+def test_the_processes_of_a_parallel_run_agree_on_the_precision(tmp_path):
+    mp.start_processes(_choose, args=(2, _free_port(), str(tmp_path / "chose")), nprocs=2, start_method="spawn")
+    chosen = [(tmp_path / f"chose.{rank}").read_text().splitlines() for rank in range(2)]
+    assert chosen[0] == chosen[1] and chosen[0][0] == "fp32"
+    assert "took 14.5 ms in bf16 against 10 ms in fp32" in chosen[0][1]  # the mean over the processes
+
+
+def test_resolve_precision_is_the_hardware_alone(monkeypatch):
+    _bf16(monkeypatch, False)
+    assert device_mod.resolve_precision("auto", torch.device("cpu")) == ("fp32", "auto: this CPU has no AVX512-BF16 "
+                                                                                  "or AMX")
+    assert device_mod.resolve_precision("fp32", torch.device("cpu")) == ("fp32", "as configured")
