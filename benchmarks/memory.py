@@ -1,6 +1,8 @@
 """Peak training memory of FF, backprop and backprop with gradient checkpointing, against depth.
 
-The same MLP (fixed width and batch) at each depth takes two training steps (forward, every loss,
+FF is measured three ways: as the presets train it, with its readout's input recomputed in the backward
+pass instead of held (model.readout_recompute), and without a readout. The same MLP (fixed width and
+batch) at each depth takes two training steps (forward, every loss,
 backward, optimiser step) as `ff train` takes them; the second is profiled. On a GPU the peak is
 `torch.cuda.max_memory_allocated`. On a CPU, where the allocator keeps no statistics, it comes from
 the PyTorch profiler's memory events: `export_memory_timeline` rebuilds every tensor's lifetime from
@@ -9,7 +11,9 @@ in all and without the weights, their gradients and the optimiser state (which e
 alike): "working memory", what training needs beyond the model (on a GPU, the gradients stay in
 it). FF is measured as `ff train` runs it on one process, each layer's loss backpropagated as soon
 as the layer has run. RSS would count the allocator's cached pages and the interpreter, not
-tensors. On a CPU a step's time is the median of three unprofiled steps; on a GPU it is one step.
+tensors. A step's time is the median of three unprofiled steps, taken after the memory, with the
+methods of one depth built side by side and stepped in turn, so a machine whose speed drifts slows
+them alike.
 
 Then the same three ways for a conv net (`--conv-preset`, the conv-fashion net by default: FF is the
 preset's own model kind, channel-wise competitive). `--plot` draws the MLP rows against depth. Last
@@ -23,6 +27,7 @@ a time (`optim.micro_batch`: gradient accumulation), peer normalisation off.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -60,6 +65,14 @@ def checkpointed(stack: LayerStack) -> None:
     stack._layer = layer  # type: ignore[method-assign]
 
 
+def timed(run, device: torch.device) -> float:
+    tick = time.perf_counter()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - tick
+
+
 def step(model, optimizer, images, labels, cfg) -> None:
     """A training step as `training.loop.Loop.train_step` takes it: gradients freed (set to None), the
     forward pass (where an FF network backpropagates each layer's loss as soon as it has it), the
@@ -69,30 +82,21 @@ def step(model, optimizer, images, labels, cfg) -> None:
     optimizer.step()
 
 
-TIMED_STEPS = 3  # a step's time is the median of these (CPU)
+TIMED_ROUNDS = 3  # a step's time is the median of these; each round steps every method of a depth once
 
 
-def timed(run) -> float:
-    tick = time.perf_counter()
-    run()
-    return time.perf_counter() - tick
-
-
-def peak_bytes(model, optimizer, images, labels, cfg, device) -> tuple[int, int, float]:
-    """(peak of all tensors, peak without the model's state, seconds) of one training step."""
+def peak_bytes(model, optimizer, images, labels, cfg, device) -> tuple[int, int]:
+    """(peak of all tensors, peak without the model's state) of one training step."""
     step(model, optimizer, images, labels, cfg)  # the optimiser's state exists from here on
     if device.type == "cuda":  # working: above the weights and optimiser state, gradients included
         optimizer.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        tick = time.perf_counter()
         step(model, optimizer, images, labels, cfg)
         torch.cuda.synchronize()
-        seconds = time.perf_counter() - tick
         peak = torch.cuda.max_memory_allocated()
-        return peak, peak - base, seconds
-    seconds = statistics.median(timed(lambda: step(model, optimizer, images, labels, cfg)) for _ in range(TIMED_STEPS))
+        return peak, peak - base
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
         step(model, optimizer, images, labels, cfg)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
@@ -104,11 +108,11 @@ def peak_bytes(model, optimizer, images, labels, cfg, device) -> tuple[int, int,
     # sizes[t][k]: bytes in column k at time t of every tensor alive then, those made before the step included
     total = max(sum(row) for row in sizes)
     working = max(sum(v for k, v in enumerate(row) if k not in MODEL_STATE) for row in sizes)
-    return total, working, seconds
+    return total, working
 
 
-def measure(cfg, method: str, batch: int, device: torch.device) -> dict:
-    """One method's row: a model of `cfg` on random images of the data's shape, `batch` a step."""
+def setup(cfg, method: str, batch: int, device: torch.device) -> tuple:
+    """A model of `cfg` as `method` trains it, its optimiser, and random images of the data's shape."""
     torch.manual_seed(0)
     shape = IMAGE_SHAPES[cfg.data.dataset]
     model = build_model(cfg, shape, NUM_CLASSES[cfg.data.dataset]).to(device)
@@ -119,9 +123,27 @@ def measure(cfg, method: str, batch: int, device: torch.device) -> dict:
     optimizer, _ = build_optimizer(cfg, model, total_steps=10)
     images = torch.rand(batch, *shape, device=device)
     labels = torch.randint(0, NUM_CLASSES[cfg.data.dataset], (batch,), device=device)
-    total, working, seconds = peak_bytes(model, optimizer, images, labels, cfg, device)
-    return {"method": method, "peak_mib": round(total / 2**20, 1), "working_mib": round(working / 2**20, 1),
-            "step_s": round(seconds, 4)}
+    return model, optimizer, images, labels, cfg
+
+
+def measure(cfgs: dict, batch: int, device: torch.device) -> list[dict]:
+    """A row for each method (name -> its config): its memory from one model alone in the process, then
+    the time of a step, the methods' steps taken in turn (TIMED_ROUNDS rounds), so a machine whose speed
+    drifts slows all of them alike."""
+    rows = []
+    for method, cfg in cfgs.items():
+        total, working = peak_bytes(*setup(cfg, method, batch, device), device)
+        rows.append({"method": method, "peak_mib": round(total / 2**20, 1), "working_mib": round(working / 2**20, 1)})
+    built = {method: setup(cfg, method, batch, device) for method, cfg in cfgs.items()}
+    for parts in built.values():
+        step(*parts)  # the first step makes the optimiser's state
+    seconds: dict[str, list[float]] = {method: [] for method in built}
+    for _ in range(TIMED_ROUNDS):
+        for method, parts in built.items():
+            seconds[method].append(timed(functools.partial(step, *parts), device))
+    for row in rows:
+        row["step_s"] = round(statistics.median(seconds[row["method"]]), 4)
+    return rows
 
 
 def show(name: str, row: dict) -> None:
@@ -137,11 +159,14 @@ def plot(rows: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_mem, ax_time) = plt.subplots(1, 2, figsize=(10, 4.6))
-    for method in dict.fromkeys(r["method"] for r in rows):
+    # markers and dashes of their own, so methods whose lines coincide (FF without a readout and FF with it
+    # recomputed) both show
+    for n, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
         mine = [r for r in rows if r["method"] == method]
         depths = [r["depth"] for r in mine]
-        ax_mem.plot(depths, [r["working_mib"] for r in mine], "o-", label=method)
-        ax_time.plot(depths, [1e3 * r["step_s"] for r in mine], "o-", label=method)
+        style = {"marker": "osv^Dpx"[n % 7], "linestyle": ("-", "--", ":")[n % 3], "label": method}
+        ax_mem.plot(depths, [r["working_mib"] for r in mine], **style)
+        ax_time.plot(depths, [1e3 * r["step_s"] for r in mine], **style)
     for ax, what in ((ax_mem, "working memory of a step (MiB)"), (ax_time, "time of a step (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({r["depth"] for r in rows}), [str(d) for d in sorted({r["depth"] for r in rows})])
@@ -156,7 +181,7 @@ def plot(rows: list[dict], path: str) -> None:
     print(f"wrote {path}", flush=True)
 
 
-MLP_METHODS = ("ff", "ff, no readout", "backprop", "backprop+checkpointing")
+MLP_METHODS = ("ff", "ff, readout recomputed", "ff, no readout", "backprop", "backprop+checkpointing")
 MICRO_METHODS = ("ff, micro-batches", "backprop, micro-batches")  # with --micro-batch
 CONV_METHODS = ("ff", "backprop", "backprop+checkpointing")
 
@@ -177,29 +202,35 @@ def main() -> None:
     rows = []
     methods = MLP_METHODS + (MICRO_METHODS if args.micro_batch else ())
     for depth in args.depths:
+        cfgs = {}
         for method in methods:
             # the quick preset's recipe (random negatives: no readout pass needed for them), fp32
             ff = method.startswith("ff")
             overrides = {"model": {"hidden": [args.width] * depth, "kind": "ff" if ff else "backprop",
-                                   "readout": method != "ff, no readout"},
+                                   "readout": method != "ff, no readout",
+                                   "readout_recompute": method == "ff, readout recomputed"},
                          "objective": {"negatives": "random", "predict": "softmax" if method != "ff, no readout"
                                        else "goodness"},
                          "optim": {"batch_size": args.batch}, "run": {"precision": "fp32"}}
             if method in MICRO_METHODS:  # peer normalisation reads the whole batch: off (it holds one vector)
                 overrides["optim"]["micro_batch"] = args.micro_batch
                 overrides["model"]["peer_lambda"] = 0.0
-            rows.append({"depth": depth, **measure(merge(presets.preset("quick"), overrides), method, args.batch,
-                                                   device)})
+            cfgs[method] = merge(presets.preset("quick"), overrides)
+        for row in measure(cfgs, args.batch, device):
+            rows.append({"depth": depth, **row})
             show(f"depth {depth}", rows[-1])
     conv_rows = []
-    for method in CONV_METHODS if args.conv_preset else ():
-        # the preset's net as it trains (FF: its own model kind), and its twin, fp32
-        conv = presets.preset(args.conv_preset)
-        overrides = {"optim": {"batch_size": args.conv_batch}, "run": {"precision": "fp32"}}
-        if not method.startswith("ff"):
-            overrides.update({"model": {"kind": "backprop"}, "objective": {"predict": "softmax"}})
-        conv_rows.append(measure(merge(conv, overrides), method, args.conv_batch, device))
-        show(args.conv_preset, conv_rows[-1])
+    if args.conv_preset:
+        cfgs = {}
+        for method in CONV_METHODS:
+            # the preset's net as it trains (FF: its own model kind), and its twin, fp32
+            overrides = {"optim": {"batch_size": args.conv_batch}, "run": {"precision": "fp32"}}
+            if not method.startswith("ff"):
+                overrides.update({"model": {"kind": "backprop"}, "objective": {"predict": "softmax"}})
+            cfgs[method] = merge(presets.preset(args.conv_preset), overrides)
+        for row in measure(cfgs, args.conv_batch, device):
+            conv_rows.append(row)
+            show(args.conv_preset, row)
 
     def working(of: list[dict], method: str, depth: int | None = None) -> float:
         return next(r["working_mib"] for r in of if r["method"] == method and r.get("depth") == depth)
@@ -209,6 +240,13 @@ def main() -> None:
               "ff_working_growth": round(working(rows, "ff", deepest) / working(rows, "ff", shallowest), 3),
               "ff_no_readout_working_growth": round(working(rows, "ff, no readout", deepest)
                                                     / working(rows, "ff, no readout", shallowest), 3),
+              "ff_recomputed_working_growth": round(working(rows, "ff, readout recomputed", deepest)
+                                                    / working(rows, "ff, readout recomputed", shallowest), 3),
+              "ff_recomputed_over_backprop_working_at_deepest":
+                  round(working(rows, "ff, readout recomputed", deepest) / working(rows, "backprop", deepest), 3),
+              "ff_recomputed_over_checkpointing_working_at_deepest":
+                  round(working(rows, "ff, readout recomputed", deepest)
+                        / working(rows, "backprop+checkpointing", deepest), 3),
               "ff_over_backprop_working_at_deepest":
                   round(working(rows, "ff", deepest) / working(rows, "backprop", deepest), 3),
               "ff_over_checkpointing_working_at_deepest":

@@ -82,6 +82,10 @@ class ModelConfig:
     peer_lambda: float = 0.0  # peer normalisation strength (paper/MATLAB: 0.03); 0 turns it off
     peer_decay: float = 0.9  # decay of each unit's running mean activity
     readout: bool = True  # a linear softmax readout trained alongside on detached activities
+    # the readout's input (every prediction layer's activity) recomputed for its weight gradient by a second
+    # neutral pass instead of held: a step's memory then stays the same at every depth, for one more forward
+    # pass (FF network with labels in the input; models/recomputed_readout.py)
+    readout_recompute: bool = False
     # fast weights (Ba et al. 2016, forward_forward/fast_weights.py): each layer adds a decaying
     # outer-product memory of its activity at the earlier positions of a string (text data only)
     fast_weights: bool = False
@@ -482,7 +486,7 @@ OWNED = (
     Owned(("optim.chunk_size", "optim.greedy_negatives"), lambda c: c.optim.greedy_steps > 0,
           "the greedy schedule (optim.greedy_steps > 0)"),
     Owned(("optim.dampening",), lambda c: c.optim.momentum != 0, "SGD's momentum (optim.momentum > 0)"),
-    Owned(("optim.readout_lr", "optim.readout_weight_decay"), lambda c: c.model.readout,
+    Owned(("optim.readout_lr", "optim.readout_weight_decay", "model.readout_recompute"), lambda c: c.model.readout,
           "the readout (model.readout = true)"),
     Owned(("model.peer_decay",), lambda c: c.model.peer_lambda > 0, "peer normalisation (model.peer_lambda > 0)"),
     Owned(("model.blackbox_strength",), lambda c: c.model.blackbox != "none", "a black-box stage (model.blackbox)"),
@@ -560,6 +564,10 @@ def _validate(cfg: Config) -> Config:
     _check_optimizer_fields(cfg, OPTIMIZERS)
     _check_owned(cfg)
     _check_fast_weights(cfg, kind.trains_on_negatives, kind.has_fast_weights)
+    if cfg.model.readout_recompute and not getattr(kind, "recomputes_readout", False):
+        built = f"model.kind = {cfg.model.kind}" + (" with model.iterations > 0" if cfg.model.iterations else "")
+        raise FFError(f"model.readout_recompute is read by the feed-forward FF network (model.kind = ff, "
+                      f"model.iterations = 0), and this run has {built}: set it to false.")
     _check_micro_batch(cfg, kind.has_peer_loss)
     _check_recurrent(cfg)
     if cfg.objective.predict == "best" and cfg.data.val_size == 0:

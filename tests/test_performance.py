@@ -94,6 +94,7 @@ def test_prediction_flops_are_the_matmul_flops_prediction_does(overrides, way):
     {"objective": {"negatives": "hard", "sample_from": "goodness"}},
     {"model": {"iterations": 2, "predict_iterations": [1, 2]}, "objective": {"label_coding": "auto"}},
     {"objective": {"negatives": "hybrid", "label_coding": "auto"}},  # unsupervised: the readout reads the pass
+    {"model": {"readout_recompute": True}},  # the neutral pass again in the readout's backward pass
 ])
 def test_training_flops_are_the_matmul_flops_a_step_does(overrides):
     cfg = merge(merge(small_config(), {"model": {"hidden": [32, 24]}}), overrides)

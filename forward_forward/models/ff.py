@@ -10,7 +10,7 @@ layer and the one below it), and "readout" only the linear softmax readout.
 from __future__ import annotations
 
 import math
-from typing import Hashable, cast
+from typing import Callable, Hashable, cast
 
 import torch
 import torch.nn.functional as F
@@ -20,11 +20,12 @@ from .. import fast_weights
 from ..coding import LABEL_CODINGS, NoLabel, resolve
 from ..config import WAYS, Config, ModelConfig, ObjectiveConfig, changed_fields, per_layer
 from ..errors import FFError
-from ..layers import ACTIVATIONS
+from ..layers import ACTIVATIONS, normalize, per_sample
 from ..negatives import NEGATIVES
 from ..objectives import GOODNESS, LOSSES, scope_of
 from ..stack import LayerStack
 from .base import LayerLosses, accept_legacy_keys, check_batch, readout_features, sparsity
+from .recomputed_readout import RecomputedReadout
 
 
 class FFNetwork(LayerLosses):
@@ -33,6 +34,7 @@ class FFNetwork(LayerLosses):
     repeat_slots = 1
     trains_on_negatives = True  # each layer tells objective.negatives' negatives from the real data
     has_fast_weights = True  # model.fast_weights: each layer's memory of the string's earlier windows
+    recomputes_readout = True  # model.readout_recompute: the readout's input recomputed in its backward pass
 
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
@@ -60,6 +62,7 @@ class FFNetwork(LayerLosses):
         # goodness per unit for sum goodness, as is for mean goodness: the same scale whatever the width
         self.goodness_scales = [abs(default(n)) for n in sizes]
         self._add_readout(model, objective, num_classes)
+        self.recompute_readout = model.readout_recompute and self.readout is not None
         # generated negatives on images: decoders and a prior over this stack, trained beside it
         self.generator = self.negatives.generator_for(self.stack.units, ACTIVATIONS[model.activation](),
                                                       model.norm_eps)
@@ -89,6 +92,16 @@ class FFNetwork(LayerLosses):
             raise FFError(f"objective.label_coding = {cfg.objective.label_coding} makes the neutral input the image "
                           "alone, so objective.neutral_value would set nothing: leave it at its default.")
         LayerLosses.check_readout(cfg)
+        if cfg.model.readout_recompute:
+            why = [reason for refused, reason in (
+                (not NEGATIVES[cfg.objective.negatives].takes_label(cfg),
+                 f"objective.negatives = {cfg.objective.negatives}: its readout reads the training pass, not its own"),
+                (cfg.model.fast_weights, "model.fast_weights: their memory would be read twice"),
+                (cfg.model.norm == "batchnorm", "model.norm = batchnorm: its running statistics would move twice"),
+            ) if refused]
+            if why:
+                raise FFError(f"model.readout_recompute runs the readout's neutral pass again, which this run cannot "
+                              f"repeat ({'; '.join(why)}): set it to false.")
 
     # ---- what the loop and the tools ask -----------------------------------------------------
     @property
@@ -127,6 +140,30 @@ class FFNetwork(LayerLosses):
         self.stack(self.unlabelled(images), each=lambda i, z, y: acts.append(y), keep=False,
                    recall=fast_weights.recall_for(self.fast))
         return self.readout_features(acts)
+
+    def stream_features(self, images: torch.Tensor, take: Callable[[slice, torch.Tensor], None]) -> None:
+        """One pass of the neutral input that hands each prediction layer's normalised, detached activity
+        to `take(columns, features)`, with its columns in the readout's input, as soon as the layer has run,
+        and keeps nothing: `neutral_features` without the whole of them at once."""
+        norm, start = per_sample(self.norm), 0
+
+        def each(i: int, z: torch.Tensor, y: torch.Tensor) -> None:
+            nonlocal start
+            if i >= self.predict_from:
+                take(slice(start, start + y.shape[1]), normalize(y.detach(), norm, self.norm_eps))
+                start += y.shape[1]
+
+        self.stack(self.unlabelled(images), each=each, keep=False, recall=fast_weights.recall_for(self.fast))
+
+    def neutral_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The readout's fp32 logits on one pass of the neutral input, with a graph to the readout alone where
+        grad is enabled; with model.readout_recompute, its input is never held whole (recomputed_readout.py)."""
+        readout = cast(nn.Linear, self.readout)
+        if self.recompute_readout:
+            return cast(torch.Tensor, RecomputedReadout.apply(readout.weight, readout.bias, self, images))
+        with torch.no_grad():
+            features = self.neutral_features(images)
+        return readout(features).float()
 
     def readout_features(self, acts: list[torch.Tensor]) -> torch.Tensor:
         """Normalised, detached activities of the prediction layers, side by side (B, sum units)."""
@@ -363,12 +400,9 @@ class FFNetwork(LayerLosses):
         probs = readout_loss = None
         by_readout = self.negatives.needs_probs and self.objective.sample_from == "softmax"
         if self.negatives.labelled and (wants_readout or by_readout):
-            # the readout reads one pass of the neutral input; hard negatives may be sampled from it
-            with torch.no_grad():
-                features = self.neutral_features(images)
+            # the readout reads one pass of the neutral input; hard negatives may be sampled from it (in fp32)
             with torch.set_grad_enabled(torch.is_grad_enabled() and wants_readout):
-                # hard negatives are sampled from fp32 probabilities
-                logits = cast(nn.Linear, self.readout)(features).float()
+                logits = self.neutral_logits(images)
             if wants_readout:
                 # backpropagated now under release_graphs: its graph would hold the features all step
                 readout_loss = self.release(F.cross_entropy(logits, labels), logits)
@@ -440,6 +474,8 @@ class FFNetwork(LayerLosses):
             flops += self.prediction_flops_per_image("goodness")  # every label's pass, to sample from its goodness
         if wants_readout:  # weight gradient, and the forward pass where no neutral pass made it (unsupervised)
             flops += (2 if self.negatives.labelled else 4) * cast(nn.Linear, self.readout).weight.numel()
+            if self.recompute_readout:  # the neutral pass again, for the weight gradient
+                flops += 2 * sum(macs)
         if self.generator is not None and "generator" in active:  # each decoder's forward and weight gradient
             flops += 4 * sum(p.numel() for name, p in self.generator.decoders.named_parameters() if "weight" in name)
         return flops

@@ -53,6 +53,8 @@ class RecurrentFFNetwork(FFNetwork):
     """FF on the recurrent top-down net; every other part (negatives, losses, readout, ways to
     predict) is the feed-forward FF network's."""
 
+    recomputes_readout = False  # its neutral pass iterates: model.readout_recompute is the feed-forward net's
+
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
         # the label rides after the image as C extra values, which `split` hands to the top layer
