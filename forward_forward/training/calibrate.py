@@ -38,7 +38,7 @@ def choose_precision(cfg: Config, build: Callable[[], "Network"], train: Split, 
                      ranks: distributed.Ranks = distributed.ALONE) -> tuple[str, str]:
     """run.precision made concrete, and why. `build` makes a fresh model like the run's (it is timed in
     place of the run's own, whose weights and statistics stay untouched). Every process of a parallel run
-    times its own steps, and all choose from the sum of the times, so they agree."""
+    times its own steps, and all choose from the mean of their times, so they agree."""
     if cfg.run.precision != "auto":
         return cfg.run.precision, "as configured"
     native, why = native_bf16(device)
