@@ -73,11 +73,13 @@ def config(fake_mnist):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("micro_batch", [0, 10])
-def test_two_processes_on_half_batches_give_the_weights_of_one_on_whole_batches(micro_batch, fake_mnist, tmp_path):
+@pytest.mark.parametrize(("micro_batch", "recompute"), [(0, False), (10, False), (0, True)])
+def test_two_processes_on_half_batches_give_the_weights_of_one_on_whole_batches(micro_batch, recompute, fake_mnist,
+                                                                                tmp_path):
     """With micro-batches too (shards of 25 in parts of 10, 10 and 5): each rank accumulates its own and
-    the ranks average once a step."""
-    cfg = config(fake_mnist)
+    the ranks average once a step. With model.readout_recompute, DDP averages the gradient that the
+    readout's recomputing backward pass gives."""
+    cfg = merge(config(fake_mnist), {"model": {"readout_recompute": recompute}})
     if micro_batch:  # peer normalisation reads the whole batch: refused with micro-batches
         cfg = merge(cfg, {"model": {"peer_lambda": 0.0}})
     one = train(cfg, tmp_path / "one")
