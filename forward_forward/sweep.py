@@ -1,7 +1,8 @@
 """`ff sweep`: a grid over any config fields times several seeds, each point an ordinary run directory.
 
-The sweep folder holds `sweep.json` (what was asked), `runs/<key=value,...,seed=k>/` (one run each),
-`results.md` (mean +- std per grid point) and `results.png`. Running the same sweep again skips
+The sweep folder holds `sweep.json` (what was asked), `precision.json` (the one precision its runs
+left at `auto` train in), `runs/<key=value,...,seed=k>/` (one run each), `results.md` (mean +- std per
+grid point) and `results.png`. Running the same sweep again skips
 finished runs and resumes interrupted ones from their checkpoints, so a killed sweep loses at most
 one epoch per run in flight.
 """
@@ -24,10 +25,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import presets, runs
-from .config import Config, merge_where_read, parse_override
+from .config import Config, merge_where_read, parse_override, read_json
 from .errors import Diverged, FFError, Interrupted
 
 FAILED = "failed.txt"  # a run that diverged: its message, so a resumed sweep does not retry it
+PRECISION = "precision.json"  # the precision every run left at `auto` trains in, and why; kept for a resume
 
 
 @dataclass
@@ -204,6 +206,7 @@ def run_sweep(sweep: Sweep, out: Path, jobs: int = 1, progress: bool = True) -> 
             cfg = sweep.config(point, seed)
             tasks.append((point, seed, cfg.to_dict(), str(out / "runs" / sweep.name(point, seed))))
     threads = max(1, (os.cpu_count() or 1) // jobs)
+    _settle_precision(out, tasks, threads)
     results: dict[str, dict] = {}
     bar = tqdm(total=len(tasks), desc="sweep", disable=None if progress else True)  # None: no bar when not a terminal
     try:
@@ -219,6 +222,38 @@ def run_sweep(sweep: Sweep, out: Path, jobs: int = 1, progress: bool = True) -> 
     rows = _aggregate(sweep, tasks, results)
     write_results(out, sweep, rows)
     return rows
+
+
+def _settle_precision(out: Path, tasks: list, threads: int) -> None:
+    """Every run left at run.precision = auto takes one precision, chosen once from the first such run's
+    config (its step timed at a run's thread count, before any run starts) and kept in the sweep folder.
+    Runs that each timed their own steps, side by side or on a resume, could choose differently, and the
+    grid's comparison would then mix precisions."""
+    auto = [cfg for _, _, cfg, _ in tasks if cfg["run"]["precision"] == "auto"]
+    if not auto:
+        return
+    path = out / PRECISION
+    if path.exists():
+        chosen = read_json(path, "sweep's precision").get("precision")
+        if chosen not in ("fp32", "bf16"):
+            raise FFError(f"{path} names no precision (fp32 or bf16); it was edited or damaged: delete it and the "
+                          "sweep times a step again.")
+    else:
+        import torch
+
+        from .config import from_dict
+        from .training.run import settle_precision
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(auto[0]["run"]["threads"] or threads)
+        try:
+            chosen, why = settle_precision(from_dict(auto[0]))
+        finally:
+            torch.set_num_threads(before)
+        runs.write_json_atomic(path, {"precision": chosen, "reason": why})
+        tqdm.write(f"precision {chosen} for every run left at auto ({why})")
+    for cfg in auto:
+        cfg["run"]["precision"] = chosen
 
 
 def _execute(tasks: list, results: dict, preset: str, jobs: int, threads: int, bar) -> None:

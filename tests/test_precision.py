@@ -3,6 +3,7 @@ in it, recorded in the run; the timing leaves the run as it would have been."""
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -10,6 +11,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from forward_forward import presets
+from forward_forward import sweep as sweep_mod
+from forward_forward.errors import FFError
+from forward_forward.sweep import Sweep, run_sweep
 from forward_forward.train import train
 from forward_forward.training import calibrate, distributed
 from forward_forward.training import device as device_mod
@@ -98,3 +102,36 @@ def test_resolve_precision_is_the_hardware_alone(monkeypatch):
     assert device_mod.resolve_precision("auto", torch.device("cpu")) == ("fp32", "auto: this CPU has no AVX512-BF16 "
                                                                                   "or AMX")
     assert device_mod.resolve_precision("fp32", torch.device("cpu")) == ("fp32", "as configured")
+
+
+def test_a_sweep_times_one_step_and_every_auto_run_trains_in_what_it_chose(fake_mnist, tmp_path, monkeypatch):
+    """Runs timing their own steps could choose differently (side by side, or on a resume) and the grid would
+    compare precisions too: the sweep times once, at a run's thread count, and keeps its choice for a resume."""
+    _bf16(monkeypatch, True)
+    timed: list[int] = []
+    monkeypatch.setattr(calibrate, "step_ms", lambda *a: timed.append(torch.get_num_threads()) or
+                        {"fp32": 10.0, "bf16": 6.0})
+    overrides = {"data": {"data_dir": str(fake_mnist), "verify_checksums": False, "download": False, "val_size": 200,
+                          "train_limit": 200},
+                 "model": {"hidden": [32, 32]}, "optim": {"epochs": 1, "batch_size": 50},
+                 "run": {"device": "cpu", "threads": 1}}
+    sweep = Sweep(preset="tiny", grid={"run.precision": ["auto", "fp32"], "optim.lr": [0.01, 0.02]}, seeds=[0],
+                  overrides=overrides)
+    run_sweep(sweep, tmp_path / "s", progress=False)
+    assert timed == [1]  # once, with the one thread each run has
+    kept = json.loads((tmp_path / "s" / sweep_mod.PRECISION).read_text())
+    assert kept["precision"] == "bf16" and "took 6 ms in bf16 against 10 ms in fp32" in kept["reason"]
+    for run in (tmp_path / "s" / "runs").iterdir():
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["precision"] == ("bf16" if "precision=auto" in run.name else "fp32"), run.name
+        assert summary["precision_reason"] == "as configured"
+
+    monkeypatch.setattr(calibrate, "step_ms", lambda *a: pytest.fail("a resumed sweep timed a step again"))
+    shutil.rmtree(tmp_path / "s" / "runs" / "precision=auto,lr=0.02,seed=0")  # as if it never ran
+    run_sweep(sweep, tmp_path / "s", progress=False)
+    again = json.loads((tmp_path / "s" / "runs" / "precision=auto,lr=0.02,seed=0" / "summary.json").read_text())
+    assert again["precision"] == "bf16"
+
+    (tmp_path / "s" / sweep_mod.PRECISION).write_text('{"precision": "fp16"}')
+    with pytest.raises(FFError, match="precision.json names no precision"):
+        run_sweep(sweep, tmp_path / "s", progress=False)

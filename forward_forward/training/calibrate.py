@@ -20,7 +20,7 @@ from ..config import Config, merge
 from ..data import Split
 from . import distributed
 from .device import native_bf16
-from .loop import _own_random_stream, accumulate, hint
+from .loop import accumulate, hint, own_random_stream
 from .optim import build_optimizer
 from .schedules import schedule_for
 
@@ -58,7 +58,7 @@ def choose_precision(cfg: Config, build: Callable[[], "Network"], train: Split, 
 def step_ms(cfg: Config, build: Callable[[], "Network"], train: Split, device: torch.device) -> dict[str, float]:
     """Median milliseconds of one training step in fp32 and in bf16: the schedule's first step (its
     images, losses and phase) on a model from `build`, with the run's optimiser."""
-    with _own_random_stream(device):
+    with own_random_stream(device):
         model = build()
         model.train()
         hint(model, release_graphs=True)  # as the loop runs a model it does not wrap

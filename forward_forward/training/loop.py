@@ -68,7 +68,7 @@ class Loop:
         self.started = time.perf_counter() - self.position.elapsed
         self.tensorboard = tensorboard_writer(run_dir) if cfg.log.tensorboard and ranks.main else None
         # run.reference: the classifier that judges a generator's samples after each epoch
-        with _own_random_stream(device):  # building the reference draws initial weights: not from the run's stream
+        with own_random_stream(device):  # building the reference draws initial weights: not from the run's stream
             self.reference = (sample_quality.load_reference(cfg.run.reference, device, model) if cfg.run.reference
                               else None)
 
@@ -100,7 +100,7 @@ class Loop:
         seed = self.schedule.seed(epoch, step)
         key = self.schedule.repeat_key(epoch, step)
         self.optimizer.zero_grad(set_to_none=True)  # before the forward pass, which may backpropagate already
-        with _own_random_stream(self.device, seed) if seed is not None else contextlib.nullcontext():
+        with own_random_stream(self.device, seed) if seed is not None else contextlib.nullcontext():
             generator = self.generator if seed is None else torch.Generator().manual_seed(seed)
             if self.cfg.data.jitter:
                 images = augment.jitter(images, self.cfg.data.jitter, generator)
@@ -139,7 +139,7 @@ class Loop:
         sample = slice(0, count - count % getattr(self.schedule, "group", 1))  # fast weights: whole strings
         # eval mode: batchnorm's running statistics are not moved by these images; and a noisy stage
         # must not shift the run's random stream
-        with _own_random_stream(self.device), scoring(self.model):
+        with own_random_stream(self.device), scoring(self.model):
             sparsity = self.model.layer_sparsity(self.train.images[sample], self.train.labels[sample])
         for name, values in sparsity.items():
             entry["layers"].setdefault(name, {}).update(values)
@@ -147,7 +147,7 @@ class Loop:
         if len(self.data.val) and due:
             way = self.model.validation_method
             if self.data.corpus is not None:  # text: bits per character and free-running accuracy too
-                with _own_random_stream(self.device), scoring(self.model):
+                with own_random_stream(self.device), scoring(self.model):
                     entry.update(text_epoch(self.model, self.data.corpus, way, cfg.run.eval_batch_size,
                                             self.run_dir, epoch))
             else:
@@ -161,7 +161,7 @@ class Loop:
             tqdm.write(f"epoch {epoch} done ({entry['seconds']:.0f} s; data.val_size = 0, no validation)")
         if getattr(self.model, "generator", None) is not None:  # validation images, or training ones without
             real = self.data.val if len(self.data.val) else self.data.train
-            with _own_random_stream(self.device), scoring(self.model):  # the reference's measures as validation's
+            with own_random_stream(self.device), scoring(self.model):  # the reference's measures as validation's
                 entry["generator"] = sample_quality.epoch_report(self.model, self.reference if due else None,
                                                                  real.images[: sample_quality.SAMPLES].to(self.device),
                                                                  real.labels[: sample_quality.SAMPLES].to(self.device))
@@ -251,7 +251,7 @@ def _backward(losses: dict[str, torch.Tensor], share: float) -> None:
 
 
 @contextlib.contextmanager
-def _own_random_stream(device: torch.device, seed: int | None = None) -> Iterator[None]:
+def own_random_stream(device: torch.device, seed: int | None = None) -> Iterator[None]:
     """Random draws inside (negatives, noise) leave the run's own streams as they were; from `seed` if given."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         if seed is not None:

@@ -24,7 +24,7 @@ from . import distributed, host_memory, pipeline
 from .calibrate import choose_precision
 from .device import channels_last, device_name, resolve_device
 from .evaluate import score, scored_ways
-from .loop import fit
+from .loop import fit, own_random_stream
 from .schedules import schedule_for
 
 
@@ -154,6 +154,20 @@ def _train(cfg: Config, run_dir: Path, preset: str, resume: bool, data: Datasets
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return summary
+
+
+def settle_precision(cfg: Config) -> tuple[str, str]:
+    """run.precision made concrete as `train` would make it for `cfg`, and why, without training: what
+    `ff sweep` decides once for all its runs, so they differ only in what its grid changes."""
+    if cfg.run.precision != "auto":
+        return cfg.run.precision, "as configured"
+    device = resolve_device(cfg.run.device)
+    if device.type == "cpu":
+        host_memory.keep_freed_memory()  # as the runs will step
+    data = data_mod.load(cfg.data)
+    cfg = fit_to_data(cfg, data)
+    with own_random_stream(device):  # building the model draws weights: not from this process's stream
+        return choose_precision(cfg, lambda: _build(cfg, data, device), data.train, device)
 
 
 def _build(cfg: Config, data: Datasets, device: torch.device) -> Network:
