@@ -29,7 +29,7 @@ from .config import Config, merge_where_read, parse_override, read_json
 from .errors import Diverged, FFError, Interrupted
 
 FAILED = "failed.txt"  # a run that diverged: its message, so a resumed sweep does not retry it
-PRECISION = "precision.json"  # the precision every run left at `auto` trains in, and why; kept for a resume
+PRECISION = "precision.json"  # per run.device, the precision its runs left at `auto` train in, and why
 
 
 @dataclass
@@ -225,35 +225,55 @@ def run_sweep(sweep: Sweep, out: Path, jobs: int = 1, progress: bool = True) -> 
 
 
 def _settle_precision(out: Path, tasks: list, threads: int) -> None:
-    """Every run left at run.precision = auto takes one precision, chosen once from the first such run's
-    config (its step timed at a run's thread count, before any run starts) and kept in the sweep folder.
-    Runs that each timed their own steps, side by side or on a resume, could choose differently, and the
-    grid's comparison would then mix precisions."""
-    auto = [cfg for _, _, cfg, _ in tasks if cfg["run"]["precision"] == "auto"]
-    if not auto:
-        return
+    """Every run left at run.precision = auto takes one precision per run.device, kept in the sweep folder:
+    that of the runs already started (a sweep begun before the record), or else chosen by timing the first
+    such run's step at a run's thread count, before any run starts. Runs that each timed their own steps,
+    side by side or on a resume, could choose differently, and the grid would then compare precisions too."""
+    auto = [(cfg, Path(run_dir)) for _, _, cfg, run_dir in tasks if cfg["run"]["precision"] == "auto"]
     path = out / PRECISION
-    if path.exists():
-        chosen = read_json(path, "sweep's precision").get("precision")
+    kept = read_json(path, "record of the sweep's precision") if path.exists() else {}
+    for device in sorted({cfg["run"]["device"] for cfg, _ in auto}):
+        mine = [(cfg, run_dir) for cfg, run_dir in auto if cfg["run"]["device"] == device]
+        if device not in kept:
+            kept[device] = _started_precision(out, mine) or _timed_precision(mine[0][0], threads)
+            runs.write_json_atomic(path, kept)
+            tqdm.write(f"precision {kept[device]['precision']} for the runs on device {device} left at auto "
+                       f"({kept[device]['reason']})")
+        chosen = kept[device].get("precision") if isinstance(kept[device], dict) else None
         if chosen not in ("fp32", "bf16"):
-            raise FFError(f"{path} names no precision (fp32 or bf16); it was edited or damaged: delete it and the "
-                          "sweep times a step again.")
-    else:
-        import torch
+            raise FFError(f"{path} names no precision (fp32 or bf16) for device {device}; it was edited or damaged: "
+                          "delete it and the sweep settles the precision again.")
+        for cfg, _ in mine:
+            cfg["run"]["precision"] = chosen
 
-        from .config import from_dict
-        from .training.run import settle_precision
 
-        before = torch.get_num_threads()
-        torch.set_num_threads(auto[0]["run"]["threads"] or threads)
-        try:
-            chosen, why = settle_precision(from_dict(auto[0]))
-        finally:
-            torch.set_num_threads(before)
-        runs.write_json_atomic(path, {"precision": chosen, "reason": why})
-        tqdm.write(f"precision {chosen} for every run left at auto ({why})")
-    for cfg in auto:
-        cfg["run"]["precision"] = chosen
+def _started_precision(out: Path, mine: list) -> dict | None:
+    """The precision the runs already started (config.json records what auto chose) trained in, if any."""
+    found = set()
+    for _, run_dir in mine:
+        if (run_dir / "config.json").exists():
+            found.add(read_json(run_dir / "config.json", "run config").get("run", {}).get("precision"))
+    found &= {"fp32", "bf16"}  # a run from before auto was recorded as made concrete says nothing
+    if len(found) > 1:
+        raise FFError(f"the runs in {out} already trained in both fp32 and bf16, so their grid would compare "
+                      "precisions too: finish them as separate runs (ff train --resume), or start the sweep again "
+                      "in a new folder.")
+    return {"precision": found.pop(), "reason": "the precision its runs already started in"} if found else None
+
+
+def _timed_precision(cfg_dict: dict, threads: int) -> dict:
+    import torch
+
+    from .config import from_dict
+    from .training.run import settle_precision
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(cfg_dict["run"]["threads"] or threads)
+    try:
+        precision, why = settle_precision(from_dict(cfg_dict))
+    finally:
+        torch.set_num_threads(before)
+    return {"precision": precision, "reason": why}
 
 
 def _execute(tasks: list, results: dict, preset: str, jobs: int, threads: int, bar) -> None:

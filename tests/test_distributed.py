@@ -208,6 +208,9 @@ def test_the_pipeline_refuses_what_it_cannot_carry():
         pipeline.check(small_config(objective={"negatives": "random"}), 2, Ranks(0, 3))
     with pytest.raises(FFError, match="negatives_until"):  # sleep deprivation needs the minibatch schedule's phases
         pipeline.check(small_config(objective={"negatives": "random"}, optim={"negatives_until": 5}), 2, Ranks(0, 2))
+    with pytest.raises(FFError, match="model.readout_recompute"):  # its features arrive from the stages below
+        pipeline.check(small_config(objective={"negatives": "random"}, model={"readout_recompute": True}), 2,
+                       Ranks(0, 2))
 
 
 def test_generated_negatives_are_refused_under_several_processes(fake_mnist, tmp_path):

@@ -76,12 +76,13 @@ def test_timing_the_steps_leaves_the_run_as_it_would_have_been(fake_mnist, tmp_p
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
-def _choose(rank: int, world: int, port: int, out: str) -> None:
+def _choose(rank: int, world: int, port: int, out: str, native_on_1: bool) -> None:
     """One process that times its steps as rank `rank` would: rank 0 finds bf16 a little faster, rank 1
-    finds it much slower; writes what it chose."""
+    finds it much slower (or, without `native_on_1`, has no native bf16); writes what it chose."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    torch.cpu._is_avx512_bf16_supported = lambda: True
+    torch.cpu._is_avx512_bf16_supported = lambda: rank == 0 or native_on_1
+    torch.cpu._is_amx_tile_supported = lambda: False
     calibrate.step_ms = lambda *a: {"fp32": 10.0, "bf16": 9.0 if rank == 0 else 20.0}
     precision, why = calibrate.choose_precision(small_config(run={"precision": "auto"}), lambda: None, None,
                                                 torch.device("cpu"), distributed.Ranks(rank, world))
@@ -90,11 +91,18 @@ def _choose(rank: int, world: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-def test_the_processes_of_a_parallel_run_agree_on_the_precision(tmp_path):
-    mp.start_processes(_choose, args=(2, _free_port(), str(tmp_path / "chose")), nprocs=2, start_method="spawn")
+@pytest.mark.parametrize("native_on_1", [True, False])
+def test_the_processes_of_a_parallel_run_agree_on_the_precision(tmp_path, native_on_1):
+    """From the mean of their times; and where one process has no native bf16, none times (none waits)."""
+    mp.start_processes(_choose, args=(2, _free_port(), str(tmp_path / "chose"), native_on_1), nprocs=2,
+                       start_method="spawn")
     chosen = [(tmp_path / f"chose.{rank}").read_text().splitlines() for rank in range(2)]
-    assert chosen[0] == chosen[1] and chosen[0][0] == "fp32"
-    assert "took 14.5 ms in bf16 against 10 ms in fp32" in chosen[0][1]  # the mean over the processes
+    assert chosen[0][0] == chosen[1][0] == "fp32"
+    if native_on_1:
+        assert chosen[0] == chosen[1] and "took 14.5 ms in bf16 against 10 ms in fp32" in chosen[0][1]
+    else:
+        assert chosen[0][1] == "auto: a process of this run has no native bf16"
+        assert chosen[1][1] == "auto: this CPU has no AVX512-BF16 or AMX"
 
 
 def test_resolve_precision_is_the_hardware_alone(monkeypatch):
@@ -117,21 +125,35 @@ def test_a_sweep_times_one_step_and_every_auto_run_trains_in_what_it_chose(fake_
                  "run": {"device": "cpu", "threads": 1}}
     sweep = Sweep(preset="tiny", grid={"run.precision": ["auto", "fp32"], "optim.lr": [0.01, 0.02]}, seeds=[0],
                   overrides=overrides)
-    run_sweep(sweep, tmp_path / "s", progress=False)
+    out = tmp_path / "s"
+    run_sweep(sweep, out, progress=False)
     assert timed == [1]  # once, with the one thread each run has
-    kept = json.loads((tmp_path / "s" / sweep_mod.PRECISION).read_text())
+    kept = json.loads((out / sweep_mod.PRECISION).read_text())["cpu"]
     assert kept["precision"] == "bf16" and "took 6 ms in bf16 against 10 ms in fp32" in kept["reason"]
-    for run in (tmp_path / "s" / "runs").iterdir():
+    for run in (out / "runs").iterdir():
         summary = json.loads((run / "summary.json").read_text())
         assert summary["precision"] == ("bf16" if "precision=auto" in run.name else "fp32"), run.name
         assert summary["precision_reason"] == "as configured"
 
     monkeypatch.setattr(calibrate, "step_ms", lambda *a: pytest.fail("a resumed sweep timed a step again"))
-    shutil.rmtree(tmp_path / "s" / "runs" / "precision=auto,lr=0.02,seed=0")  # as if it never ran
-    run_sweep(sweep, tmp_path / "s", progress=False)
-    again = json.loads((tmp_path / "s" / "runs" / "precision=auto,lr=0.02,seed=0" / "summary.json").read_text())
+    shutil.rmtree(out / "runs" / "precision=auto,lr=0.02,seed=0")  # as if it never ran
+    run_sweep(sweep, out, progress=False)
+    again = json.loads((out / "runs" / "precision=auto,lr=0.02,seed=0" / "summary.json").read_text())
     assert again["precision"] == "bf16"
 
-    (tmp_path / "s" / sweep_mod.PRECISION).write_text('{"precision": "fp16"}')
+    (out / sweep_mod.PRECISION).unlink()  # a sweep begun before the record: its started runs say what auto chose
+    shutil.rmtree(out / "runs" / "precision=auto,lr=0.02,seed=0")
+    run_sweep(sweep, out, progress=False)
+    assert json.loads((out / sweep_mod.PRECISION).read_text())["cpu"] == {
+        "precision": "bf16", "reason": "the precision its runs already started in"}
+    again = json.loads((out / "runs" / "precision=auto,lr=0.02,seed=0" / "summary.json").read_text())
+    assert again["precision"] == "bf16"
+
+    (out / sweep_mod.PRECISION).write_text('{"cpu": {"precision": "fp16"}}')
     with pytest.raises(FFError, match="precision.json names no precision"):
-        run_sweep(sweep, tmp_path / "s", progress=False)
+        run_sweep(sweep, out, progress=False)
+    (out / sweep_mod.PRECISION).unlink()
+    config = out / "runs" / "precision=auto,lr=0.01,seed=0" / "config.json"
+    config.write_text(config.read_text().replace('"precision": "bf16"', '"precision": "fp32"'))
+    with pytest.raises(FFError, match="already trained in both fp32 and bf16"):
+        run_sweep(sweep, out, progress=False)

@@ -42,6 +42,11 @@ def choose_precision(cfg: Config, build: Callable[[], "Network"], train: Split, 
     if cfg.run.precision != "auto":
         return cfg.run.precision, "as configured"
     native, why = native_bf16(device)
+    if ranks.parallel:  # every process times, or none does: one that returned early would leave the others waiting
+        everywhere = torch.tensor([float(native)], device=device)
+        dist.all_reduce(everywhere, op=dist.ReduceOp.MIN)
+        if native and not everywhere.item():
+            native, why = False, "a process of this run has no native bf16"
     if not native:
         return "fp32", f"auto: {why}"
     ms = step_ms(cfg, build, train, device)

@@ -57,6 +57,9 @@ def check(cfg: Config, layers: int, ranks: Ranks) -> None:
                    "schedule)")
     if cfg.model.overlap:
         why.append("model.overlap (a stage's first layer would train a layer of the stage below)")
+    if cfg.model.readout_recompute:
+        why.append("model.readout_recompute (the last stage receives every prediction layer's features from the "
+                   "stages below, so there is no pass to recompute)")
     if layers < ranks.world:
         why.append(f"{layers} hidden layers for {ranks.world} processes (each needs at least one)")
     if why:

@@ -167,7 +167,10 @@ def settle_precision(cfg: Config) -> tuple[str, str]:
     data = data_mod.load(cfg.data)
     cfg = fit_to_data(cfg, data)
     with own_random_stream(device):  # building the model draws weights: not from this process's stream
-        return choose_precision(cfg, lambda: _build(cfg, data, device), data.train, device)
+        chosen = choose_precision(cfg, lambda: _build(cfg, data, device), data.train, device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # the timed model's blocks go back to the runs
+    return chosen
 
 
 def _build(cfg: Config, data: Datasets, device: torch.device) -> Network:
