@@ -485,6 +485,10 @@ OWNED = (
           "objective.goodness_scope = channels"),
     Owned(("optim.chunk_size", "optim.greedy_negatives"), lambda c: c.optim.greedy_steps > 0,
           "the greedy schedule (optim.greedy_steps > 0)"),
+    Owned(("optim.batch_size",), lambda c: c.optim.greedy_steps == 0,
+          "minibatch training (optim.greedy_steps = 0; the greedy schedule steps on optim.chunk_size images)"),
+    Owned(("model.kernel", "model.stride", "model.padding", "model.pool"), lambda c: _reads_map(c.model),
+          "a layer that reads a map (model.layer = conv or local)"),
     Owned(("optim.dampening",), lambda c: c.optim.momentum != 0, "SGD's momentum (optim.momentum > 0)"),
     Owned(("optim.readout_lr", "optim.readout_weight_decay", "model.readout_recompute"), lambda c: c.model.readout,
           "the readout (model.readout = true)"),
@@ -493,6 +497,12 @@ OWNED = (
     Owned(("model.blackbox",), lambda c: len(c.model.hidden) > 1,
           "two hidden layers or more (a stage sits between two)"),
 )
+
+
+def _reads_map(model: ModelConfig) -> bool:
+    from .layers import LAYERS  # late: it imports torch
+
+    return any(LAYERS[kind].reads_map for kind in per_layer(model, "layer") if kind in LAYERS)
 
 
 def _check_owned(cfg: Config) -> None:
