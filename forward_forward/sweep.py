@@ -1,10 +1,10 @@
 """`ff sweep`: a grid over any config fields times several seeds, each point an ordinary run directory.
 
-The sweep folder holds `sweep.json` (what was asked), `precision.json` (the one precision its runs
-left at `auto` train in), `runs/<key=value,...,seed=k>/` (one run each), `results.md` (mean +- std per
-grid point) and `results.png`. Running the same sweep again skips
-finished runs and resumes interrupted ones from their checkpoints, so a killed sweep loses at most
-one epoch per run in flight.
+The sweep folder holds `sweep.json` (what was asked), `precision.json` (the precision its runs left at
+`auto` train in, one per run.device), `runs/<key=value,...,seed=k>/` (one run each), `results.md`
+(mean +- std per grid point) and `results.png`. Running the same sweep again skips finished runs and
+resumes interrupted ones from their checkpoints, so a killed sweep loses at most one epoch per run in
+flight.
 """
 
 from __future__ import annotations
