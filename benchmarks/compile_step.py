@@ -52,13 +52,18 @@ def preset_model(preset: str, overrides: list[str]) -> tuple[Config, torch.devic
     return cfg, device, model
 
 
+def step_images(cfg) -> int:
+    """Images in one training step: a minibatch, or under the greedy schedule a chunk."""
+    return cfg.optim.chunk_size if cfg.optim.greedy_steps else cfg.optim.batch_size
+
+
 def training_step(cfg, model, shape: tuple[int, ...], classes: int, device: torch.device):
     """One training step of `model` on a fixed random batch, as `ff train` runs it (each layer's loss
     backpropagated at once, autocast as the config says, the optimiser and its schedule)."""
     model.release_graphs = True
     optimizer, scheduler = build_optimizer(cfg, model, 10**6)
-    images = torch.rand(cfg.optim.batch_size, *shape, device=device)
-    labels = torch.randint(0, classes, (cfg.optim.batch_size,), device=device)
+    images = torch.rand(step_images(cfg), *shape, device=device)
+    labels = torch.randint(0, classes, (step_images(cfg),), device=device)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -118,7 +123,7 @@ def main() -> None:
         "preset": args.preset,
         "device": device_name(device),
         "precision": precision,
-        "batch_size": cfg.optim.batch_size,
+        "batch_size": step_images(cfg),
         "eager_ms_per_step": round(eager, 2),
         "compiled_ms_per_step": round(compiled_ms, 2),
         "speedup": round(eager / compiled_ms, 3),

@@ -26,7 +26,7 @@ import sys
 import time
 
 import torch
-from compile_step import training_step  # beside this file: python puts its folder on the path
+from compile_step import step_images, training_step  # beside this file: python puts its folder on the path
 from train_throughput import peak_matmul_gflops
 
 from forward_forward import presets
@@ -73,7 +73,7 @@ def skeleton_ms(cfg, model, dtype: torch.dtype, repeats: int = 30) -> float:
     layers = list(model.stack.layers)
     if not all(isinstance(layer, FFLinear) for layer in layers):
         raise SystemExit("step_overhead.py times dense (MLP) presets only.")
-    batch = cfg.optim.batch_size
+    batch = step_images(cfg)
     rows = batch * (1 + model.negatives.per_image)
     weights = [layer.linear.weight.detach().to(dtype) for layer in layers]
     biases = [layer.linear.bias.detach().to(dtype) for layer in layers]
@@ -135,12 +135,12 @@ def main() -> None:
     peak = peak_matmul_gflops(torch.device("cpu"), dtype)
     skeleton = skeleton_ms(cfg, model, dtype)
     peak = max(peak, peak_matmul_gflops(torch.device("cpu"), dtype))
-    flops = model.matmul_flops_per_image() * cfg.optim.batch_size
+    flops = model.matmul_flops_per_image() * step_images(cfg)
     kept = statistics.median(r["ms"] for r in runs["keep"])
     print(json.dumps({
         "preset": args.preset,
         "precision": cfg.run.precision,
-        "batch_size": cfg.optim.batch_size,
+        "batch_size": step_images(cfg),
         "default_ms_per_step": [round(r["ms"], 2) for r in runs["default"]],
         "kept_ms_per_step": [round(r["ms"], 2) for r in runs["keep"]],
         "default_faults_per_step": round(statistics.median(r["faults"] for r in runs["default"])),

@@ -505,6 +505,16 @@ def _reads_map(model: ModelConfig) -> bool:
     return any(LAYERS[kind].reads_map for kind in per_layer(model, "layer") if kind in LAYERS)
 
 
+def _check_kind_fields(cfg: Config, kind) -> None:
+    """The fields the model kind never reads (its `ignores`), set away from their defaults, are refused."""
+    changed = [path for path in getattr(kind, "ignores", ()) if _get(cfg, path) != _get(DEFAULTS, path)]
+    if changed:
+        one = len(changed) == 1
+        raise FFError(f"{', '.join(changed)} {'is' if one else 'are'} not read by model.kind = {cfg.model.kind}: "
+                      f"leave {'it at its default' if one else 'them at their defaults'}, or choose a kind that reads "
+                      f"{'it' if one else 'them'}.")
+
+
 def _check_owned(cfg: Config) -> None:
     """OWNED's fields, set away from their defaults where their owner is off, are refused."""
     for owned in OWNED:
@@ -549,14 +559,15 @@ def _validate(cfg: Config) -> Config:
         raise FFError(
             f"model.hidden must list at least one layer size between 1 and {MAX_UNITS}; got {cfg.model.hidden!r}."
         )
-    if not 0 <= cfg.objective.predict_layers_from < len(cfg.model.hidden):
+    _check_layers(cfg.model, LAYERS)
+    BLACKBOXES[cfg.model.blackbox].check(cfg.model.blackbox_strength)
+    kind = model_class(cfg)
+    reads_from = "objective.predict_layers_from" not in getattr(kind, "ignores", ())
+    if reads_from and not 0 <= cfg.objective.predict_layers_from < len(cfg.model.hidden):
         raise FFError(
             f"objective.predict_layers_from must be a layer index below {len(cfg.model.hidden)}; "
             f"got {cfg.objective.predict_layers_from!r}."
         )
-    _check_layers(cfg.model, LAYERS)
-    BLACKBOXES[cfg.model.blackbox].check(cfg.model.blackbox_strength)
-    kind = model_class(cfg)
     kind.check(cfg)
     _warn_if_unreachable(cfg)
     if cfg.optim.layer_lr and (len(cfg.optim.layer_lr) != len(cfg.model.hidden)
@@ -573,6 +584,7 @@ def _validate(cfg: Config) -> Config:
     _check_loss_fields(cfg, LOSSES)
     _check_optimizer_fields(cfg, OPTIMIZERS)
     _check_owned(cfg)
+    _check_kind_fields(cfg, kind)
     _check_fast_weights(cfg, kind.trains_on_negatives, kind.has_fast_weights)
     if cfg.model.readout_recompute and not getattr(kind, "recomputes_readout", False):
         built = f"model.kind = {cfg.model.kind}" + (" with model.iterations > 0" if cfg.model.iterations else "")
@@ -686,8 +698,27 @@ def _migrate(cfg: Config, overrides: dict) -> dict:
 
 
 def merge(cfg: Config, overrides: dict) -> Config:
-    """Return a copy of `cfg` with nested `overrides` ({section: {key: value}}) applied and checked."""
-    return _build(_combine(cfg, overrides))
+    """Return a copy of `cfg` with nested `overrides` ({section: {key: value}}) applied and checked. The fields
+    `cfg` holds that the result's model kind never reads (its `ignores`) go back to their defaults, so an FF
+    config is one `model.kind = backprop` away from its twin; given in `overrides`, they are refused."""
+    data = _combine(cfg, overrides)
+    given = {f"{section}.{key}" for section, values in overrides.items() if isinstance(values, dict)
+             for key in values}
+    kind = _kind_of(data)
+    for path in set(getattr(kind, "ignores", ())) - given:
+        section, name = path.split(".")
+        data[section][name] = getattr(_section_class(section)(), name)
+    return _build(data)
+
+
+def _kind_of(data: dict):
+    """The model class of a whole config dict, or None where it names none (`_build` says what is wrong)."""
+    from .models import model_class  # late: it imports torch
+
+    try:
+        return model_class(Config(**{name: _section_class(name)(**data[name]) for name in SECTIONS}))
+    except (TypeError, ValueError, KeyError, FFError):
+        return None
 
 
 def merge_where_read(cfg: Config, overrides: dict, keep: typing.Collection[str]) -> tuple[Config, list[str]]:
@@ -745,6 +776,7 @@ def unread(data: dict, keep: typing.Collection[str] = ()) -> tuple[dict, list[st
         cfg = Config(**{name: _section_class(name)(**{**dataclasses.asdict(_section_class(name)()),
                                                        **data.get(name, {})}) for name in SECTIONS})
         paths |= {path for owned in OWNED if not owned.reads(cfg) for path in owned.fields}
+        paths |= set(getattr(_kind_of(cfg.to_dict()), "ignores", ()))
     except (TypeError, ValueError):  # an unknown field or a value of the wrong type: merge names it
         pass
     sections = {name: dict(values) if name in SECTIONS else values for name, values in data.items()}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from forward_forward.config import Config, merge
+from forward_forward.config import Config, merge_where_read
 from forward_forward.models import MODELS, RECURRENT
 
 
@@ -65,7 +65,10 @@ def small_config(data_dir: Path | None = None, **sections) -> Config:
         base["objective"]["label_coding"] = "auto"
     for section, values in sections.items():
         base.setdefault(section, {}).update(values)
-    return merge(Config(), base)
+    # the base values are a preset's: where the test's own settings do not read one, it is left at its
+    # default (as `ff train --preset` does), while a value the test sets itself is refused as ever
+    yours = {f"{section}.{key}" for section, values in sections.items() if isinstance(values, dict) for key in values}
+    return merge_where_read(Config(), base, keep=yours)[0]
 
 
 # every architecture as (model.kind, further model fields): each kind feed-forward, and the recurrent net

@@ -12,8 +12,9 @@ from tests.conftest import small_config
 
 def _model(kind: str, blackbox: str = "none"):
     stage = {"blackbox": blackbox, "blackbox_strength": 2.0} if blackbox != "none" else {}
+    ff_only = {"predict_layers_from": 0, "label_coding": "pixels"} if kind == "ff" else {}
     cfg = merge(Config(), {"model": {"kind": kind, "hidden": [16, 16, 16], **stage},
-                           "objective": {"predict": "softmax", "predict_layers_from": 0, "label_coding": "pixels"}})
+                           "objective": {"predict": "softmax", **ff_only}})
     return build_model(cfg, (30,), 10)
 
 

@@ -20,7 +20,10 @@ CONV = {"layer": "conv", "hidden": [20, 30], "kernel": 3, "padding": 1, "pool": 
 
 def conv_config(**sections):
     model = {**CONV, **sections.pop("model", {})}
-    objective = {"label_coding": "channels", **sections.pop("objective", {})}
+    if model["layer"] == "dense":  # the map's geometry is refused where nothing reads it
+        model = {k: v for k, v in model.items() if k not in ("kernel", "padding", "pool")}
+    coding = {} if model.get("kind") == "backprop" else {"label_coding": "channels"}  # the twin takes no label
+    objective = {**coding, **sections.pop("objective", {})}
     return small_config(model=model, objective=objective, **sections)
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from forward_forward import checkpoint
 from forward_forward import data as data_mod
-from forward_forward.config import merge
+from forward_forward.config import ObjectiveConfig, OptimConfig, merge
 from forward_forward.errors import FFError
 from forward_forward.models import build_model
 from forward_forward.negatives import NEGATIVES
@@ -165,7 +165,7 @@ def test_greedy_steps_that_repeat_their_inputs_run_the_frozen_layers_once(fake_m
 def test_micro_batches_give_the_step_of_the_whole_batch(kind, fields, fake_mnist, tmp_path):
     """optim.micro_batch: the gradients of the parts, weighted by their share, are the whole batch's
     (up to rounding), for the losses the model backpropagates itself and the ones the loop does."""
-    negatives = {} if kind == "competitive" else {"negatives": "all"}  # the same negatives however split
+    negatives = {"negatives": "all"} if kind == "ff" else {}  # the same negatives however split
     states = []
     for micro in (0, 16):  # 50 images: 16, 16, 16, 2
         torch.manual_seed(0)
@@ -197,9 +197,9 @@ def test_micro_batches_are_refused_where_a_loss_reads_the_whole_batch():
             small_config(model={"peer_lambda": 0.0}, objective=objective, optim={"micro_batch": 1})
     with pytest.raises(FFError, match="optim.micro_batch must be not negative"):
         small_config(optim={"micro_batch": -1})
-    # the backprop twin has no peer loss, so the preset's peer_lambda does not stand in its way
-    assert small_config(model={"kind": "backprop", "peer_lambda": 0.03}, objective={"predict": "softmax"},
-                        optim={"micro_batch": 10}).optim.micro_batch == 10
+    # the backprop twin has no peer loss, so the base config's peer_lambda does not stand in its way
+    twin = small_config(model={"kind": "backprop"}, objective={"predict": "softmax"}, optim={"micro_batch": 10})
+    assert twin.optim.micro_batch == 10 and twin.model.peer_lambda == 0
 
 
 def test_a_micro_batch_that_would_not_split_a_step_is_refused():
@@ -207,7 +207,7 @@ def test_a_micro_batch_that_would_not_split_a_step_is_refused():
     with pytest.raises(FFError, match="does not split a step of optim.batch_size = 50 images"):
         small_config(model={"peer_lambda": 0.0}, optim={"micro_batch": 50})
     with pytest.raises(FFError, match="does not split a step of optim.chunk_size = 500 images"):
-        small_config(model={"peer_lambda": 0.0}, optim={**GREEDY, "batch_size": 1000, "micro_batch": 600})
+        small_config(model={"peer_lambda": 0.0}, optim={**GREEDY, "micro_batch": 600})
     assert small_config(model={"peer_lambda": 0.0}, optim={**GREEDY, "micro_batch": 100}).optim.micro_batch == 100
 
 
@@ -367,10 +367,16 @@ def test_registry_entries_check_their_own_fields():
         small_config(model={"kind": "backprop"}, objective={"predict": "softmax"}, optim={"greedy_steps": 5})
     with pytest.raises(FFError, match="label_coding has nothing to code"):
         small_config(objective={"negatives": "hybrid", "predict": "softmax", "label_coding": "channels"})
-    # a backprop twin ignores the FF-only fields, so any FF config is one field away from its twin
-    twin = merge(small_config(model={"readout": False}, objective={"negatives": "random", "predict": "goodness"}),
-                 {"model": {"kind": "backprop"}, "objective": {"predict": "softmax"}})
-    assert twin.model.kind == "backprop"
+    # any FF config is one field away from its twin, whose config holds the FF-only fields at their defaults
+    # (it never reads them); given to the twin, they are refused rather than ignored
+    ff = small_config(model={"readout": False}, objective={"negatives": "random", "predict": "goodness"})
+    twin = merge(ff, {"model": {"kind": "backprop"}, "objective": {"predict": "softmax"}})
+    assert twin.model.kind == "backprop" and twin.model.readout and twin.model.peer_lambda == 0
+    assert twin.objective == ObjectiveConfig(predict="softmax") and twin.optim.readout_lr == OptimConfig().readout_lr
+    for field in ({"model": {"peer_lambda": 0.03}}, {"objective": {"threshold": 3.0}}, {"model": {"readout": False}},
+                  {"optim": {"readout_lr": 0.3}}, {"objective": {"negatives": "hard"}}):
+        with pytest.raises(FFError, match="not read by model.kind = backprop"):
+            merge(twin, field)
 
 
 # ---- each layer's loss backpropagated as soon as it is computed ------------------------------------

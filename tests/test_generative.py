@@ -210,7 +210,7 @@ def test_a_short_real_run_measures_its_samples(tmp_path, capsys):
             "run": {"progress": False, "device": "cpu"}, "optim": {"epochs": 2}}
     reference = tmp_path / "reference"
     train(config_mod.merge(config_mod.Config(), {**base, "model": {"kind": "backprop", "hidden": [100]},
-                                                 "objective": {"predict": "softmax", "predict_layers_from": 0}}),
+                                                 "objective": {"predict": "softmax"}}),
           run_dir=reference)
     run = tmp_path / "gen"
     cfg = config_mod.merge(preset("ff-gen-mnist"), {

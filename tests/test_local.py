@@ -130,7 +130,8 @@ def test_a_config_from_before_model_layer_still_means_local_layers():
     from forward_forward.config import merge
 
     with pytest.warns(FutureWarning, match="add model.layer = 'dense'"):
-        dense = merge(presets.preset("hinton-local"), {"model": {"hidden": [2000, 2000, 2000], "local_kernel": 0}})
+        dense = merge(presets.preset("hinton-local"),  # the preset's stride is refused where nothing reads it
+                      {"model": {"hidden": [2000, 2000, 2000], "local_kernel": 0, "stride": 1}})
     assert dense.model.layer == "dense"
 
 

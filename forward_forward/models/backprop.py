@@ -30,6 +30,11 @@ class BackpropNetwork(nn.Module):
     has_peer_loss = False  # built with peer_lambda = 0: its one loss is end to end
     trains_on_negatives = False  # cross-entropy on the real images alone
     has_fast_weights = True  # as the FF network's, so the twin of a run with them has them too
+    # what FF reads and the twin never does: refused when set, put back to their defaults in a preset's
+    # twin (--set model.kind=backprop) and in a sweep's grid points of this kind
+    ignores = ("model.peer_lambda", "model.peer_decay", "model.readout", "optim.readout_lr",
+               "optim.readout_weight_decay",
+               *(f"objective.{name}" for name in ObjectiveConfig.__dataclass_fields__ if name != "predict"))
 
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):

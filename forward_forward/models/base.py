@@ -68,6 +68,9 @@ class ModelKind(Protocol):
     trains_on_negatives: bool
     # whether it builds model.fast_weights' memory of a string's earlier windows
     has_fast_weights: bool
+    # config fields ("section.field") it never reads: refused when set, reset where a preset set them
+    @property
+    def ignores(self) -> tuple[str, ...]: ...
 
     def check(self, cfg: Config) -> None: ...
     def label_in_input(self, cfg: Config) -> bool: ...
@@ -133,6 +136,7 @@ class LayerLosses(nn.Module):
     has_peer_loss = True  # each layer's peer normalisation term, under model.peer_lambda
     trains_on_negatives = False  # a kind that draws objective.negatives says so (ff)
     has_fast_weights = False  # a kind that builds them says so (ff)
+    ignores = ()  # config fields it never reads (see ModelKind)
     # set by the loop with optim.micro_batch: this micro-batch's share of the step's images, which weights
     # the gradients released here as the loop weights the ones it backpropagates
     loss_scale = 1.0
