@@ -62,8 +62,9 @@ def training_step(cfg, model, shape: tuple[int, ...], classes: int, device: torc
     backpropagated at once, autocast as the config says, the optimiser and its schedule)."""
     model.release_graphs = True
     optimizer, scheduler = build_optimizer(cfg, model, 10**6)
-    images = torch.rand(step_images(cfg), *shape, device=device)
-    labels = torch.randint(0, classes, (step_images(cfg),), device=device)
+    rows = step_images(cfg)
+    images = torch.rand(rows, *shape, device=device)
+    labels = torch.randint(0, classes, (rows,), device=device)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)

@@ -704,21 +704,24 @@ def merge(cfg: Config, overrides: dict) -> Config:
     data = _combine(cfg, overrides)
     given = {f"{section}.{key}" for section, values in overrides.items() if isinstance(values, dict)
              for key in values}
-    kind = _kind_of(data)
-    for path in set(getattr(kind, "ignores", ())) - given:
+    try:
+        ignored = _ignored_by_kind(Config(**{name: _section_class(name)(**data[name]) for name in SECTIONS}))
+    except (TypeError, ValueError):  # a value of the wrong type: _build names it
+        ignored = set()
+    for path in ignored - given:
         section, name = path.split(".")
         data[section][name] = getattr(_section_class(section)(), name)
     return _build(data)
 
 
-def _kind_of(data: dict):
-    """The model class of a whole config dict, or None where it names none (`_build` says what is wrong)."""
+def _ignored_by_kind(cfg: Config) -> set[str]:
+    """The fields `cfg`'s model kind never reads; none where it names no kind (`_build` says what is wrong)."""
     from .models import model_class  # late: it imports torch
 
     try:
-        return model_class(Config(**{name: _section_class(name)(**data[name]) for name in SECTIONS}))
-    except (TypeError, ValueError, KeyError, FFError):
-        return None
+        return set(getattr(model_class(cfg), "ignores", ()))
+    except (KeyError, FFError):
+        return set()
 
 
 def merge_where_read(cfg: Config, overrides: dict, keep: typing.Collection[str]) -> tuple[Config, list[str]]:
@@ -776,7 +779,7 @@ def unread(data: dict, keep: typing.Collection[str] = ()) -> tuple[dict, list[st
         cfg = Config(**{name: _section_class(name)(**{**dataclasses.asdict(_section_class(name)()),
                                                        **data.get(name, {})}) for name in SECTIONS})
         paths |= {path for owned in OWNED if not owned.reads(cfg) for path in owned.fields}
-        paths |= set(getattr(_kind_of(cfg.to_dict()), "ignores", ()))
+        paths |= _ignored_by_kind(cfg)
     except (TypeError, ValueError):  # an unknown field or a value of the wrong type: merge names it
         pass
     sections = {name: dict(values) if name in SECTIONS else values for name, values in data.items()}

@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import presets, runs
-from .config import Config, merge_where_read, parse_override, read_json
+from .config import Config, from_dict, merge_where_read, parse_override, read_json
 from .errors import Diverged, FFError, Interrupted
 
 FAILED = "failed.txt"  # a run that diverged: its message, so a resumed sweep does not retry it
@@ -173,7 +173,6 @@ def _watch_parent(parent: int) -> None:
 
 def _run_one(cfg_dict: dict, run_dir: str | Path, preset: str, threads: int) -> dict:
     """One grid point and seed (in a worker process when jobs > 1): train, or resume, or skip."""
-    from .config import from_dict
     from .train import train
 
     run_dir = Path(run_dir)
@@ -264,7 +263,6 @@ def _started_precision(out: Path, mine: list) -> dict | None:
 def _timed_precision(cfg_dict: dict, threads: int) -> dict:
     import torch
 
-    from .config import from_dict
     from .training.run import settle_precision
 
     before = torch.get_num_threads()

@@ -8,7 +8,7 @@ from torch import nn
 
 from forward_forward import checkpoint
 from forward_forward import data as data_mod
-from forward_forward.config import ObjectiveConfig, OptimConfig, merge
+from forward_forward.config import ObjectiveConfig, OptimConfig, as_trained, from_dict, merge
 from forward_forward.errors import FFError
 from forward_forward.models import build_model
 from forward_forward.negatives import NEGATIVES
@@ -377,6 +377,11 @@ def test_registry_entries_check_their_own_fields():
                   {"optim": {"readout_lr": 0.3}}, {"objective": {"negatives": "hard"}}):
         with pytest.raises(FFError, match="not read by model.kind = backprop"):
             merge(twin, field)
+    # a twin saved by an earlier version holds the FF values it ignored: it loads with them at their defaults
+    saved = {**ff.to_dict(), "model": {**ff.to_dict()["model"], "kind": "backprop"},
+             "objective": {**ff.to_dict()["objective"], "predict": "softmax", "threshold": 3.0}}
+    loaded = from_dict(as_trained(saved))
+    assert loaded.model.peer_lambda == 0 and loaded.objective == ObjectiveConfig(predict="softmax")
 
 
 # ---- each layer's loss backpropagated as soon as it is computed ------------------------------------
