@@ -180,10 +180,14 @@ PRESETS: dict[str, dict] = {
     },
     # The same net and recipe on MNIST, without flips (a mirrored digit is another digit or none), 64
     # epochs: 0.36 % validation error against 0.42 % after 40 epochs and 0.40 % for a twice-wider net.
+    # Those choices, and the combined prediction (0.42 % validation error pooled over five seeds against
+    # 0.43 % by goodness and by the readout), were made on 5,000 held-out images; the preset then trains
+    # on all 60,000, as the other MNIST presets do. --set data.val_size=5000 --set objective.predict=best
+    # holds them out again.
     "conv-mnist": {
-        "data": {"dataset": "mnist", "val_size": 5000, "jitter": 2},
+        "data": {"dataset": "mnist", "val_size": 0, "jitter": 2},
         "model": CONV_NET,
-        "objective": CONV_OBJECTIVE,
+        "objective": {**CONV_OBJECTIVE, "predict": "combined"},
         "optim": {**CONV_OPTIM, "epochs": 64},
         "run": {"precision": "auto"},
     },
@@ -219,7 +223,7 @@ DESCRIPTIONS = {  # one line each, for `ff presets`
     "article": "the article's notebook: greedy layer-by-layer Adam training, 784-512-512",
     "tiny": "two 500-unit layers on 10,000 images, 5 epochs: seconds, for trying the tool",
     "conv-fashion": "competitive conv FF (CwComp) on Fashion-MNIST, 4 conv layers, crops and flips, 40 epochs (GPU)",
-    "conv-mnist": "competitive conv FF (CwComp) on MNIST, 4 conv layers, crops, 64 epochs (GPU)",
+    "conv-mnist": "competitive conv FF (CwComp) on all 60,000 MNIST images, 4 conv layers, crops, 64 epochs (GPU)",
     "conv-cifar10": "competitive conv FF (CwComp) on CIFAR-10, 4 wider conv layers, crops and flips, 60 epochs (GPU)",
     "ff-gen-mnist": "unsupervised FF whose negatives its own generator makes, 3 x 1000, 10 epochs",
     "ff-sleep": "separate awake (real) and asleep (generated) phases of 10 steps, low rate, momentum 0.99",
