@@ -20,20 +20,25 @@ from .errors import FFError, os_error_message
 def _build_config(args) -> config_mod.Config:
     """The preset with the --config file and --set on it. A preset's value that the result's own settings do not
     read is left at its default (--preset ff-sleep --set optim.name=adam drops its SGD momentum), with a notice;
-    a value you give that nothing reads is refused."""
+    a value you give that nothing reads is refused. A run's config.json is a base, as a preset is: it goes on
+    the preset first, and --set on it (--set model.kind=backprop makes a run's twin)."""
     overrides = config_mod.load_file(args.config) if args.config else {}
     recorded = overrides.pop("preset", None)  # a run's config.json names the preset it was made from
     if args.preset is None:
         args.preset = recorded if recorded in presets.PRESETS else presets.DEFAULT_PRESET
+    base, source = presets.preset(args.preset), f"the {args.preset} preset's"
+    if args.config and Path(args.config).suffix == ".json":
+        # what an earlier version saved but never read goes back to its default, as when the run is loaded
+        base, _ = config_mod.merge_where_read(base, config_mod.as_trained(overrides), keep=())
+        overrides, source = {}, f"{args.config}'s"
     for section, values in config_mod.parse_overrides(args.set or []).items():
         given = overrides.setdefault(section, {})
         if isinstance(given, dict):  # else merge says what is wrong with the file's section
             given.update(values)
     yours = {f"{section}.{key}" for section, values in overrides.items() if isinstance(values, dict) for key in values}
-    cfg, reset = config_mod.merge_where_read(presets.preset(args.preset), overrides, keep=yours)
+    cfg, reset = config_mod.merge_where_read(base, overrides, keep=yours)
     for path in reset:
-        print(f"{path}: the {args.preset} preset's value is not read with your settings; left at its default",
-              file=sys.stderr)
+        print(f"{path}: {source} value is not read with your settings; left at its default", file=sys.stderr)
     return _apply_flags(cfg, args)
 
 
@@ -60,8 +65,10 @@ def cmd_train(args) -> None:
         raise FFError("every process of a distributed run writes to one folder: give --run-dir.")
     main_rank = int(os.environ.get("RANK", "0")) == 0
     if args.resume:
-        if args.config or args.set or args.run_dir:
-            raise FFError("--resume uses the run's own config.json: drop --config, --set and --run-dir.")
+        if args.preset or args.config or args.set or args.run_dir:
+            raise FFError("--resume uses the run's own config.json: drop --preset, --config, --set and --run-dir.")
+        if args.print_config:
+            raise FFError(f"--print-config prints a new run's config; a run's own is {Path(args.resume) / 'config.json'}.")
         run_dir = Path(args.resume)
         cfg, preset = runs.load_config(run_dir)
         if args.epochs is not None and args.epochs != cfg.optim.epochs:

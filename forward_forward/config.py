@@ -159,13 +159,13 @@ class OptimConfig:
     weight_decay: float = 0.001  # L2 weight cost of the FF weights (biases are not decayed)
     layer_lr: list[float] = field(default_factory=list)  # one factor on optim.lr per hidden layer; empty: all 1
     readout_lr: float = 0.1  # learning rate of the softmax readout
-    readout_weight_decay: float = 0.003
+    readout_weight_decay: float = 0.003  # L2 weight cost of the softmax readout
     schedule: str = "hinton"  # hinton: constant for the first half, then linear to 0 | constant
-    batch_size: int = 100
+    batch_size: int = 100  # training images per step
     # >0: images per forward/backward pass; a step sums its micro-batches' gradients, each weighted by its
     # share of the batch, then steps once: the same update, with a micro-batch's activities in memory
     micro_batch: int = 0
-    epochs: int = 60
+    epochs: int = 60  # passes over the training images; the schedule is laid over this length
     phase_steps: int = 0  # >0: "sleep" phases, K steps on positive data only, then K on negative only
     # >0: sleep deprivation: the negative phase stops after N steps, and every later step trains on
     # positive data alone
@@ -180,7 +180,7 @@ class OptimConfig:
 
 @dataclass
 class RunConfig:
-    seed: int = 0
+    seed: int = 0  # the initial weights, the order of the batches, the negatives and the augmentation
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     eval_every: int = 1  # validation error every N epochs (and always after the last)
     eval_batch_size: int = 1000  # images per prediction batch (x10 inputs when predicting by goodness)

@@ -4,12 +4,13 @@ import json
 import pickle
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
 from forward_forward import presets
 from forward_forward.cli import main
-from forward_forward.config import merge
+from forward_forward.config import Config, ObjectiveConfig, OptimConfig, merge
 from forward_forward.errors import FFError
 from forward_forward.train import train
 from tests.conftest import small_config
@@ -171,6 +172,23 @@ def test_rerunning_a_run_from_its_config_and_extending_it(fake_mnist, tmp_path, 
     assert main(["train", "--config", str(first / "config.json"), "--run-dir", str(again)]) == 0
     assert json.loads((again / "summary.json").read_text())["test_error"] == summary["test_error"]
     assert (again / "command.txt").read_text().startswith("ff train --config")
+    capsys.readouterr()
+    # the run's config.json is a base, as a preset is: its twin is one --set away, its FF-only values reset
+    assert main(["train", "--config", str(first / "config.json"), "--set", "model.kind=backprop",
+                 "--set", "objective.predict=softmax", "--print-config"]) == 0
+    out, err = capsys.readouterr()
+    twin = merge(Config(), tomllib.loads(out))
+    assert twin.model.kind == "backprop" and twin.model.peer_lambda == 0 and twin.objective == ObjectiveConfig(predict="softmax")
+    assert "model.peer_lambda: " in err and "config.json's value is not read" in err
+    # a config.json of an earlier version holding a value it never read (SGD's momentum under Adam) trains again
+    saved = json.loads((first / "config.json").read_text())
+    saved["optim"].update(name="adam", momentum=0.5)
+    (tmp_path / "old.json").write_text(json.dumps(saved))
+    assert main(["train", "--config", str(tmp_path / "old.json"), "--print-config"]) == 0
+    assert merge(Config(), tomllib.loads(capsys.readouterr().out)).optim.momentum == OptimConfig().momentum
+    for flags, words in ((["--print-config"], "a run's own is"), (["--preset", "tiny"], "drop --preset")):
+        assert main(["train", "--resume", str(first), *flags]) == 2
+        assert words in capsys.readouterr().err
     assert main(["train", "--resume", str(first), "--epochs", "1"]) == 2
     assert "never shortened" in capsys.readouterr().err
     assert main(["train", "--resume", str(first), "--epochs", "4", "--no-progress"]) == 0
