@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from forward_forward.coding import LABEL_CODINGS, Channels, Extra, Pixels
+from forward_forward.coding import LABEL_CODINGS, Channels, Extra, Pixels, Written
 from forward_forward.config import merge
 from forward_forward.errors import FFError
 from forward_forward.layers import FFLinear
@@ -89,8 +89,11 @@ def test_prediction_by_goodness_keeps_labels_apart_where_the_first_layer_reads_t
     model = build_model(cfg, (1, 6, 6), 10).eval()
     assert model.labels_apart is apart
     images = torch.rand(6, 1, 6, 6)
+    passes, stack_forward = [], model.stack.forward
+    model.stack.forward = lambda x, **kw: passes.append(isinstance(x, Written)) or stack_forward(x, **kw)
     with torch.no_grad():
         apart_goodness = model.label_goodness(images)
+        assert passes and set(passes) == {apart}  # the label kept apart from the image, or written into it
         model.labels_apart = False
         built_goodness = model.label_goodness(images)
     assert torch.allclose(apart_goodness, built_goodness, rtol=1e-5, atol=1e-4)

@@ -95,7 +95,7 @@ def test_the_backprop_twin_of_a_conv_net_trains_every_layer_end_to_end():
     model = build_model(conv_config(model={"kind": "backprop"}), (1, 12, 12), 10)
     losses, _ = model(images(), torch.arange(8) % 10)
     losses["output"].backward()
-    assert model.stack.layers[0].conv.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
 def test_auto_label_coding_gives_a_conv_net_label_channels(fake_mnist):
@@ -296,6 +296,10 @@ def test_a_residual_layer_adds_its_detached_input():
     x = model.with_label(images(), torch.arange(8) % 10)
     out = model.stack(x)
     assert torch.allclose(out.act[1], torch.relu(out.pre[1]) + out.act[0])
+    losses, _ = model(images(), torch.arange(8) % 10)
+    losses["layer1"].backward()  # nor through the skip: layer 0 learns from its own loss alone
+    assert all(p.grad is None for p in model.stack.layers[0].parameters())
+    assert model.stack.layers[1].conv.weight.grad.abs().sum() > 0
 
 
 def test_flip_mirrors_about_half_the_images_each_whole():

@@ -12,7 +12,7 @@ from forward_forward import cli, fast_weights, ngram, sequence, text
 from forward_forward.config import DataConfig, merge
 from forward_forward.data import load
 from forward_forward.errors import FFError
-from forward_forward.models import build_model
+from forward_forward.models import FFNetwork, build_model
 from forward_forward.training import load_trained, train
 from tests.conftest import small_config
 
@@ -207,7 +207,7 @@ def test_a_text_run_reports_bits_free_running_error_and_samples_and_generates(tm
     summary = train(cfg, run)
     for key in ("val_bpc_goodness", "test_bpc_softmax", "test_free_error", "val_free_error", "temperature_goodness"):
         assert key in summary, key
-    assert 0 < summary["test_bpc_softmax"] < 10 and 0 <= summary["test_free_error"] <= 1
+    assert 0 < summary["test_bpc_softmax"] < 10 and math.isfinite(summary["test_free_error"])
     epoch = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert {"val_bpc", "val_free_error", "val_error"} <= set(epoch)
     samples = (run / "samples" / "epoch0001.txt").read_text().splitlines()
@@ -303,7 +303,7 @@ def test_fast_weights_train_and_score_teacher_forced(tmp_path, capsys, monkeypat
     assert "fast weights" in capsys.readouterr().err
     twin = train(merge(cfg, {"model": {"kind": "backprop"}, "objective": {"negatives": "random", "predict": "softmax",
                                                                           "label_coding": "auto"}}), tmp_path / "bp")
-    assert 0 <= twin["test_error"] <= 1
+    assert "test_bpc_softmax" in twin and "test_free_error" not in twin  # the twin keeps the fast weights
 
 
 @pytest.mark.parametrize("change, message", [
@@ -324,16 +324,18 @@ def test_sleep_phases_train_on_generated_negatives(tmp_path, monkeypatch):
     """Separate positive and negative phases (optim.phase_steps) with negatives the model writes."""
     from forward_forward.negatives.generated import Generated
 
-    rewrites = []
-    original = Generated.rewrite
+    rewrites, phases = [], []
+    original, forward = Generated.rewrite, FFNetwork.forward
     monkeypatch.setattr(Generated, "rewrite", lambda self, *a: rewrites.append(1) or original(self, *a))
+    monkeypatch.setattr(FFNetwork, "forward", lambda self, *a, **k: phases.append(k.get("phase")) or forward(self, *a, **k))
     path = write_text(tmp_path / "t.txt")
     cfg = text_config(path, objective={"negatives": "generated", "regenerate_every": 4}, optim={"phase_steps": 3})
     summary = train(cfg, tmp_path / "run")
     steps = len(load(cfg.data).train) // cfg.optim.batch_size
+    assert phases[:7] == ["positive"] * 3 + ["negative"] * 3 + ["positive"]  # each step trains one phase
     assert len(rewrites) == math.ceil(steps / 4)  # rewritten on steps 0, 4, 8, ...
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert {"g_pos", "g_neg"} <= set(records[-1]["layers"]["layer0"]) and 0 <= summary["test_error"] <= 1
+    assert {"g_pos", "g_neg"} <= set(records[-1]["layers"]["layer0"])
 
 
 @pytest.mark.parametrize("change", [

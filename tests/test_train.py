@@ -12,6 +12,7 @@ from forward_forward import presets
 from forward_forward.cli import main
 from forward_forward.config import Config, ObjectiveConfig, OptimConfig, merge
 from forward_forward.errors import FFError
+from forward_forward.models import FFNetwork
 from forward_forward.train import train
 from tests.conftest import small_config
 
@@ -38,7 +39,9 @@ def test_bf16_precision_trains_as_well(fake_mnist, tmp_path):
     assert summary["config"]["run"]["precision"] == "bf16"
 
 
-def test_greedy_schedule_trains_one_layer_at_a_time(fake_mnist, tmp_path):
+def test_greedy_schedule_trains_one_layer_at_a_time(fake_mnist, tmp_path, monkeypatch):
+    active, forward = [], FFNetwork.forward
+    monkeypatch.setattr(FFNetwork, "forward", lambda self, *a, **k: active.append(k.get("active")) or forward(self, *a, **k))
     cfg = small_config(
         fake_mnist,
         model={"readout": False, "norm": "l2", "init": "torch", "peer_lambda": 0.0},  # the article: no peer loss
@@ -48,6 +51,7 @@ def test_greedy_schedule_trains_one_layer_at_a_time(fake_mnist, tmp_path):
                "schedule": "constant"},
     )
     summary = train(cfg, tmp_path / "run", "test")
+    assert active[:200] == [{"layer0"}] * 100 + [{"layer1"}] * 100  # the first chunk: 100 steps a layer
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert set(records[0]["layers"]) == {"layer0", "layer1"}
     assert summary["test_error"] < 0.8, summary  # chance is 0.9; the article needs 1000 steps for its 4.7 %
