@@ -750,14 +750,14 @@ def _combine(cfg: Config, overrides: dict) -> dict:
                     f"unknown config field {section}.{key}; known in [{section}]: {', '.join(hints)}."
                 )
             data[section][key] = _check_value(f"{section}.{key}", value, hints[key])
+    # before anything looks up a registry: a plugin's model kind says what it ignores, its entries are checked
+    _import_plugins(data["run"]["plugins"])
     return data
 
 
 def _build(data: dict) -> Config:
     """A checked Config from a whole config dict of converted values (`_combine`'s)."""
-    built = Config(**{name: _section_class(name)(**data[name]) for name in SECTIONS})
-    _import_plugins(built.run.plugins)
-    return _validate(built)
+    return _validate(Config(**{name: _section_class(name)(**data[name]) for name in SECTIONS}))
 
 
 def unread(data: dict, keep: typing.Collection[str] = ()) -> tuple[dict, list[str]]:

@@ -85,3 +85,22 @@ def test_a_plugin_part_in_a_sweep_reaches_its_worker_processes(plugin, fake_mnis
     results = json.loads((tmp_path / "sweep" / "results.json").read_text())
     assert len(results["rows"]) == 2
     assert not (tmp_path / "sweep" / "failed.txt").exists()
+
+
+def test_a_plugin_model_kind_is_known_before_the_fields_it_ignores_are_reset(tmp_path, monkeypatch, capsys):
+    # its ignores are read as the config is merged, so the preset's FF values go back to their defaults
+    (tmp_path / "my_kinds.py").write_text("from forward_forward.models import MODELS, BackpropNetwork\n"
+                                          "MODELS['my_twin'] = BackpropNetwork\n")
+    monkeypatch.chdir(tmp_path)
+    from forward_forward.models import MODELS
+
+    try:
+        assert main(["train", "--preset", "tiny", "--set", 'run.plugins=["my_kinds"]', "--set", "model.kind=my_twin",
+                     "--set", "objective.predict=softmax", "--print-config"]) == 0
+        out, err = capsys.readouterr()
+        assert 'kind = "my_twin"' in out and "peer_lambda = 0.0" in out
+        assert "model.peer_lambda: the tiny preset's value is not read" in err
+    finally:
+        MODELS.pop("my_twin", None)
+        sys.modules.pop("my_kinds", None)
+        sys.path[:] = [p for p in sys.path if p != str(tmp_path)]

@@ -66,9 +66,10 @@ class CompetitiveNetwork(LayerLosses):
             if getattr(o, name) != getattr(defaults, name):
                 raise FFError(f"model.kind = competitive uses no negative data and no label in the input, so "
                               f"objective.{name} = {getattr(o, name)!r} would be ignored: leave it at its default.")
-        if o.goodness_scope == "channels":
-            raise FFError("model.kind = competitive always splits channels into one group per class: set "
-                          "objective.goodness_scope to layer (each group's whole map) or region.")
+        if o.goodness_scope not in ("layer", "region"):  # its groups are the classes: no other scope is built
+            raise FFError(f"model.kind = competitive always splits channels into one group per class, so "
+                          f"objective.goodness_scope = {o.goodness_scope} cannot apply: set it to layer (each "
+                          "group's whole map) or region.")
         if cfg.optim.phase_steps:
             raise FFError("model.kind = competitive has no negative data to sleep on: set optim.phase_steps = 0.")
         LayerLosses.check_readout(cfg)
