@@ -68,7 +68,8 @@ def cmd_train(args) -> None:
         if args.preset or args.config or args.set or args.run_dir:
             raise FFError("--resume uses the run's own config.json: drop --preset, --config, --set and --run-dir.")
         if args.print_config:
-            raise FFError(f"--print-config prints a new run's config; a run's own is {Path(args.resume) / 'config.json'}.")
+            own = Path(args.resume) / "config.json"
+            raise FFError(f"--print-config prints a new run's config; this run's is {own}.")
         run_dir = Path(args.resume)
         cfg, preset = runs.load_config(run_dir)
         if args.epochs is not None and args.epochs != cfg.optim.epochs:

@@ -232,6 +232,7 @@ MAX_UNITS = 100_000  # a layer wider than this is a typo, not a model: refuse it
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 WAYS = ("softmax", "goodness", "combined")  # the ways a network predicts (objective.predict also has best)
 TEXT_DATASETS = ("aesop", "text")  # next-character data: windows of a text
+PATH_DATASETS = ("file", "text")  # the datasets read from the file data.path names
 CHOICES = {
     "model.norm_scope": ("layer", "position"),
     "model.init": ("hinton", "torch"),
@@ -417,7 +418,9 @@ def _check_recurrent(cfg: Config) -> None:
 
 def _check_generator(cfg: Config, trains_on_negatives: bool, pairs: bool) -> None:
     """What only a generator of images uses is refused without one, rather than ignored."""
-    generates = (trains_on_negatives and cfg.objective.negatives == "generated"
+    from .negatives import NEGATIVES  # late: it imports torch
+
+    generates = (trains_on_negatives and NEGATIVES[cfg.objective.negatives].makes_data
                  and cfg.data.dataset not in TEXT_DATASETS)
     if not generates:
         changed = changed_fields(cfg, "optim", ("generator_lr",)) + changed_fields(cfg, "run", ("reference",))
@@ -612,7 +615,7 @@ def _validate(cfg: Config) -> Config:
     if cfg.model.overlap and cfg.model.blackbox != "none":
         raise FFError("model.overlap trains a layer through the one above it, and a black-box stage between them "
                       "passes no derivative: set model.blackbox = none, or model.overlap = false.")
-    if cfg.data.path is not None and cfg.data.dataset not in ("file", "text"):
+    if cfg.data.path is not None and cfg.data.dataset not in PATH_DATASETS:
         raise FFError(f"data.path is read only with data.dataset = file or text, and the dataset is "
                       f"{cfg.data.dataset}: set data.dataset = file or text, or drop data.path.")
     return cfg

@@ -15,6 +15,7 @@ from . import labels as label_ops
 from . import runs
 from .config import TEXT_DATASETS
 from .errors import FFError
+from .models import kind_of
 from .negatives import NEGATIVES
 
 FIGURES = ("curves", "goodness", "activity", "weights", "confusion", "layer_error")
@@ -29,8 +30,9 @@ def figures_of(config: dict) -> tuple[str, ...]:
     figures of supervised FF, the recurrent net's, and a generator's (its only ones when unsupervised)."""
     objective = config.get("objective", {})
     text = config.get("data", {}).get("dataset") in TEXT_DATASETS
-    ff = config.get("model", {}).get("kind", "ff") == "ff"
-    generates = ff and objective.get("negatives") == "generated" and not text
+    strategy = NEGATIVES.get(objective.get("negatives", "random"))
+    generates = (getattr(kind_of(config), "trains_on_negatives", False) and getattr(strategy, "makes_data", False)
+                 and not text)
     supervised = not generates or NEGATIVES[objective.get("generated_base", "hybrid")].labelled
     return ((FIGURES if supervised else ()) + (RECURRENT_FIGURES if config.get("model", {}).get("iterations") else ())
             + (GENERATOR_FIGURES if generates else ()))

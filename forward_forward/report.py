@@ -12,7 +12,7 @@ from . import runs
 from .config import read_json
 from .errors import FFError
 from .figures import GENERATOR_FIGURES, figures_of, pyplot, read_metrics
-from .models import MODELS
+from .models import kind_of
 
 SUMMARY_KEYS = ("test_error", "val_error", "test_error_softmax", "test_error_goodness", "test_error_combined",
                 "epochs", "train_seconds", "device")
@@ -71,7 +71,7 @@ def needs_figures(summary: dict) -> bool:
     """`ff plot` draws FF networks with the label in the input (they predict by goodness per label) and
     networks with a generator; the summary lists every way a run was scored by, and its config the rest."""
     config = summary.get("config", {})
-    kind = MODELS.get(config.get("model", {}).get("kind", "ff"))
+    kind = kind_of(config)
     ways = summary.get("ways", ["goodness"] if "test_error_goodness" in summary else [])
     return (getattr(kind, "trains_on_negatives", False)
             and ("goodness" in ways or bool(set(figures_of(config)) & set(GENERATOR_FIGURES))))

@@ -211,6 +211,9 @@ def test_the_pipeline_refuses_what_it_cannot_carry():
     with pytest.raises(FFError, match="model.readout_recompute"):  # its features arrive from the stages below
         pipeline.check(small_config(objective={"negatives": "random"}, model={"readout_recompute": True}), 2,
                        Ranks(0, 2))
+    for kind in ("competitive", "backprop"):  # a stage is the pieces of an FFNetwork's step
+        with pytest.raises(FFError, match=f"model.kind = {kind} \\(the pipeline trains ff networks"):
+            pipeline.check(small_config(model={"kind": kind}, objective={"predict": "softmax"}), 2, Ranks(0, 2))
 
 
 def test_generated_negatives_are_refused_under_several_processes(fake_mnist, tmp_path):

@@ -327,10 +327,11 @@ def test_sleep_phases_train_on_generated_negatives(tmp_path, monkeypatch):
     rewrites, phases = [], []
     original, forward = Generated.rewrite, FFNetwork.forward
     monkeypatch.setattr(Generated, "rewrite", lambda self, *a: rewrites.append(1) or original(self, *a))
-    monkeypatch.setattr(FFNetwork, "forward", lambda self, *a, **k: phases.append(k.get("phase")) or forward(self, *a, **k))
+    monkeypatch.setattr(FFNetwork, "forward",
+                        lambda self, *a, **k: phases.append(k.get("phase")) or forward(self, *a, **k))
     path = write_text(tmp_path / "t.txt")
     cfg = text_config(path, objective={"negatives": "generated", "regenerate_every": 4}, optim={"phase_steps": 3})
-    summary = train(cfg, tmp_path / "run")
+    train(cfg, tmp_path / "run")
     steps = len(load(cfg.data).train) // cfg.optim.batch_size
     assert phases[:7] == ["positive"] * 3 + ["negative"] * 3 + ["positive"]  # each step trains one phase
     assert len(rewrites) == math.ceil(steps / 4)  # rewritten on steps 0, 4, 8, ...

@@ -41,7 +41,8 @@ def test_bf16_precision_trains_as_well(fake_mnist, tmp_path):
 
 def test_greedy_schedule_trains_one_layer_at_a_time(fake_mnist, tmp_path, monkeypatch):
     active, forward = [], FFNetwork.forward
-    monkeypatch.setattr(FFNetwork, "forward", lambda self, *a, **k: active.append(k.get("active")) or forward(self, *a, **k))
+    monkeypatch.setattr(FFNetwork, "forward",
+                        lambda self, *a, **k: active.append(k.get("active")) or forward(self, *a, **k))
     cfg = small_config(
         fake_mnist,
         model={"readout": False, "norm": "l2", "init": "torch", "peer_lambda": 0.0},  # the article: no peer loss
@@ -182,7 +183,8 @@ def test_rerunning_a_run_from_its_config_and_extending_it(fake_mnist, tmp_path, 
                  "--set", "objective.predict=softmax", "--print-config"]) == 0
     out, err = capsys.readouterr()
     twin = merge(Config(), tomllib.loads(out))
-    assert twin.model.kind == "backprop" and twin.model.peer_lambda == 0 and twin.objective == ObjectiveConfig(predict="softmax")
+    assert twin.model.kind == "backprop" and twin.model.peer_lambda == 0
+    assert twin.objective == ObjectiveConfig(predict="softmax")
     assert "model.peer_lambda: " in err and "config.json's value is not read" in err
     # a config.json of an earlier version holding a value it never read (SGD's momentum under Adam) trains again
     saved = json.loads((first / "config.json").read_text())
@@ -190,7 +192,7 @@ def test_rerunning_a_run_from_its_config_and_extending_it(fake_mnist, tmp_path, 
     (tmp_path / "old.json").write_text(json.dumps(saved))
     assert main(["train", "--config", str(tmp_path / "old.json"), "--print-config"]) == 0
     assert merge(Config(), tomllib.loads(capsys.readouterr().out)).optim.momentum == OptimConfig().momentum
-    for flags, words in ((["--print-config"], "a run's own is"), (["--preset", "tiny"], "drop --preset")):
+    for flags, words in ((["--print-config"], "this run's is"), (["--preset", "tiny"], "drop --preset")):
         assert main(["train", "--resume", str(first), *flags]) == 2
         assert words in capsys.readouterr().err
     assert main(["train", "--resume", str(first), "--epochs", "1"]) == 2

@@ -41,6 +41,13 @@ def model_class(cfg: Config) -> ModelKind:
     return RECURRENT[cfg.model.kind]
 
 
+def kind_of(config: dict) -> ModelKind | None:
+    """The class a config as a dict names (a run's config.json; None for a kind not registered here):
+    what the tools read off a run without building its config."""
+    model = config.get("model", {})
+    return (RECURRENT if model.get("iterations") else MODELS).get(model.get("kind", "ff"))
+
+
 def build_model(cfg: Config, data_shape: tuple[int, ...], num_classes: int) -> Network:
     """The network `cfg` describes, for samples of `data_shape` in `num_classes` classes."""
     return model_class(cfg)(data_shape=tuple(data_shape), num_classes=num_classes, model=cfg.model,
@@ -48,4 +55,4 @@ def build_model(cfg: Config, data_shape: tuple[int, ...], num_classes: int) -> N
 
 
 __all__ = ["MODELS", "RECURRENT", "BackpropNetwork", "CompetitiveNetwork", "FFNetwork", "ModelKind", "Network",
-           "RecurrentBackpropNetwork", "RecurrentFFNetwork", "build_model", "model_class"]
+           "RecurrentBackpropNetwork", "RecurrentFFNetwork", "build_model", "kind_of", "model_class"]

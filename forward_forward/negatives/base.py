@@ -12,6 +12,7 @@ class Negatives:
     labelled = True  # the input carries a label; False: unsupervised FF, the input is the image alone
     needs_probs = False  # `make` needs the model's class probabilities (objective.sample_from)
     uses_network = False  # `make` runs the whole network (it writes text): no layer pipeline can
+    makes_data = False  # the negatives are the network's own images (its generator's) or text, not the data's
     reads: tuple[str, ...] = ()  # the objective fields of its own it reads; set elsewhere they are refused
 
     def __init__(self, objective: ObjectiveConfig, num_classes: int, data_shape: tuple[int, ...]):

@@ -22,6 +22,7 @@ TEXT_ONLY = ("generated_length",)
 
 class Generated(Negatives):
     uses_network = True
+    makes_data = True
     reads = tuple(dict.fromkeys(("sample_from", "sample_temperature", *TEXT_ONLY, "regenerate_every",
                                  *GeneratedImages.reads)))
 

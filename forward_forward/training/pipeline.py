@@ -23,7 +23,7 @@ need layers of two stages at once, and model kinds other than ff.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -31,12 +31,10 @@ import torch.nn.functional as F
 
 from ..config import Config
 from ..errors import FFError
+from ..models import FFNetwork, model_class
 from ..models.base import readout_features
 from ..negatives import NEGATIVES
 from .distributed import Ranks
-
-if TYPE_CHECKING:
-    from ..models import FFNetwork
 
 IN_FLIGHT = 4  # sends a stage may have outstanding before it waits for the oldest
 
@@ -44,7 +42,7 @@ IN_FLIGHT = 4  # sends a stage may have outstanding before it waits for the olde
 def check(cfg: Config, layers: int, ranks: Ranks) -> None:
     """One clear error for a run the pipeline cannot take."""
     why = []
-    if cfg.model.kind != "ff":
+    if not issubclass(cast(type, model_class(cfg)), FFNetwork):  # a stage is the pieces of an FFNetwork's step
         why.append(f"model.kind = {cfg.model.kind} (the pipeline trains ff networks)")
     strategy = NEGATIVES[cfg.objective.negatives]
     if strategy.uses_network or strategy.needs_probs:

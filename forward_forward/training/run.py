@@ -15,7 +15,7 @@ from tqdm import tqdm
 from .. import checkpoint, runs
 from .. import data as data_mod
 from ..coding import resolve
-from ..config import Config, merge
+from ..config import PATH_DATASETS, Config, merge
 from ..data import Datasets
 from ..errors import Diverged, FFError
 from ..models import Network, build_model, model_class
@@ -35,13 +35,13 @@ def fit_to_data(cfg: Config, data: Datasets, given: bool = False) -> Config:
     changes: dict[str, dict] = {}
     if given:  # your Datasets are already split: the config says so instead of holding values it ignored
         changes["data"] = {"val_size": len(data.val), "train_limit": 0}
-    elif cfg.data.dataset in ("file", "text") and cfg.data.path:
+    elif cfg.data.dataset in PATH_DATASETS and cfg.data.path:
         changes["data"] = {"path": str(Path(cfg.data.path).expanduser().resolve())}
     if cfg.data.jitter and data.kind != "image":
         raise FFError(f"data.jitter shifts images, and this data is {data.kind} of shape {data.shape}: set it to 0.")
-    if cfg.objective.negatives == "generated" and data.kind == "features":
-        raise FFError(f"objective.negatives = generated makes images or writes text, and this data is features of "
-                      f"shape {data.shape}: choose another strategy.")
+    if NEGATIVES[cfg.objective.negatives].makes_data and data.kind == "features":
+        raise FFError(f"objective.negatives = {cfg.objective.negatives} makes images or writes text, and this data "
+                      f"is features of shape {data.shape}: choose another strategy.")
     if cfg.data.flip and data.kind != "image":
         raise FFError(f"data.flip mirrors images, and this data is {data.kind} of shape {data.shape}: set it to false.")
     if cfg.model.fast_weights and not cfg.model.fast_positions:  # the memory spans a string's windows
