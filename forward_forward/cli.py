@@ -29,7 +29,7 @@ def _build_config(args) -> config_mod.Config:
     base, source = presets.preset(args.preset), f"the {args.preset} preset's"
     if args.config and Path(args.config).suffix == ".json":
         # what an earlier version saved but never read goes back to its default, as when the run is loaded
-        base, _ = config_mod.merge_where_read(base, config_mod.as_trained(overrides), keep=())
+        base, _ = config_mod.merge_where_read(base, overrides, keep=())
         overrides, source = {}, f"{args.config}'s"
     for section, values in config_mod.parse_overrides(args.set or []).items():
         given = overrides.setdefault(section, {})

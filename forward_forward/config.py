@@ -416,11 +416,9 @@ def _check_recurrent(cfg: Config) -> None:
                       "of iterations (the paper: 8), or leave them at their defaults.")
 
 
-def _check_generator(cfg: Config, trains_on_negatives: bool, pairs: bool) -> None:
+def _check_generator(cfg: Config, strategies: dict, trains_on_negatives: bool, pairs: bool) -> None:
     """What only a generator of images uses is refused without one, rather than ignored."""
-    from .negatives import NEGATIVES  # late: it imports torch
-
-    generates = (trains_on_negatives and NEGATIVES[cfg.objective.negatives].makes_data
+    generates = (trains_on_negatives and strategies[cfg.objective.negatives].makes_data
                  and cfg.data.dataset not in TEXT_DATASETS)
     if not generates:
         changed = changed_fields(cfg, "optim", ("generator_lr",)) + changed_fields(cfg, "run", ("reference",))
@@ -601,7 +599,7 @@ def _validate(cfg: Config) -> Config:
     if cfg.optim.phase_steps and LOSSES[cfg.objective.loss].pairs:
         raise FFError(f"optim.phase_steps needs a loss that scores each side alone; {cfg.objective.loss} pairs them: "
                       "use logistic.")
-    _check_generator(cfg, kind.trains_on_negatives, LOSSES[cfg.objective.loss].pairs)
+    _check_generator(cfg, NEGATIVES, kind.trains_on_negatives, LOSSES[cfg.objective.loss].pairs)
     if cfg.optim.phase_steps and cfg.optim.greedy_steps:
         raise FFError("optim.phase_steps and optim.greedy_steps are two different schedules: set one to 0.")
     if cfg.model.overlap and len(cfg.model.hidden) < 2:
@@ -616,8 +614,9 @@ def _validate(cfg: Config) -> Config:
         raise FFError("model.overlap trains a layer through the one above it, and a black-box stage between them "
                       "passes no derivative: set model.blackbox = none, or model.overlap = false.")
     if cfg.data.path is not None and cfg.data.dataset not in PATH_DATASETS:
-        raise FFError(f"data.path is read only with data.dataset = file or text, and the dataset is "
-                      f"{cfg.data.dataset}: set data.dataset = file or text, or drop data.path.")
+        names = " or ".join(PATH_DATASETS)
+        raise FFError(f"data.path is read only with data.dataset = {names}, and the dataset is "
+                      f"{cfg.data.dataset}: set data.dataset = {names}, or drop data.path.")
     return cfg
 
 
@@ -772,6 +771,9 @@ def unread(data: dict, keep: typing.Collection[str] = ()) -> tuple[dict, list[st
 
     if not isinstance(data, dict) or not all(isinstance(data.get(name, {}), dict) for name in SECTIONS):
         return data, []  # merge says what is wrong with it
+    plugins = data.get("run", {}).get("plugins", [])
+    if isinstance(plugins, list) and all(isinstance(name, str) for name in plugins):
+        _import_plugins(plugins)  # a plugin's optimiser, loss or layer type says what it reads
     optim, objective = data.get("optim", {}), data.get("objective", {})
     read = {f"optim.{f}" for f in getattr(OPTIMIZERS.get(optim.get("name", OptimConfig.name)), "reads", ())}
     read |= {f"objective.{f}" for _, f in getattr(LOSSES.get(objective.get("loss", ObjectiveConfig.loss)),

@@ -11,7 +11,7 @@ from forward_forward.data import from_arrays
 from forward_forward.errors import FFError
 from forward_forward.layers import FFConv, InputNorm
 from forward_forward.models import build_model
-from forward_forward.objectives import Scope
+from forward_forward.objectives import SCOPES, Scope
 from forward_forward.train import train
 from tests.conftest import small_config
 
@@ -212,6 +212,14 @@ def test_regional_competition_has_a_loss_term_per_region():
 def test_the_competitive_model_refuses_options_it_would_ignore(objective, message):
     with pytest.raises(FFError, match=message):
         merge(competitive_config(), {"objective": objective})
+
+
+def test_the_competitive_model_refuses_a_scope_it_does_not_build(monkeypatch):
+    # a plugin's scope is a valid choice, and the competitive kind, whose groups are its classes, refuses it
+    monkeypatch.setitem(SCOPES, "rows", lambda objective, classes: Scope(groups=1, region=0))
+    assert merge(small_config(), {"objective": {"goodness_scope": "rows"}}).objective.goodness_scope == "rows"
+    with pytest.raises(FFError, match="goodness_scope = rows cannot apply"):
+        merge(competitive_config(), {"objective": {"goodness_scope": "rows"}})
 
 
 def test_the_competitive_model_needs_channels_in_multiples_of_the_classes():

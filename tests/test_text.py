@@ -207,7 +207,7 @@ def test_a_text_run_reports_bits_free_running_error_and_samples_and_generates(tm
     summary = train(cfg, run)
     for key in ("val_bpc_goodness", "test_bpc_softmax", "test_free_error", "val_free_error", "temperature_goodness"):
         assert key in summary, key
-    assert 0 < summary["test_bpc_softmax"] < 10 and math.isfinite(summary["test_free_error"])
+    assert 0 < summary["test_bpc_softmax"] < 10 and 0 <= summary["test_free_error"] <= 1
     epoch = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert {"val_bpc", "val_free_error", "val_error"} <= set(epoch)
     samples = (run / "samples" / "epoch0001.txt").read_text().splitlines()
