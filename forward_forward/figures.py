@@ -13,7 +13,7 @@ import torch
 
 from . import labels as label_ops
 from . import runs
-from .config import TEXT_DATASETS
+from .config import TEXT_DATASETS, ObjectiveConfig
 from .errors import FFError
 from .models import kind_of
 from .negatives import NEGATIVES
@@ -30,7 +30,7 @@ def figures_of(config: dict) -> tuple[str, ...]:
     figures of supervised FF, the recurrent net's, and a generator's (its only ones when unsupervised)."""
     objective = config.get("objective", {})
     text = config.get("data", {}).get("dataset") in TEXT_DATASETS
-    strategy = NEGATIVES.get(objective.get("negatives", "random"))
+    strategy = NEGATIVES.get(objective.get("negatives", ObjectiveConfig.negatives))
     generates = (getattr(kind_of(config), "trains_on_negatives", False) and getattr(strategy, "makes_data", False)
                  and not text)
     supervised = not generates or NEGATIVES[objective.get("generated_base", "hybrid")].labelled
