@@ -569,6 +569,8 @@ def _validate(cfg: Config) -> Config:
             f"objective.predict_layers_from must be a layer index below {len(cfg.model.hidden)}; "
             f"got {cfg.objective.predict_layers_from!r}."
         )
+    if kind.trains_on_negatives:  # any such kind, a plugin's too, gets its strategy's own checks
+        NEGATIVES[cfg.objective.negatives].check(cfg)
     kind.check(cfg)
     _warn_if_unreachable(cfg)
     if cfg.optim.layer_lr and (len(cfg.optim.layer_lr) != len(cfg.model.hidden)

@@ -358,6 +358,24 @@ def test_a_new_negative_strategy_is_one_registry_entry(monkeypatch, fake_mnist, 
     assert train(cfg, tmp_path / "run", "test")["test_error"] < 0.9
 
 
+def test_a_strategy_checks_the_config_of_any_kind_that_trains_on_negatives(monkeypatch):
+    from forward_forward.models import MODELS, CompetitiveNetwork
+
+    class Strict(WrongLabels):
+        @staticmethod
+        def check(cfg):
+            raise FFError("strict refuses this config")
+
+    class OwnKind(CompetitiveNetwork):  # a kind of its own that trains on negatives, not an FFNetwork
+        trains_on_negatives = True
+
+    monkeypatch.setitem(NEGATIVES, "strict", Strict)
+    monkeypatch.setitem(MODELS, "own", OwnKind)
+    for kind in ("ff", "own"):
+        with pytest.raises(FFError, match="strict refuses"):
+            small_config(model={"kind": kind}, objective={"negatives": "strict"})
+
+
 def test_registry_entries_check_their_own_fields():
     with pytest.raises(FFError, match="hard samples from the softmax readout"):
         small_config(model={"readout": False}, objective={"negatives": "hard", "predict": "goodness"})

@@ -85,7 +85,6 @@ class FFNetwork(LayerLosses):
 
     @staticmethod
     def check(cfg: Config) -> None:
-        NEGATIVES[cfg.objective.negatives].check(cfg)
         coding = LABEL_CODINGS.get(cfg.objective.label_coding)  # auto resolves to one that reads it
         unread = coding is not None and not coding.reads_neutral_value
         if unread and changed_fields(cfg, "objective", ("neutral_value",)):
