@@ -708,13 +708,7 @@ def merge(cfg: Config, overrides: dict) -> Config:
     data = _combine(cfg, overrides)
     given = {f"{section}.{key}" for section, values in overrides.items() if isinstance(values, dict)
              for key in values}
-    try:
-        ignored = _ignored_by_kind(Config(**{name: _section_class(name)(**data[name]) for name in SECTIONS}))
-    except (TypeError, ValueError):  # a value of the wrong type: _build names it
-        ignored = set()
-    for path in ignored - given:
-        section, name = path.split(".")
-        data[section][name] = getattr(_section_class(section)(), name)
+    _reset(data, _ignored_by_kind(_config_of(data)) - given)
     return _build(data)
 
 
@@ -724,7 +718,7 @@ def _ignored_by_kind(cfg: Config) -> set[str]:
 
     try:
         return set(getattr(model_class(cfg), "ignores", ()))
-    except (KeyError, FFError):
+    except FFError:
         return set()
 
 
@@ -759,9 +753,27 @@ def _combine(cfg: Config, overrides: dict) -> dict:
     return data
 
 
+def _config_of(data: dict) -> Config:
+    """The Config of a whole config dict of converted values (`_combine`'s), not yet checked."""
+    return Config(**{name: _section_class(name)(**data[name]) for name in SECTIONS})
+
+
 def _build(data: dict) -> Config:
     """A checked Config from a whole config dict of converted values (`_combine`'s)."""
-    return _validate(Config(**{name: _section_class(name)(**data[name]) for name in SECTIONS}))
+    return _validate(_config_of(data))
+
+
+def _reset(data: dict, paths: typing.Iterable[str]) -> list[str]:
+    """`paths` put back to their defaults in `data` (a config dict, whole or in part; changed in place)
+    where it holds another value, and the paths so reset."""
+    reset = []
+    for path in sorted(paths):
+        section, name = path.split(".")
+        default = getattr(_section_class(section)(), name)
+        if name in data.get(section, {}) and data[section][name] != default:
+            data[section][name] = default
+            reset.append(path)
+    return reset
 
 
 def unread(data: dict, keep: typing.Collection[str] = ()) -> tuple[dict, list[str]]:
@@ -790,13 +802,7 @@ def unread(data: dict, keep: typing.Collection[str] = ()) -> tuple[dict, list[st
     except (TypeError, ValueError):  # an unknown field or a value of the wrong type: merge names it
         pass
     sections = {name: dict(values) if name in SECTIONS else values for name, values in data.items()}
-    reset = []
-    for path in sorted(paths - set(keep)):
-        section, name = path.split(".")
-        if name in sections.get(section, {}) and sections[section][name] != getattr(_section_class(section)(), name):
-            sections[section][name] = getattr(_section_class(section)(), name)
-            reset.append(path)
-    return sections, reset
+    return sections, _reset(sections, paths - set(keep))
 
 
 def as_trained(data: dict) -> dict:
