@@ -17,29 +17,32 @@ from . import config as config_mod
 from .errors import FFError, os_error_message
 
 
-def _build_config(args) -> config_mod.Config:
+def _build_config(args, notify: bool = True) -> config_mod.Config:
     """The preset with the --config file and --set on it. A preset's value that the result's own settings do not
     read is left at its default (--preset ff-sleep --set optim.name=adam drops its SGD momentum), with a notice;
-    a value you give that nothing reads is refused. A run's config.json is a base, as a preset is: it goes on
-    the preset first, and --set on it (--set model.kind=backprop makes a run's twin)."""
+    a value you give that nothing reads is refused. A run's config.json (it names its preset) is a base, as a
+    preset is: only --set is yours (--set model.kind=backprop makes a run's twin). Any other file is yours."""
     overrides = config_mod.load_file(args.config) if args.config else {}
     recorded = overrides.pop("preset", None)  # a run's config.json names the preset it was made from
     if args.preset is None:
         args.preset = recorded if recorded in presets.PRESETS else presets.DEFAULT_PRESET
-    base, source = presets.preset(args.preset), f"the {args.preset} preset's"
-    if args.config and Path(args.config).suffix == ".json":
-        # what an earlier version saved but never read goes back to its default, as when the run is loaded
-        base, _ = config_mod.merge_where_read(base, overrides, keep=())
-        overrides, source = {}, f"{args.config}'s"
-    for section, values in config_mod.parse_overrides(args.set or []).items():
+    in_file, settings = _paths(overrides), config_mod.parse_overrides(args.set or [])
+    for section, values in settings.items():
         given = overrides.setdefault(section, {})
         if isinstance(given, dict):  # else merge says what is wrong with the file's section
             given.update(values)
-    yours = {f"{section}.{key}" for section, values in overrides.items() if isinstance(values, dict) for key in values}
-    cfg, reset = config_mod.merge_where_read(base, overrides, keep=yours)
-    for path in reset:
+    # a run's config.json is a base, as the preset is: only --set is yours, and refused if nothing reads it
+    yours = _paths(settings) | (set() if recorded is not None else in_file)
+    cfg, reset = config_mod.merge_where_read(presets.preset(args.preset), overrides, keep=yours)
+    for path in reset if notify else ():
+        source = f"{args.config}'s" if path in in_file else f"the {args.preset} preset's"
         print(f"{path}: {source} value is not read with your settings; left at its default", file=sys.stderr)
     return _apply_flags(cfg, args)
+
+
+def _paths(overrides: dict) -> set[str]:
+    """The `section.field` paths a table of overrides sets."""
+    return {f"{section}.{key}" for section, values in overrides.items() if isinstance(values, dict) for key in values}
 
 
 def _apply_flags(cfg: config_mod.Config, args) -> config_mod.Config:
@@ -118,6 +121,7 @@ def _launch(args) -> None:
             continue
         argv.append(arg)
     if not (args.run_dir or args.resume):  # chosen once here, so that every process writes the same folder
+        _build_config(args, notify=False)  # a bad config is refused before the processes start; names the preset
         argv += ["--run-dir", str(runs.new_run_dir(args.preset))]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
                "-m", "forward_forward.cli", *argv]

@@ -357,7 +357,8 @@ def _check_text(cfg: Config) -> None:
                       f"data.window = {cfg.data.window} characters: make it longer than the window.")
 
 
-def _check_fast_weights(cfg: Config, trains_on_negatives: bool, has_fast_weights: bool) -> None:
+def _check_fast_weights(cfg: Config, strategies: typing.Mapping, trains_on_negatives: bool,
+                        has_fast_weights: bool) -> None:
     """Fast weights remember the earlier windows of a string: text data, whole strings in every batch."""
     m = cfg.model
     if not m.fast_weights:
@@ -372,9 +373,10 @@ def _check_fast_weights(cfg: Config, trains_on_negatives: bool, has_fast_weights
         why.append(f"data.dataset = {cfg.data.dataset} (they need text: aesop or text)")
     if not has_fast_weights:
         why.append(f"model.kind = {m.kind} (this kind of network has none)")
-    if trains_on_negatives and cfg.objective.negatives not in ("random", "hard"):
-        why.append(f"objective.negatives = {cfg.objective.negatives} (negatives must be the real windows with "
-                   "another next character: random or hard)")
+    if trains_on_negatives and not strategies[cfg.objective.negatives].in_place:
+        fit = " or ".join(name for name, strategy in strategies.items() if strategy.in_place)
+        why.append(f"objective.negatives = {cfg.objective.negatives} (negatives must be the real windows, each in "
+                   f"its place, with another next character: {fit})")
     if cfg.optim.phase_steps or cfg.optim.greedy_steps:
         why.append("optim.phase_steps or greedy_steps (a step needs the positives beside the negatives)")
     if m.fast_positions and m.fast_positions != positions:
@@ -395,9 +397,11 @@ def _check_micro_batch(cfg: Config, has_peer_loss: bool) -> None:
     if cfg.optim.micro_batch >= images:  # it would change nothing: say so rather than ignore it
         raise FFError(f"optim.micro_batch = {cfg.optim.micro_batch} does not split a step of {step} = {images} images; "
                       f"set it below {images}, or to 0.")
+    from .layers.norms import reads_batch  # late: layers import torch
+
     why = []
-    if cfg.model.norm == "batchnorm":
-        why.append("model.norm = batchnorm (it normalises over the batch)")
+    if reads_batch(cfg.model.norm):
+        why.append(f"model.norm = {cfg.model.norm} (it normalises over the batch)")
     if cfg.model.peer_lambda and has_peer_loss:  # the backprop twin has none
         why.append("model.peer_lambda > 0 (peer normalisation reads the batch's mean activity)")
     if cfg.run.parallel == "pipeline":
@@ -416,15 +420,16 @@ def _check_recurrent(cfg: Config) -> None:
                       "of iterations (the paper: 8), or leave them at their defaults.")
 
 
-def _check_generator(cfg: Config, strategies: dict, trains_on_negatives: bool, pairs: bool) -> None:
+def _check_generator(cfg: Config, strategies: typing.Mapping, trains_on_negatives: bool, pairs: bool) -> None:
     """What only a generator of images uses is refused without one, rather than ignored."""
     generates = (trains_on_negatives and strategies[cfg.objective.negatives].makes_data
                  and cfg.data.dataset not in TEXT_DATASETS)
     if not generates:
         changed = changed_fields(cfg, "optim", ("generator_lr",)) + changed_fields(cfg, "run", ("reference",))
         if changed:
+            makers = " or ".join(name for name, strategy in strategies.items() if strategy.makes_data)
             raise FFError(f"{', '.join(changed)} shape(s) the generator of images, which only objective.negatives = "
-                          "generated on image data builds: leave them at their defaults, or switch.")
+                          f"{makers} on image data builds: leave them at their defaults, or switch.")
     if cfg.optim.negatives_until and (cfg.optim.phase_steps or cfg.optim.greedy_steps):
         raise FFError("optim.negatives_until stops the negatives of interleaved training; with optim.phase_steps or "
                       "greedy_steps set the schedule is another: set one of them to 0.")
@@ -588,7 +593,7 @@ def _validate(cfg: Config) -> Config:
     _check_optimizer_fields(cfg, OPTIMIZERS)
     _check_owned(cfg)
     _check_kind_fields(cfg, kind)
-    _check_fast_weights(cfg, kind.trains_on_negatives, kind.has_fast_weights)
+    _check_fast_weights(cfg, NEGATIVES, kind.trains_on_negatives, kind.has_fast_weights)
     if cfg.model.readout_recompute and not getattr(kind, "recomputes_readout", False):
         built = f"model.kind = {cfg.model.kind}" + (" with model.iterations > 0" if cfg.model.iterations else "")
         raise FFError(f"model.readout_recompute is read by the feed-forward FF network (model.kind = ff, "
@@ -785,9 +790,7 @@ def unread(data: dict, keep: typing.Collection[str] = ()) -> tuple[dict, list[st
 
     if not isinstance(data, dict) or not all(isinstance(data.get(name, {}), dict) for name in SECTIONS):
         return data, []  # merge says what is wrong with it
-    plugins = data.get("run", {}).get("plugins", [])
-    if isinstance(plugins, list) and all(isinstance(name, str) for name in plugins):
-        _import_plugins(plugins)  # a plugin's optimiser, loss or layer type says what it reads
+    import_plugins_of(data)  # a plugin's optimiser, loss or layer type says what it reads
     optim, objective = data.get("optim", {}), data.get("objective", {})
     read = {f"optim.{f}" for f in getattr(OPTIMIZERS.get(optim.get("name", OptimConfig.name)), "reads", ())}
     read |= {f"objective.{f}" for _, f in getattr(LOSSES.get(objective.get("loss", ObjectiveConfig.loss)),
@@ -803,6 +806,15 @@ def unread(data: dict, keep: typing.Collection[str] = ()) -> tuple[dict, list[st
         pass
     sections = {name: dict(values) if name in SECTIONS else values for name, values in data.items()}
     return sections, _reset(sections, paths - set(keep))
+
+
+def import_plugins_of(data: dict) -> None:
+    """Import the modules a config as a dict names in run.plugins (a run's config.json), so that the kinds,
+    strategies and layers they register are known to whatever reads it; a malformed list is left to merge."""
+    run = data.get("run", {})
+    plugins = run.get("plugins", []) if isinstance(run, dict) else []
+    if isinstance(plugins, list) and all(isinstance(name, str) for name in plugins):
+        _import_plugins(plugins)
 
 
 def as_trained(data: dict) -> dict:

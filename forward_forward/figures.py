@@ -28,12 +28,13 @@ GENERATOR_FIGURES = ("samples", "generator")  # drawn for a run with a generator
 def figures_of(config: dict) -> tuple[str, ...]:
     """The figures `ff plot` draws for a run of this config (as config.json holds it): the label-goodness
     figures of supervised FF, the recurrent net's, and a generator's (its only ones when unsupervised)."""
+    kind = kind_of(config)  # first: it imports the run's plugins, whose strategies are read below
     objective = config.get("objective", {})
     text = config.get("data", {}).get("dataset") in TEXT_DATASETS
     strategy = NEGATIVES.get(objective.get("negatives", ObjectiveConfig.negatives))
-    generates = (getattr(kind_of(config), "trains_on_negatives", False) and getattr(strategy, "makes_data", False)
-                 and not text)
-    supervised = not generates or NEGATIVES[objective.get("generated_base", "hybrid")].labelled
+    generates = getattr(kind, "trains_on_negatives", False) and getattr(strategy, "makes_data", False) and not text
+    base = NEGATIVES.get(objective.get("generated_base", ObjectiveConfig.generated_base))
+    supervised = not generates or getattr(base, "labelled", True)
     return ((FIGURES if supervised else ()) + (RECURRENT_FIGURES if config.get("model", {}).get("iterations") else ())
             + (GENERATOR_FIGURES if generates else ()))
 

@@ -4,6 +4,7 @@ import json
 import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -162,9 +163,18 @@ def test_ff_train_nproc_launches_torchrun_and_writes_one_run(fake_mnist, tmp_pat
 
 def test_nproc_errors_are_one_sentence(monkeypatch, tmp_path, capsys):
     from forward_forward.cli import main
+    from forward_forward.presets import DEFAULT_PRESET
 
     assert main(["train", "--nproc", "0"]) == 2
     assert "--nproc must be at least 1" in capsys.readouterr().err
+    launched = []
+    monkeypatch.setattr("subprocess.call", lambda command, env: launched.append(command) or 0)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--nproc", "2", "--set", "optim.lr=-1"]) == 2  # refused before any process starts
+    assert "optim.lr" in capsys.readouterr().err and not launched
+    assert main(["train", "--nproc", "2"]) == 0  # the folder is named after the preset it will train
+    folder = launched[0][launched[0].index("--run-dir") + 1]
+    assert Path(folder).name.startswith(f"{DEFAULT_PRESET}-")
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it
     assert main(["train", "--preset", "tiny"]) == 2
     assert "give --run-dir" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from forward_forward.cli import main
+from forward_forward.config import Config, merge
 from forward_forward.negatives import NEGATIVES
 from forward_forward.objectives import GOODNESS
 
@@ -92,7 +93,7 @@ def test_a_plugin_model_kind_is_known_before_the_fields_it_ignores_are_reset(tmp
     (tmp_path / "my_kinds.py").write_text("from forward_forward.models import MODELS, BackpropNetwork\n"
                                           "MODELS['my_twin'] = BackpropNetwork\n")
     monkeypatch.chdir(tmp_path)
-    from forward_forward.models import MODELS
+    from forward_forward.models import MODELS, BackpropNetwork, kind_of
 
     try:
         assert main(["train", "--preset", "tiny", "--set", 'run.plugins=["my_kinds"]', "--set", "model.kind=my_twin",
@@ -100,6 +101,13 @@ def test_a_plugin_model_kind_is_known_before_the_fields_it_ignores_are_reset(tmp
         out, err = capsys.readouterr()
         assert 'kind = "my_twin"' in out and "peer_lambda = 0.0" in out
         assert "model.peer_lambda: the tiny preset's value is not read" in err
+        MODELS.pop("my_twin", None)  # as in a fresh process: the plugin not yet imported
+        sys.modules.pop("my_kinds", None)
+        plugged = {"run": {"plugins": ["my_kinds"]}, "model": {"kind": "my_twin"}, "objective": {"predict": "softmax"}}
+        assert kind_of(plugged) is BackpropNetwork  # what ff report reads off a run's config.json
+        MODELS.pop("my_twin", None)
+        sys.modules.pop("my_kinds", None)
+        assert merge(merge(Config(), {"model": {"peer_lambda": 0.03}}), plugged).model.peer_lambda == 0
     finally:
         MODELS.pop("my_twin", None)
         sys.modules.pop("my_kinds", None)

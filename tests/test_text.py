@@ -318,6 +318,8 @@ def test_fast_weights_refuse_what_they_cannot_honour(tmp_path, change, message):
     cfg = text_config(path, model={"fast_weights": True}, optim={"batch_size": 52}, run={"eval_batch_size": 52})
     with pytest.raises(FFError, match=message):
         merge(cfg, change)
+    # a strategy that keeps each negative in its sample's row is accepted, whatever its name
+    assert merge(cfg, {"objective": {"negatives": "any_label"}}).objective.negatives == "any_label"
 
 
 def test_sleep_phases_train_on_generated_negatives(tmp_path, monkeypatch):

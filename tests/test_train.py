@@ -186,12 +186,19 @@ def test_rerunning_a_run_from_its_config_and_extending_it(fake_mnist, tmp_path, 
     assert twin.model.kind == "backprop" and twin.model.peer_lambda == 0
     assert twin.objective == ObjectiveConfig(predict="softmax")
     assert "model.peer_lambda: " in err and "config.json's value is not read" in err
-    # a config.json of an earlier version holding a value it never read (SGD's momentum under Adam) trains again
+    # a config.json of an earlier version holding a value it never read (SGD's momentum under Adam) is accepted,
+    # that value back at its default with a notice
     saved = json.loads((first / "config.json").read_text())
     saved["optim"].update(name="adam", momentum=0.5)
     (tmp_path / "old.json").write_text(json.dumps(saved))
     assert main(["train", "--config", str(tmp_path / "old.json"), "--print-config"]) == 0
-    assert merge(Config(), tomllib.loads(capsys.readouterr().out)).optim.momentum == OptimConfig().momentum
+    out, err = capsys.readouterr()
+    assert merge(Config(), tomllib.loads(out)).optim.momentum == OptimConfig().momentum
+    assert "optim.momentum: " in err and "old.json's value is not read" in err
+    # a JSON file of your own (no run's "preset" entry) is read as a TOML file is: its unread values are refused
+    (tmp_path / "mine.json").write_text(json.dumps({"optim": {"name": "adam", "momentum": 0.5}}))
+    assert main(["train", "--config", str(tmp_path / "mine.json"), "--print-config"]) == 2
+    assert "optim.momentum" in capsys.readouterr().err
     for flags, words in ((["--print-config"], "this run's is"), (["--preset", "tiny"], "drop --preset")):
         assert main(["train", "--resume", str(first), *flags]) == 2
         assert words in capsys.readouterr().err

@@ -16,7 +16,7 @@ from .base import ACTIVATIONS, FFLayer, StraightThroughReLU
 from .conv import FFConv
 from .dense import FFLinear
 from .local import FFLocal, local_grid
-from .norms import NORMS, PER_SAMPLE, InputNorm, normalize, per_sample
+from .norms import NORMS, PER_SAMPLE, InputNorm, normalize, per_sample, reads_batch
 
 
 @dataclass(frozen=True)
@@ -125,4 +125,4 @@ def build_layers(model: ModelConfig, input_shape: tuple[int, ...], peer_lambda: 
 
 
 __all__ = ["ACTIVATIONS", "FFConv", "FFLayer", "FFLinear", "FFLocal", "InputNorm", "LAYERS", "LayerType", "NORMS",
-           "PER_SAMPLE", "StraightThroughReLU", "build_layers", "local_grid", "normalize", "per_sample"]
+           "PER_SAMPLE", "StraightThroughReLU", "build_layers", "local_grid", "normalize", "per_sample", "reads_batch"]

@@ -87,3 +87,9 @@ class InputNorm(nn.Module):
 
 NORMS = {"rms": "unit root mean square", "l2": "unit length", "layernorm": "zero mean, unit variance",
          "batchnorm": "per channel over the batch"}
+
+
+def reads_batch(kind: str) -> bool:
+    """Whether norm `kind` scales a sample by the others in its batch: a step of it cannot be split into
+    micro-batches or run twice without changing what it computes (or, for batchnorm, its running statistics)."""
+    return kind in NORMS and kind not in PER_SAMPLE

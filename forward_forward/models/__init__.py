@@ -11,7 +11,7 @@ trains the recurrent top-down net (`RECURRENT`).
 
 from __future__ import annotations
 
-from ..config import Config, ModelConfig
+from ..config import Config, ModelConfig, import_plugins_of
 from ..errors import FFError
 from .backprop import BackpropNetwork
 from .base import ModelKind, Network
@@ -49,9 +49,10 @@ def model_class(cfg: Config) -> ModelKind:
 
 def kind_of(config: dict) -> ModelKind | None:
     """The class a config as a dict names (a run's config.json; None for a kind not registered here):
-    what the tools read off a run without building its config."""
+    what the tools read off a run without building its config. The run's plugins are imported first."""
+    import_plugins_of(config)
     model = config.get("model", {})
-    return _registered(model.get("kind", ModelConfig.kind), model.get("iterations", 0))
+    return _registered(model.get("kind", ModelConfig.kind), model.get("iterations", ModelConfig.iterations))
 
 
 def build_model(cfg: Config, data_shape: tuple[int, ...], num_classes: int) -> Network:

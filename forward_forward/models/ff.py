@@ -20,7 +20,7 @@ from .. import fast_weights
 from ..coding import LABEL_CODINGS, NoLabel, resolve
 from ..config import WAYS, Config, ModelConfig, ObjectiveConfig, changed_fields, per_layer
 from ..errors import FFError
-from ..layers import ACTIVATIONS, normalize, per_sample
+from ..layers import ACTIVATIONS, normalize, per_sample, reads_batch
 from ..negatives import NEGATIVES
 from ..objectives import GOODNESS, LOSSES, scope_of
 from ..stack import LayerStack
@@ -35,6 +35,7 @@ class FFNetwork(LayerLosses):
     trains_on_negatives = True  # each layer tells objective.negatives' negatives from the real data
     has_fast_weights = True  # model.fast_weights: each layer's memory of the string's earlier windows
     recomputes_readout = True  # model.readout_recompute: the readout's input recomputed in its backward pass
+    pipelines = True  # run.parallel = pipeline: its step's pieces (training/pipeline.py) run a stage each
 
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
@@ -96,7 +97,8 @@ class FFNetwork(LayerLosses):
                 (not NEGATIVES[cfg.objective.negatives].takes_label(cfg),
                  f"objective.negatives = {cfg.objective.negatives}: its readout reads the training pass, not its own"),
                 (cfg.model.fast_weights, "model.fast_weights: their memory would be read twice"),
-                (cfg.model.norm == "batchnorm", "model.norm = batchnorm: its running statistics would move twice"),
+                (reads_batch(cfg.model.norm),
+                 f"model.norm = {cfg.model.norm}: it reads the batch, and its running statistics would move twice"),
             ) if refused]
             if why:
                 raise FFError(f"model.readout_recompute runs the readout's neutral pass again, which this run cannot "

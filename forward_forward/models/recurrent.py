@@ -54,6 +54,7 @@ class RecurrentFFNetwork(FFNetwork):
     predict) is the feed-forward FF network's."""
 
     recomputes_readout = False  # its neutral pass iterates: model.readout_recompute is the feed-forward net's
+    pipelines = False  # each layer reads the one above it, so no stage runs alone
 
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):

@@ -13,6 +13,7 @@ class Negatives:
     needs_probs = False  # `make` needs the model's class probabilities (objective.sample_from)
     uses_network = False  # `make` runs the whole network (it writes text): no layer pipeline can
     makes_data = False  # the negatives are the network's own images (its generator's) or text, not the data's
+    in_place = False  # each negative is its own sample's input in that sample's row: what fast weights need
     reads: tuple[str, ...] = ()  # the objective fields of its own it reads; set elsewhere they are refused
 
     def __init__(self, objective: ObjectiveConfig, num_classes: int, data_shape: tuple[int, ...]):

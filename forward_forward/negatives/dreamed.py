@@ -29,6 +29,7 @@ def _registry() -> dict:
 
 
 class GeneratedImages(Negatives):
+    uses_network = makes_data = True  # as the `generated` entry that builds it says of itself
     reads = ("generated_mix", "generated_base", "prior_components", "prior_codes", "regenerate_every",
              "hybrid_blur_passes")
 

@@ -15,6 +15,8 @@ from .base import Negatives
 class WrongLabels(Negatives):
     """Positive: each image with its true label. Negative: images with labels from `wrong`."""
 
+    in_place = True  # the real image, in its own row, with another label (not so for AllWrong's C - 1 copies)
+
     def wrong(self, images: torch.Tensor, labels: torch.Tensor,
               probs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (images of the negatives, their wrong labels)."""
@@ -62,6 +64,8 @@ class HardWrong(WrongLabels):
 
 class AllWrong(WrongLabels):
     """Every wrong label of every image: C - 1 negatives per image, image-major."""
+
+    in_place = False
 
     @property
     def per_image(self) -> int:

@@ -42,7 +42,7 @@ IN_FLIGHT = 4  # sends a stage may have outstanding before it waits for the olde
 def check(cfg: Config, layers: int, ranks: Ranks) -> None:
     """One clear error for a run the pipeline cannot take."""
     why = []
-    if not issubclass(cast(type, model_class(cfg)), FFNetwork):  # a stage is the pieces of an FFNetwork's step
+    if not getattr(model_class(cfg), "pipelines", False):  # a kind whose step's pieces a stage can run says so
         why.append(f"model.kind = {cfg.model.kind} (the pipeline trains ff networks)")
     strategy = NEGATIVES[cfg.objective.negatives]
     if strategy.uses_network or strategy.needs_probs:
