@@ -169,21 +169,21 @@ def cmd_eval(args) -> None:
 
 
 def _draw(run_dir: Path, cfg, model, data, out: Path | None = None, samples: int = 1000) -> list[Path]:
-    """Every figure `ff plot` draws of a run: the label-goodness figures of supervised FF, a generator's."""
+    """Every figure `ff plot` draws of a run (`figures_of`: its model kind's, and a generator's)."""
     import torch
 
-    from .figures import plot_generator, plot_run
+    from .figures import GENERATOR_FIGURES, figures_of, plot_generator, plot_run
     from .training.device import scoring_autocast
 
-    generates = getattr(model, "generator", None) is not None
-    supervised = model.trains_on_negatives and "goodness" in model.ways  # the label in the input
-    if not (supervised or generates):
-        raise FFError(f"ff plot draws the label-goodness figures of supervised FF networks and a generator's, and "
-                      f"{run_dir} has neither: compare it with other runs in `ff report`.")
+    names = figures_of(cfg.to_dict())
+    if not names:
+        raise FFError(f"ff plot knows no figures of model.kind = {cfg.model.kind}: compare {run_dir} with other "
+                      "runs in `ff report`.")
+    own = tuple(name for name in names if name not in GENERATOR_FIGURES)
     model.cpu()
     with scoring_autocast(cfg, torch.device("cpu")):  # its confusion matrix and layer errors as `ff eval` scores them
-        paths = plot_run(run_dir, model, data, cfg.objective.predict, out, samples) if supervised else []
-    return paths + (plot_generator(run_dir, model, out) if generates else [])
+        paths = plot_run(run_dir, model, data, cfg.objective.predict, out, samples, names=own) if own else []
+    return paths + (plot_generator(run_dir, model, out) if set(GENERATOR_FIGURES) & set(names) else [])
 
 
 def cmd_plot(args) -> None:

@@ -18,25 +18,30 @@ from .errors import FFError
 from .models import kind_of
 from .negatives import NEGATIVES
 
-FIGURES = ("curves", "goodness", "activity", "weights", "confusion", "layer_error")
-RECURRENT_FIGURES = ("iterations",)  # drawn for the recurrent net (model.iterations > 0) too
-
-
+FIGURES = ("curves", "goodness", "activity", "weights", "confusion", "layer_error")  # FF, the label in its input
+PLAIN_FIGURES = ("curves", "weights", "confusion")  # what any network that predicts classes shows
 GENERATOR_FIGURES = ("samples", "generator")  # drawn for a run with a generator of images
+# a model kind's own figures are its class attribute `figures` (FIGURES: FFNetwork's; the recurrent net adds
+# "iterations", a competitive net draws "evidence", each class's score per layer, for "activity"); without it:
+UNKNOWN_KIND_FIGURES = ("curves", "confusion")
 
 
 def figures_of(config: dict) -> tuple[str, ...]:
-    """The figures `ff plot` draws for a run of this config (as config.json holds it): the label-goodness
-    figures of supervised FF, the recurrent net's, and a generator's (its only ones when unsupervised)."""
+    """The figures `ff plot` draws for a run of this config (as config.json holds it): its model kind's
+    (`figures`), but the plain ones for FF without the label in its input, and a generator's beside them."""
     kind = kind_of(config)  # first: it imports the run's plugins, whose strategies are read below
+    if kind is None:
+        return ()
+    own = tuple(getattr(kind, "figures", UNKNOWN_KIND_FIGURES))
+    if not getattr(kind, "trains_on_negatives", False):
+        return own
     objective = config.get("objective", {})
     text = config.get("data", {}).get("dataset") in TEXT_DATASETS
     strategy = NEGATIVES.get(objective.get("negatives", ObjectiveConfig.negatives))
-    generates = getattr(kind, "trains_on_negatives", False) and getattr(strategy, "makes_data", False) and not text
-    base = NEGATIVES.get(objective.get("generated_base", ObjectiveConfig.generated_base))
-    supervised = not generates or getattr(base, "labelled", True)
-    return ((FIGURES if supervised else ()) + (RECURRENT_FIGURES if config.get("model", {}).get("iterations") else ())
-            + (GENERATOR_FIGURES if generates else ()))
+    generates = getattr(strategy, "makes_data", False) and not text
+    source = NEGATIVES.get(objective.get("generated_base", ObjectiveConfig.generated_base)) if generates else strategy
+    labelled = getattr(source, "labelled", True)  # else no label to draw the goodness of
+    return (own if labelled else PLAIN_FIGURES) + (GENERATOR_FIGURES if generates else ())
 
 
 def plot_generator(run_dir: Path, model, out_dir: Path | None = None) -> list[Path]:
@@ -96,43 +101,43 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 @torch.no_grad()
-def analyse(model, data, predict: str, samples: int, seed: int = 0) -> dict:
-    """The numbers behind the figures: goodness of positive and negative validation data per layer,
-    the test confusion matrix, each layer's error when it alone predicts, one image's activities."""
+def analyse(model, data, predict: str, samples: int, seed: int = 0, names: tuple[str, ...] = FIGURES) -> dict:
+    """The numbers behind the figures `names`: goodness of positive and negative validation data per layer,
+    the test confusion matrix, each layer's error when it alone predicts, one image's activities (with the
+    label in the input) or each class's score per layer (a competitive net's channel groups)."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     shown = data.val if len(data.val) else data.test  # a run trained on every image has no validation split
     images, labels = shown.images[:samples], shown.labels[:samples]
     wrong = label_ops.random_wrong(labels, model.num_classes, generator=gen)
-    out: dict = {"samples": len(labels), "goodness": {}}
-    for kind, lab in (("pos", labels), ("neg", wrong)):
-        goodness = model.layer_goodness(model.with_label(images, lab))  # (B, layers)
-        for i in range(goodness.shape[1]):
-            out["goodness"].setdefault(f"layer{i}", {})[kind] = goodness[:, i].tolist()
-    for i, theta in enumerate(model.thresholds):
-        out["goodness"][f"layer{i}"]["threshold"] = theta
+    out: dict = {"samples": len(labels)}
+    if "goodness" in names:
+        out["goodness"] = _goodness_facts(model, images, labels, wrong)
 
     # Test set: per-label goodness of every layer in batched passes, and the configured prediction.
+    by_label = bool({"layer_error", "iterations"} & set(names))
     per_layer, predicted = [], []
     for start in range(0, len(data.test), 500):
         x = data.test.images[start : start + 500]
-        per_layer.append(model.label_goodness(x))  # (B, C, layers)
+        if by_label:
+            per_layer.append(model.label_goodness(x))  # (B, C, layers)
         predicted.append(model.predict(x, predict))
-    goodness = torch.cat(per_layer)
     truth = data.test.labels
-    out["layer_error"] = {
-        f"layer{i}": float((goodness[:, :, i].argmax(1) != truth).float().mean()) for i in range(goodness.shape[2])
-    }
-    out["layer_error"]["goodness (layers used to predict)"] = float(
-        (goodness[:, :, model.prediction_layers].sum(2).argmax(1) != truth).float().mean()
-    )
+    if by_label:
+        goodness = torch.cat(per_layer)
+        out["layer_error"] = {
+            f"layer{i}": float((goodness[:, :, i].argmax(1) != truth).float().mean()) for i in range(goodness.shape[2])
+        }
+        out["layer_error"]["goodness (layers used to predict)"] = float(
+            (goodness[:, :, model.prediction_layers].sum(2).argmax(1) != truth).float().mean()
+        )
     pred = torch.cat(predicted)
     confusion = torch.zeros(model.num_classes, model.num_classes, dtype=torch.long)
     confusion.index_put_((truth, pred), torch.ones_like(truth), accumulate=True)
     out["confusion"] = confusion.tolist()
     out["predict"] = predict
 
-    if hasattr(model, "trajectory"):
+    if "iterations" in names:
         by_goodness = goodness[:, :, model.prediction_layers].sum(2).argmax(1)
         out["iterations"] = iteration_facts(model, data.test.images, truth, by_goodness)
         for kind, lab in (("true", labels), ("wrong", wrong)):  # the validation samples of the histograms
@@ -141,11 +146,35 @@ def analyse(model, data, predict: str, samples: int, seed: int = 0) -> dict:
 
     # One test image with its true label and a wrong one (the article's figure).
     image, label = data.test.images[:1], int(data.test.labels[0])
-    other = (label + 3) % model.num_classes
-    out["activity"] = {"label": label, "wrong_label": other}
-    for kind, lab in (("with_label", label), ("with_wrong_label", other)):
-        acts = model.activities(model.with_label(image, torch.tensor([lab])))
-        out["activity"][kind] = [a[0].tolist() for a in acts]
+    if "activity" in names:
+        other = (label + 3) % model.num_classes
+        out["activity"] = {"label": label, "wrong_label": other}
+        for kind, lab in (("with_label", label), ("with_wrong_label", other)):
+            acts = model.activities(model.with_label(image, torch.tensor([lab])))
+            out["activity"][kind] = [a[0].tolist() for a in acts]
+    if "evidence" in names:  # the label is not in the input: every class's score from one pass
+        scores = model.label_goodness(image)[0].exp()  # (C, layers): each layer's class probabilities
+        out["evidence"] = {"label": label, "layers": scores.T.tolist(),
+                           "prediction_layers": list(model.prediction_layers)}
+    return out
+
+
+def _goodness_facts(model, images: torch.Tensor, labels: torch.Tensor, wrong: torch.Tensor) -> dict:
+    """Each layer's goodness of the samples with their true label (positive) and a wrong one (negative),
+    and its threshold; for a network without the label in its input, the score of the true class and of a
+    wrong one (a competitive net's log-probability of the class from its channel group's goodness)."""
+    out: dict = {}
+    if hasattr(model, "with_label"):
+        for kind, lab in (("pos", labels), ("neg", wrong)):
+            goodness = model.layer_goodness(model.with_label(images, lab))  # (B, layers)
+            for i in range(goodness.shape[1]):
+                out.setdefault(f"layer{i}", {})[kind] = goodness[:, i].tolist()
+    else:
+        scores, rows = model.label_goodness(images), torch.arange(len(labels))  # (B, C, layers)
+        for i in range(scores.shape[2]):
+            out[f"layer{i}"] = {"pos": scores[rows, labels, i].tolist(), "neg": scores[rows, wrong, i].tolist()}
+    for i, theta in enumerate(getattr(model, "thresholds", [])):
+        out[f"layer{i}"]["threshold"] = theta
     return out
 
 
@@ -197,13 +226,14 @@ def _grid(vector: np.ndarray) -> np.ndarray:
 
 
 def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = None,
-             samples: int = 1000) -> list[Path]:
-    """Write every figure of FIGURES as PNG into `out_dir` (default RUN_DIR/figures)."""
+             samples: int = 1000, names: tuple[str, ...] = FIGURES) -> list[Path]:
+    """Write the figures `names` (of FIGURES, "evidence" and "iterations") as PNG into `out_dir` (default
+    RUN_DIR/figures)."""
     plt = pyplot()
     out_dir = Path(out_dir or Path(run_dir) / "figures")
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = read_metrics(run_dir)
-    facts = analyse(model, data, predict, samples)
+    facts = analyse(model, data, predict, samples, names=names)
     runs.write_json_atomic(out_dir / "figures.json", facts)
     written = []
 
@@ -213,46 +243,80 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
         plt.close(fig)
         written.append(path)
 
-    # Training curves: loss per layer, and validation error.
+    if "curves" in names:
+        save(curves_figure(plt, metrics, facts["predict"]), "curves")
+    if "goodness" in names:
+        save(goodness_figure(plt, facts["goodness"], hasattr(model, "with_label")), "goodness")
+    if "activity" in names:
+        save(activity_figure(plt, facts["activity"], data.test.images[0]), "activity")
+    if "evidence" in names:
+        save(evidence_figure(plt, facts["evidence"], data.test.images[0]), "evidence")
+    if "weights" in names:
+        save(weights_figure(plt, model.layers[0], data.shape), "weights")
+    if "confusion" in names:
+        save(confusion_figure(plt, np.asarray(facts["confusion"]), facts["predict"]), "confusion")
+    if "layer_error" in names:
+        save(layer_error_figure(plt, facts["layer_error"]), "layer_error")
+    if "iterations" in names:
+        save(iterations_figure(plt, facts["iterations"], data.test.images), "iterations")
+    return written
+
+
+def curves_figure(plt, metrics: list[dict], predict: str):
+    """Training loss per layer (every entry of metrics.jsonl that has one), and validation error."""
     fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(11, 4))
     epochs = [m["epoch"] for m in metrics]
     style = "o-" if len(metrics) < 8 else "-"  # markers, so a run of one or two epochs still shows its points
-    for name in metrics[0]["layers"] if metrics else []:
-        ax_loss.plot(epochs, [m["layers"][name]["loss"] for m in metrics], style, label=name)
+    for name, values in metrics[0]["layers"].items() if metrics else ():
+        if "loss" in values:  # a backprop twin's layers log their sparsity only: its one loss is "output"
+            ax_loss.plot(epochs, [m["layers"][name]["loss"] for m in metrics], style, label=name)
     ax_loss.set(xlabel="epoch", ylabel="loss", yscale="symlog", title="training loss per layer")
     ax_loss.legend()
     with_val = [m for m in metrics if "val_error" in m]
     ax_err.plot([m["epoch"] for m in with_val], [100 * m["val_error"] for m in with_val], "o-")
     during = sorted({m.get("val_predict", "") for m in with_val} - {""})  # the way each epoch was scored
+    if not with_val:  # trained on every image: there is no validation error to draw
+        ax_err.text(0.5, 0.5, "no validation images\n(data.val_size = 0)", ha="center", va="center",
+                    transform=ax_err.transAxes)
     ax_err.set(xlabel="epoch", ylabel="validation error (%)",
-               title=f"validation error (by {', '.join(during) or facts['predict']})")
+               title=f"validation error (by {', '.join(during) or predict})")
     ax_err.grid(alpha=0.3)
     for ax in (ax_loss, ax_err):
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole
-    save(fig, "curves")
+    return fig
 
-    # Goodness histograms, positive vs negative, with the threshold.
-    names = list(facts["goodness"])
+
+def goodness_figure(plt, goodness: dict, label_in_input: bool):
+    """Histograms per layer: goodness with the true label and a wrong one, and the threshold; without the label
+    in the input, the score of the true class and of a wrong one."""
+    names = list(goodness)
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2), squeeze=False)
+    sides = (("positive (true label)", "negative (wrong label)") if label_in_input else ("the true class",
+                                                                                          "a wrong class"))
     for ax, name in zip(axes[0], names):
-        g = facts["goodness"][name]
+        g = goodness[name]
         bins = np.histogram_bin_edges(g["pos"] + g["neg"], bins=40)
-        ax.hist(g["pos"], bins=bins, alpha=0.6, label="positive (true label)")
-        ax.hist(g["neg"], bins=bins, alpha=0.6, label="negative (wrong label)")
-        ax.axvline(g["threshold"], color="k", linestyle="--", label="threshold")
-        ax.set(title=name, xlabel="goodness")
+        ax.hist(g["pos"], bins=bins, alpha=0.6, label=sides[0])
+        ax.hist(g["neg"], bins=bins, alpha=0.6, label=sides[1])
+        if "threshold" in g:
+            ax.axvline(g["threshold"], color="k", linestyle="--", label="threshold")
+        ax.set(title=name, xlabel="goodness" if label_in_input else "log-probability of the class (its channels)")
     axes[0][0].legend(fontsize=7)
-    save(fig, "goodness")
+    return fig
 
-    # Hidden activity for one image with its true and a wrong label.
-    act = facts["activity"]
+
+def _show_image(ax, image: torch.Tensor, title: str) -> None:
+    ax.imshow(image.mean(0).numpy() if image.ndim == 3 else _grid(image.numpy()), cmap="gray")
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def activity_figure(plt, act: dict, image: torch.Tensor):
+    """Hidden activity for one image with its true and a wrong label."""
     layers = len(act["with_label"])
     fig, axes = plt.subplots(2, layers + 1, figsize=(3 * (layers + 1), 6), squeeze=False)
-    image = data.test.images[0]
     for row in range(2):  # the input, beside the activities it causes
-        axes[row][0].imshow(image.mean(0).numpy() if image.ndim == 3 else _grid(image.numpy()), cmap="gray")
-        axes[row][0].set_title("test image" if row == 0 else "", fontsize=8)
-        axes[row][0].axis("off")
+        _show_image(axes[row][0], image, "test image" if row == 0 else "")
     for row, (kind, lab) in enumerate((("with_label", act["label"]), ("with_wrong_label", act["wrong_label"]))):
         for col, vector in enumerate(act[kind], start=1):
             v = np.asarray(vector)
@@ -263,14 +327,34 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
             axes[row][col].set_title(f"label {lab}, layer{col - 1}\ngoodness {float((v ** 2).sum()):.0f}",
                                      fontsize=8)
             axes[row][col].axis("off")
-    save(fig, "activity")
+    return fig
 
-    # First-layer weights: as images for image data, as a units x inputs matrix otherwise.
-    w = model.layers[0].dense_weight().cpu()[:64]
-    if len(data.shape) == 3:
+
+def evidence_figure(plt, evidence: dict, image: torch.Tensor):
+    """One test image, and every class's probability by every layer alone, from one pass (the label is not in
+    the input): how the evidence for the true class grows, or not, with depth."""
+    layers = evidence["layers"]  # per layer, a score per class
+    fig, axes = plt.subplots(1, len(layers) + 1, figsize=(3 * (len(layers) + 1), 3), squeeze=False,
+                             layout="constrained")
+    _show_image(axes[0][0], image, f"test image, class {evidence['label']}")
+    for ax, (i, scores) in zip(axes[0][1:], enumerate(layers)):
+        colours = ["tab:green" if c == evidence["label"] else "0.6" for c in range(len(scores))]
+        ax.bar(range(len(scores)), scores, color=colours)
+        used = "" if i in evidence["prediction_layers"] else " (not used to predict)"
+        ax.set(title=f"layer{i}{used}", xlabel="class", xticks=range(len(scores)), ylim=(0, 1))
+        ax.tick_params(labelsize=7)
+    axes[0][1].set_ylabel("probability of the class\n(softmax of its channels' goodness)", fontsize=8)
+    return fig
+
+
+def weights_figure(plt, layer, data_shape: tuple[int, ...]):
+    """First-layer weights: as images for image data (a conv layer's filters), as a units x inputs matrix
+    otherwise."""
+    w = layer.dense_weight().detach().float().cpu()[:64]
+    if len(data_shape) == 3:
         # a conv layer's rows are its filters over its input channels; the others' rows see the whole image
-        c, h, wd = data.shape
-        field = getattr(model.layers[0], "filter_shape", (c, h, wd))
+        c, h, wd = data_shape
+        field = getattr(layer, "filter_shape", (c, h, wd))
         fig, axes = plt.subplots(8, 8, figsize=(8, 8))
         for ax, row in zip(axes.flat, w):
             # the image's channels; label channels or inputs follow them
@@ -286,10 +370,11 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
         limit = float(np.percentile(np.abs(w.numpy()), 99)) or 1.0
         ax.imshow(w.numpy(), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
         ax.set(xlabel="input (the label's inputs last)", ylabel="unit", title="first-layer weights")
-    save(fig, "weights")
+    return fig
 
-    # Confusion matrix of the configured prediction on the test set.
-    confusion = np.asarray(facts["confusion"])
+
+def confusion_figure(plt, confusion: np.ndarray, predict: str):
+    """The test confusion matrix of the configured prediction, on a log scale."""
     fig, ax = plt.subplots(figsize=(5.5, 5))
     shown = ax.imshow(np.log1p(confusion), cmap="Blues")
     dark = np.log1p(confusion) > 0.6 * np.log1p(confusion).max()
@@ -299,21 +384,19 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
     bar.set_label("images (log scale)")
     ticks = [t for t in (1, 10, 100, 1000, 10000) if t <= max(confusion.max(), 1)]
     bar.set_ticks(np.log1p(ticks), labels=[str(t) for t in ticks])
-    ax.set(xlabel="predicted", ylabel="true", title=f"test confusion ({facts['predict']})",
+    ax.set(xlabel="predicted", ylabel="true", title=f"test confusion ({predict})",
            xticks=range(len(confusion)), yticks=range(len(confusion)))
-    save(fig, "confusion")
+    return fig
 
-    # Test error when each layer alone predicts by goodness.
-    names = list(facts["layer_error"])
+
+def layer_error_figure(plt, layer_error: dict):
+    """Test error when each layer alone predicts by goodness, and when the prediction layers do together."""
+    names = list(layer_error)
     fig, ax = plt.subplots(figsize=(1.4 * len(names) + 2, 3.5))
-    ax.bar(range(len(names)), [100 * facts["layer_error"][n] for n in names])
+    ax.bar(range(len(names)), [100 * layer_error[n] for n in names])
     ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
     ax.set(ylabel="test error (%)", title="prediction by goodness, one layer at a time")
-    save(fig, "layer_error")
-
-    if "iterations" in facts:
-        save(iterations_figure(plt, facts["iterations"], data.test.images), "iterations")
-    return written
+    return fig
 
 
 def iterations_figure(plt, facts: dict, images: torch.Tensor):

@@ -11,8 +11,7 @@ from pathlib import Path
 from . import runs
 from .config import read_json
 from .errors import FFError
-from .figures import GENERATOR_FIGURES, figures_of, pyplot, read_metrics
-from .models import kind_of
+from .figures import figures_of, pyplot, read_metrics
 
 SUMMARY_KEYS = ("test_error", "val_error", "test_error_softmax", "test_error_goodness", "test_error_combined",
                 "epochs", "train_seconds", "device")
@@ -68,13 +67,8 @@ def config_differences(summaries: list[dict]) -> dict[str, list]:
 
 
 def needs_figures(summary: dict) -> bool:
-    """`ff plot` draws FF networks with the label in the input (they predict by goodness per label) and
-    networks with a generator; the summary lists every way a run was scored by, and its config the rest."""
-    config = summary.get("config", {})
-    kind = kind_of(config)
-    ways = summary.get("ways", ["goodness"] if "test_error_goodness" in summary else [])
-    return (getattr(kind, "trains_on_negatives", False)
-            and ("goodness" in ways or bool(set(figures_of(config)) & set(GENERATOR_FIGURES))))
+    """Whether `ff plot` draws figures of this run: of every model kind it knows (`figures_of`)."""
+    return bool(figures_of(summary.get("config", {})))
 
 
 def write_report(run_dirs: list[Path], out: Path) -> Path:

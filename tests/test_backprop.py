@@ -47,7 +47,8 @@ def test_backprop_run_learns_and_evaluates_from_its_directory(fake_mnist, tmp_pa
     assert summary["test_error"] < 0.1 and "test_error_goodness" not in summary, summary
     assert main(["eval", str(tmp_path / "run")]) == 0
     assert f"test error {100 * summary['test_error']:.2f} %" in capsys.readouterr().out
-    assert main(["plot", str(tmp_path / "run")]) == 2  # no goodness to draw: a clear error
+    assert main(["plot", str(tmp_path / "run")]) == 0  # its curves, weights and confusion: no goodness to draw
+    assert not (tmp_path / "run" / "figures" / "goodness.png").exists()
     assert main(["eval", str(tmp_path / "run"), "--predict", "goodness"]) == 2
 
 

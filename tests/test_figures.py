@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from forward_forward.cli import main
-from forward_forward.figures import FIGURES
+from forward_forward.figures import FIGURES, GENERATOR_FIGURES, PLAIN_FIGURES, figures_of
 from forward_forward.report import needs_figures
 from forward_forward.train import train
 from tests.conftest import small_config
@@ -49,15 +49,50 @@ def test_plot_writes_every_figure_and_its_numbers(two_runs):
     assert len(facts["activity"]["with_label"]) == 2 and len(facts["activity"]["with_label"][0]) == 64
 
 
-@pytest.mark.parametrize("kind, ways, drawn", [
-    ("ff", ["goodness", "softmax"], True),  # the label in the input: goodness per label to draw
-    ("ff", ["softmax"], False),  # unsupervised: no label to draw the goodness of
-    ("competitive", ["goodness", "softmax"], False),  # goodness per class group, no label in the input
-    ("backprop", ["softmax"], False),
-    ("a kind this version does not know", ["goodness"], False),
+COMPETITIVE_FIGURES = ("curves", "goodness", "evidence", "weights", "confusion", "layer_error")
+
+
+@pytest.mark.parametrize("config, names", [
+    ({"model": {"kind": "ff"}}, FIGURES),  # random wrong labels, the default: the label in the input
+    ({"model": {"kind": "ff"}, "objective": {"negatives": "hybrid"}}, PLAIN_FIGURES),  # no label to draw
+    ({"model": {"kind": "ff", "iterations": 8}}, (*FIGURES, "iterations")),
+    ({"model": {"kind": "competitive"}}, COMPETITIVE_FIGURES),  # each class's channels, no label in the input
+    ({"model": {"kind": "backprop"}}, PLAIN_FIGURES),
+    ({"model": {"kind": "backprop", "iterations": 8}}, PLAIN_FIGURES),
+    ({"objective": {"negatives": "generated"}}, (*PLAIN_FIGURES, *GENERATOR_FIGURES)),  # unsupervised
+    ({"objective": {"negatives": "generated", "generated_base": "random"}}, (*FIGURES, *GENERATOR_FIGURES)),
+    ({"model": {"kind": "a kind this version does not know"}}, ()),
 ])
-def test_only_networks_that_score_labels_by_goodness_need_the_label_figures(kind, ways, drawn):
-    assert needs_figures({"config": {"model": {"kind": kind}}, "ways": ways}) is drawn
+def test_each_kind_of_run_has_its_figures(config, names):
+    assert figures_of(config) == names
+    assert needs_figures({"config": config}) is bool(names)
+
+
+def test_plot_and_report_draw_a_competitive_conv_net_and_a_backprop_twin(fake_mnist, tmp_path):
+    from forward_forward.config import merge, merge_where_read
+    from tests.test_conv import competitive_config
+
+    competitive = merge(competitive_config(optim={"epochs": 2}, model={"readout": True}),
+                        {"data": {"data_dir": str(fake_mnist), "train_limit": 300}})
+    twin, _ = merge_where_read(competitive, {"model": {"kind": "backprop"}, "objective": {"predict": "softmax"}},
+                               keep={"model.kind", "objective.predict"})  # as --set makes it
+    for name, cfg, names in (("cw", competitive, COMPETITIVE_FIGURES), ("bp", twin, PLAIN_FIGURES)):
+        summary = train(cfg, tmp_path / name, "test")
+        assert main(["plot", str(tmp_path / name), "--samples", "60"]) == 0
+        assert sorted(p.stem for p in (tmp_path / name / "figures").glob("*.png")) == sorted(names)
+        for figure in names:
+            assert mpimg.imread(tmp_path / name / "figures" / f"{figure}.png").std() > 0.01, f"{name}: {figure} blank"
+        facts = json.loads((tmp_path / name / "figures" / "figures.json").read_text())
+        confusion = facts["confusion"]
+        assert 1 - sum(confusion[i][i] for i in range(10)) / sum(map(sum, confusion)) == pytest.approx(
+            summary["test_error"])
+    facts = json.loads((tmp_path / "cw" / "figures" / "figures.json").read_text())
+    assert [len(scores) for scores in facts["evidence"]["layers"]] == [10, 10]  # every class, by each layer
+    assert len(facts["goodness"]["layer1"]["pos"]) == 60 and "threshold" not in facts["goodness"]["layer1"]
+    assert set(facts["layer_error"]) == {"layer0", "layer1", "goodness (layers used to predict)"}
+    assert main(["report", str(tmp_path / "cw"), str(tmp_path / "bp"), "--out", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(COMPETITIVE_FIGURES) + len(PLAIN_FIGURES) + 1
 
 
 def test_report_embeds_everything_and_compares_runs(two_runs, tmp_path):

@@ -12,6 +12,7 @@ from forward_forward import config as config_mod
 from forward_forward import sample_quality
 from forward_forward.cli import main
 from forward_forward.errors import FFError
+from forward_forward.figures import GENERATOR_FIGURES, PLAIN_FIGURES
 from forward_forward.generator import GaussianMixture
 from forward_forward.layers import normalize
 from forward_forward.models import FFNetwork, build_model
@@ -237,10 +238,11 @@ def test_plot_and_report_draw_a_generators_figures(tmp_path, fake_mnist, capsys)
     run = tmp_path / "run"
     train(cfg, run_dir=run)
     main(["plot", str(run)])
-    assert sorted(p.name for p in (run / "figures").glob("*.png")) == ["generator.png", "samples.png"]
+    # unsupervised: no label to draw the goodness of, so the plain figures beside the generator's
+    assert sorted(p.stem for p in (run / "figures").glob("*.png")) == sorted([*PLAIN_FIGURES, *GENERATOR_FIGURES])
     main(["report", str(run), "--out", str(tmp_path / "report.html")])
     page = (tmp_path / "report.html").read_text()
-    assert page.count("<img") == 2 and "<h3>samples</h3>" in page and "<h3>generator</h3>" in page
+    assert page.count("<img") == 5 and "<h3>samples</h3>" in page and "<h3>generator</h3>" in page
     assert main(["samples", str(run)]) == 2  # no reference: one clear error
     assert "--reference" in capsys.readouterr().err
     assert main(["samples", str(run), "--reference", str(tmp_path / "nowhere")]) == 2

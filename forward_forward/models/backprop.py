@@ -12,6 +12,8 @@ exactly the situation FF was proposed for (paper §8).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +32,7 @@ class BackpropNetwork(nn.Module):
     has_peer_loss = False  # built with peer_lambda = 0: its one loss is end to end
     trains_on_negatives = False  # cross-entropy on the real images alone
     has_fast_weights = True  # as the FF network's, so the twin of a run with them has them too
+    figures: ClassVar[tuple[str, ...]] = ("curves", "weights", "confusion")  # ff plot's: no goodness to draw
     # what FF reads and the twin never does: refused when set, put back to their defaults in a preset's
     # twin (--set model.kind=backprop) and in a sweep's grid points of this kind
     ignores = ("model.peer_lambda", "model.peer_decay", "model.readout", "optim.readout_lr",

@@ -16,7 +16,7 @@ layers), by the linear softmax readout on their activities, or by both.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import ClassVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,9 @@ from .base import LayerLosses, check_batch, readout_features, sparsity
 
 
 class CompetitiveNetwork(LayerLosses):
+    # ff plot's: each class's score by every layer for one image stands for FF's activity with and without the label
+    figures: ClassVar[tuple[str, ...]] = ("curves", "goodness", "evidence", "weights", "confusion", "layer_error")
+
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
         super().__init__()

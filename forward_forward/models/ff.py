@@ -10,7 +10,7 @@ layer and the one below it), and "readout" only the linear softmax readout.
 from __future__ import annotations
 
 import math
-from typing import Callable, Hashable, cast
+from typing import Callable, ClassVar, Hashable, cast
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,8 @@ class FFNetwork(LayerLosses):
     has_fast_weights = True  # model.fast_weights: each layer's memory of the string's earlier windows
     recomputes_readout = True  # model.readout_recompute: the readout's input recomputed in its backward pass
     pipelines = True  # run.parallel = pipeline: its step's pieces (training/pipeline.py) run a stage each
+    # what ff plot draws of its runs (the label-goodness figures need the label in the input: figures_of)
+    figures: ClassVar[tuple[str, ...]] = ("curves", "goodness", "activity", "weights", "confusion", "layer_error")
 
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):

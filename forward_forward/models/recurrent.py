@@ -15,6 +15,7 @@ cross-entropy; the top "layer" is its own output, a softmax on the top hidden la
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import ClassVar
 
 import torch
 
@@ -55,6 +56,7 @@ class RecurrentFFNetwork(FFNetwork):
 
     recomputes_readout = False  # its neutral pass iterates: model.readout_recompute is the feed-forward net's
     pipelines = False  # each layer reads the one above it, so no stage runs alone
+    figures: ClassVar[tuple[str, ...]] = (*FFNetwork.figures, "iterations")  # and its goodness over the iterations
 
     def __init__(self, *, data_shape: tuple[int, ...], num_classes: int, model: ModelConfig,
                  objective: ObjectiveConfig):
