@@ -153,9 +153,12 @@ def analyse(model, data, predict: str, samples: int, seed: int = 0, names: tuple
             acts = model.activities(model.with_label(image, torch.tensor([lab])))
             out["activity"][kind] = [a[0].tolist() for a in acts]
     if "evidence" in names:  # the label is not in the input: every class's score from one pass
-        scores = model.label_goodness(image)[0].exp()  # (C, layers): each layer's class probabilities
-        out["evidence"] = {"label": label, "layers": scores.T.tolist(),
-                           "prediction_layers": list(model.prediction_layers)}
+        out["evidence"] = {"prediction_layers": list(model.prediction_layers), "images": []}
+        missed = (pred != truth).nonzero().flatten()
+        for index in [0, *([int(missed[0])] if len(missed) else [])]:  # the first image, the first one missed
+            scores = model.label_goodness(data.test.images[index : index + 1])[0].exp()  # (C, layers)
+            out["evidence"]["images"].append({"index": index, "label": int(truth[index]),
+                                              "predicted": int(pred[index]), "layers": scores.T.tolist()})
     return out
 
 
@@ -250,7 +253,7 @@ def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = No
     if "activity" in names:
         save(activity_figure(plt, facts["activity"], data.test.images[0]), "activity")
     if "evidence" in names:
-        save(evidence_figure(plt, facts["evidence"], data.test.images[0]), "evidence")
+        save(evidence_figure(plt, facts["evidence"], data.test.images), "evidence")
     if "weights" in names:
         save(weights_figure(plt, model.layers[0], data.shape), "weights")
     if "confusion" in names:
@@ -273,13 +276,20 @@ def curves_figure(plt, metrics: list[dict], predict: str):
     ax_loss.set(xlabel="epoch", ylabel="loss", yscale="symlog", title="training loss per layer")
     ax_loss.legend()
     with_val = [m for m in metrics if "val_error" in m]
-    ax_err.plot([m["epoch"] for m in with_val], [100 * m["val_error"] for m in with_val], "o-")
-    during = sorted({m.get("val_predict", "") for m in with_val} - {""})  # the way each epoch was scored
-    if not with_val:  # trained on every image: there is no validation error to draw
-        ax_err.text(0.5, 0.5, "no validation images\n(data.val_size = 0)", ha="center", va="center",
-                    transform=ax_err.transAxes)
-    ax_err.set(xlabel="epoch", ylabel="validation error (%)",
-               title=f"validation error (by {', '.join(during) or predict})")
+    if with_val or not metrics:
+        ax_err.plot([m["epoch"] for m in with_val], [100 * m["val_error"] for m in with_val], "o-")
+        during = sorted({m.get("val_predict", "") for m in with_val} - {""})  # the way each epoch was scored
+        ax_err.set(xlabel="epoch", ylabel="validation error (%)",
+                   title=f"validation error (by {', '.join(during) or predict})")
+    else:  # trained on every image (data.val_size = 0): the error on the training batches, where logged
+        logged = [name for name, values in metrics[0]["layers"].items() if "acc" in values]
+        for name in logged:
+            ax_err.plot(epochs, [100 * (1 - m["layers"][name]["acc"]) for m in metrics], style, label=name)
+        ax_err.set(xlabel="epoch", ylabel="training error (%)", title="no validation images: error on the "
+                   "training batches" if logged else "no validation images (data.val_size = 0)")
+        if logged:
+            ax_err.set_yscale("log")
+            ax_err.legend()
     ax_err.grid(alpha=0.3)
     for ax in (ax_loss, ax_err):
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole
@@ -330,20 +340,25 @@ def activity_figure(plt, act: dict, image: torch.Tensor):
     return fig
 
 
-def evidence_figure(plt, evidence: dict, image: torch.Tensor):
-    """One test image, and every class's probability by every layer alone, from one pass (the label is not in
-    the input): how the evidence for the true class grows, or not, with depth."""
-    layers = evidence["layers"]  # per layer, a score per class
-    fig, axes = plt.subplots(1, len(layers) + 1, figsize=(3 * (len(layers) + 1), 3), squeeze=False,
+def evidence_figure(plt, evidence: dict, images: torch.Tensor):
+    """The first test image and the first one the prediction gets wrong, each with every class's probability
+    by every layer alone, from one pass (the label is not in the input): how the evidence for the true class
+    grows, or not, with depth. The true class is green, a wrong prediction red."""
+    shown = evidence["images"]
+    layers = len(shown[0]["layers"])
+    fig, axes = plt.subplots(len(shown), layers + 1, figsize=(3 * (layers + 1), 3 * len(shown)), squeeze=False,
                              layout="constrained")
-    _show_image(axes[0][0], image, f"test image, class {evidence['label']}")
-    for ax, (i, scores) in zip(axes[0][1:], enumerate(layers)):
-        colours = ["tab:green" if c == evidence["label"] else "0.6" for c in range(len(scores))]
-        ax.bar(range(len(scores)), scores, color=colours)
-        used = "" if i in evidence["prediction_layers"] else " (not used to predict)"
-        ax.set(title=f"layer{i}{used}", xlabel="class", xticks=range(len(scores)), ylim=(0, 1))
-        ax.tick_params(labelsize=7)
-    axes[0][1].set_ylabel("probability of the class\n(softmax of its channels' goodness)", fontsize=8)
+    for row, case in zip(axes, shown):
+        _show_image(row[0], images[case["index"]],
+                    f"test image {case['index']}\nclass {case['label']}, predicted {case['predicted']}")
+        for ax, (i, scores) in zip(row[1:], enumerate(case["layers"])):
+            colours = ["tab:green" if c == case["label"] else "tab:red" if c == case["predicted"] else "0.6"
+                       for c in range(len(scores))]
+            ax.bar(range(len(scores)), scores, color=colours)
+            used = "" if i in evidence["prediction_layers"] else " (not used to predict)"
+            ax.set(title=f"layer{i}{used}", xlabel="class", xticks=range(len(scores)), ylim=(0, 1))
+            ax.tick_params(labelsize=7)
+        row[1].set_ylabel("probability of the class\n(softmax of its channels' goodness)", fontsize=8)
     return fig
 
 

@@ -87,7 +87,10 @@ def test_plot_and_report_draw_a_competitive_conv_net_and_a_backprop_twin(fake_mn
         assert 1 - sum(confusion[i][i] for i in range(10)) / sum(map(sum, confusion)) == pytest.approx(
             summary["test_error"])
     facts = json.loads((tmp_path / "cw" / "figures" / "figures.json").read_text())
-    assert [len(scores) for scores in facts["evidence"]["layers"]] == [10, 10]  # every class, by each layer
+    first = facts["evidence"]["images"][0]  # the first test image; then the first the prediction gets wrong
+    assert first["index"] == 0 and [len(scores) for scores in first["layers"]] == [10, 10]  # each class, each layer
+    for case in facts["evidence"]["images"][1:]:
+        assert case["label"] != case["predicted"]
     assert len(facts["goodness"]["layer1"]["pos"]) == 60 and "threshold" not in facts["goodness"]["layer1"]
     assert set(facts["layer_error"]) == {"layer0", "layer1", "goodness (layers used to predict)"}
     assert main(["report", str(tmp_path / "cw"), str(tmp_path / "bp"), "--out", str(tmp_path / "r.html")]) == 0
