@@ -23,7 +23,10 @@ def _build_config(args, notify: bool = True) -> config_mod.Config:
     a value you give that nothing reads is refused. A run's config.json (it names its preset) is a base, as a
     preset is: only --set is yours (--set model.kind=backprop makes a run's twin). Any other file is yours."""
     overrides = config_mod.load_file(args.config) if args.config else {}
-    recorded = overrides.pop("preset", None)  # a run's config.json names the preset it was made from
+    # a run's config.json names the preset it was made from; in a TOML file, merge refuses the key
+    recorded = overrides.pop("preset", None) if Path(args.config or "").suffix == ".json" else None
+    if recorded is not None and not isinstance(recorded, str):
+        raise FFError(f"{args.config}: \"preset\" must be a preset's name, got {recorded!r}.")
     if args.preset is None:
         args.preset = recorded if recorded in presets.PRESETS else presets.DEFAULT_PRESET
     in_file, settings = _paths(overrides), config_mod.parse_overrides(args.set or [])
@@ -199,15 +202,21 @@ def cmd_report(args) -> None:
     from .report import load_summary, needs_figures, write_report
     from .training import load_trained
 
+    unplotted = []
     for run_dir in args.run_dirs:  # plot what has not been plotted yet
         summary = load_summary(run_dir)
         drawn = all((run_dir / "figures" / f"{name}.png").exists() for name in figures_of(summary.get("config", {})))
         if needs_figures(summary) and not drawn:
             print(f"plotting {run_dir} first", flush=True)
-            cfg, model, data, _ = load_trained(run_dir, device="cpu")
-            _draw(run_dir, cfg, model, data)
+            try:
+                cfg, model, data, _ = load_trained(run_dir, device="cpu")
+                _draw(run_dir, cfg, model, data)
+            except FFError as e:  # one run that cannot be plotted (its data gone, say) does not stop the page
+                print(f"{run_dir}: its figures cannot be drawn ({e}); the report shows its summary alone",
+                      file=sys.stderr)
+                unplotted.append(run_dir)
     out = args.out or (args.run_dirs[0] / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
-    print(write_report(args.run_dirs, out))
+    print(write_report(args.run_dirs, out, unplotted))
 
 
 def cmd_sweep(args) -> None:

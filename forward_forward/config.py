@@ -376,7 +376,7 @@ def _check_fast_weights(cfg: Config, strategies: typing.Mapping, trains_on_negat
     if trains_on_negatives and not strategies[cfg.objective.negatives].in_place:
         fit = " or ".join(name for name, strategy in strategies.items() if strategy.in_place)
         why.append(f"objective.negatives = {cfg.objective.negatives} (negatives must be the real windows, each in "
-                   f"its place, with another next character: {fit})")
+                   f"its own row, with a wrong next character: {fit})")
     if cfg.optim.phase_steps or cfg.optim.greedy_steps:
         why.append("optim.phase_steps or greedy_steps (a step needs the positives beside the negatives)")
     if m.fast_positions and m.fast_positions != positions:

@@ -13,35 +13,41 @@ import torch
 
 from . import labels as label_ops
 from . import runs
-from .config import TEXT_DATASETS, ObjectiveConfig
+from .config import TEXT_DATASETS, as_trained, from_dict
 from .errors import FFError
-from .models import kind_of
+from .models import BackpropNetwork, FFNetwork, kind_of
 from .negatives import NEGATIVES
 
-FIGURES = ("curves", "goodness", "activity", "weights", "confusion", "layer_error")  # FF, the label in its input
-PLAIN_FIGURES = ("curves", "weights", "confusion")  # what any network that predicts classes shows
+FIGURES = FFNetwork.figures  # supervised FF's: the label in its input
+PLAIN_FIGURES = BackpropNetwork.figures  # curves, weights, confusion: what any network that predicts classes shows
 GENERATOR_FIGURES = ("samples", "generator")  # drawn for a run with a generator of images
-# a model kind's own figures are its class attribute `figures` (FIGURES: FFNetwork's; the recurrent net adds
-# "iterations", a competitive net draws "evidence", each class's score per layer, for "activity"); without it:
+# a model kind's own figures are its class attribute `figures` (the recurrent net adds "iterations"; a competitive
+# net draws "evidence", each class's probability per layer, for "activity"); a kind without one gets these:
 UNKNOWN_KIND_FIGURES = ("curves", "confusion")
 
 
 def figures_of(config: dict) -> tuple[str, ...]:
     """The figures `ff plot` draws for a run of this config (as config.json holds it): its model kind's
-    (`figures`), but the plain ones for FF without the label in its input, and a generator's beside them."""
-    kind = kind_of(config)  # first: it imports the run's plugins, whose strategies are read below
-    if kind is None:
+    (`figures`), but the plain ones for FF without the label in its input, and a generator's beside them.
+    None for a kind this version does not know, a config it cannot build, or fast weights (which read
+    whole strings, where the figures take images one by one)."""
+    kind = kind_of(config)  # first: it imports the run's plugins
+    try:
+        cfg = from_dict(as_trained({k: v for k, v in config.items() if k != "preset"}))  # config.json names it
+    except FFError:
+        return ()
+    if kind is None or cfg.model.fast_weights:
         return ()
     own = tuple(getattr(kind, "figures", UNKNOWN_KIND_FIGURES))
-    if not getattr(kind, "trains_on_negatives", False):
+    if not kind.trains_on_negatives:
         return own
-    objective = config.get("objective", {})
-    text = config.get("data", {}).get("dataset") in TEXT_DATASETS
-    strategy = NEGATIVES.get(objective.get("negatives", ObjectiveConfig.negatives))
-    generates = getattr(strategy, "makes_data", False) and not text
-    source = NEGATIVES.get(objective.get("generated_base", ObjectiveConfig.generated_base)) if generates else strategy
-    labelled = getattr(source, "labelled", True)  # else no label to draw the goodness of
-    return (own if labelled else PLAIN_FIGURES) + (GENERATOR_FIGURES if generates else ())
+    generates = NEGATIVES[cfg.objective.negatives].makes_data and cfg.data.dataset not in TEXT_DATASETS
+    supervised = NEGATIVES[cfg.objective.negatives].takes_label(cfg)  # else there is no label to score by goodness
+    return (own if supervised else PLAIN_FIGURES) + (GENERATOR_FIGURES if generates else ())
+
+
+def _own_figures(model) -> tuple[str, ...]:
+    return tuple(getattr(type(model), "figures", UNKNOWN_KIND_FIGURES))
 
 
 def plot_generator(run_dir: Path, model, out_dir: Path | None = None) -> list[Path]:
@@ -54,10 +60,18 @@ def plot_generator(run_dir: Path, model, out_dir: Path | None = None) -> list[Pa
     out_dir = Path(out_dir or Path(run_dir) / "figures")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    if model.generator.ready:  # a run stopped before the prior's first fit has nothing to draw from
+    if model.generator.ready:
         with torch.random.fork_rng():
             torch.manual_seed(0)  # the same figure each time
             written.append(sample_grid(draw(model, 100), out_dir / "samples.png", f"samples of {Path(run_dir).name}"))
+    else:  # a run stopped before the prior's first fit has nothing to draw from: the figure says so
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.text(0.5, 0.5, "no samples: the run stopped before its generator was first fitted", ha="center",
+                va="center")
+        ax.axis("off")
+        runs.write_atomic(out_dir / "samples.png", lambda f: fig.savefig(f, format="png", dpi=100))
+        plt.close(fig)
+        written.append(out_dir / "samples.png")
     logged = [(m["epoch"], m["generator"]) for m in read_metrics(run_dir) if m.get("generator")]
     measured = [(e, g) for e, g in logged if "frechet" in g]
     fig, axes = plt.subplots(1, 2 if measured else 1, figsize=(11 if measured else 5.5, 4), squeeze=False)
@@ -101,10 +115,12 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 @torch.no_grad()
-def analyse(model, data, predict: str, samples: int, seed: int = 0, names: tuple[str, ...] = FIGURES) -> dict:
+def analyse(model, data, predict: str, samples: int, seed: int = 0, names: tuple[str, ...] | None = None) -> dict:
     """The numbers behind the figures `names`: goodness of positive and negative validation data per layer,
     the test confusion matrix, each layer's error when it alone predicts, one image's activities (with the
-    label in the input) or each class's score per layer (a competitive net's channel groups)."""
+    label in the input) or each class's score per layer (a competitive net's channel groups). `names`
+    defaults to the model kind's own figures; for FF without the label in its input, pass `figures_of`'s."""
+    names = _own_figures(model) if names is None else names
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     shown = data.val if len(data.val) else data.test  # a run trained on every image has no validation split
@@ -154,8 +170,11 @@ def analyse(model, data, predict: str, samples: int, seed: int = 0, names: tuple
             out["activity"][kind] = [a[0].tolist() for a in acts]
     if "evidence" in names:  # the label is not in the input: every class's score from one pass
         out["evidence"] = {"prediction_layers": list(model.prediction_layers), "images": []}
-        missed = (pred != truth).nonzero().flatten()
-        for index in [0, *([int(missed[0])] if len(missed) else [])]:  # the first image, the first one missed
+        for hits in (pred == truth, pred != truth):  # the first image it gets right, the first it gets wrong
+            found = hits.nonzero().flatten()
+            if not len(found):
+                continue
+            index = int(found[0])
             scores = model.label_goodness(data.test.images[index : index + 1])[0].exp()  # (C, layers)
             out["evidence"]["images"].append({"index": index, "label": int(truth[index]),
                                               "predicted": int(pred[index]), "layers": scores.T.tolist()})
@@ -229,9 +248,10 @@ def _grid(vector: np.ndarray) -> np.ndarray:
 
 
 def plot_run(run_dir: Path, model, data, predict: str, out_dir: Path | None = None,
-             samples: int = 1000, names: tuple[str, ...] = FIGURES) -> list[Path]:
+             samples: int = 1000, names: tuple[str, ...] | None = None) -> list[Path]:
     """Write the figures `names` (of FIGURES, "evidence" and "iterations") as PNG into `out_dir` (default
-    RUN_DIR/figures)."""
+    RUN_DIR/figures); by default the model kind's own (see `analyse`)."""
+    names = _own_figures(model) if names is None else names
     plt = pyplot()
     out_dir = Path(out_dir or Path(run_dir) / "figures")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -281,14 +301,14 @@ def curves_figure(plt, metrics: list[dict], predict: str):
         during = sorted({m.get("val_predict", "") for m in with_val} - {""})  # the way each epoch was scored
         ax_err.set(xlabel="epoch", ylabel="validation error (%)",
                    title=f"validation error (by {', '.join(during) or predict})")
-    else:  # trained on every image (data.val_size = 0): the error on the training batches, where logged
+    else:  # trained on every image (data.val_size = 0): each loss's error at its own task on the training batches
         logged = [name for name, values in metrics[0]["layers"].items() if "acc" in values]
         for name in logged:
             ax_err.plot(epochs, [100 * (1 - m["layers"][name]["acc"]) for m in metrics], style, label=name)
-        ax_err.set(xlabel="epoch", ylabel="training error (%)", title="no validation images: error on the "
-                   "training batches" if logged else "no validation images (data.val_size = 0)")
-        if logged:
-            ax_err.set_yscale("log")
+        ax_err.set(xlabel="epoch", ylabel="error on the training batches (%)",
+                   title="no validation images: each loss's own error" if logged else "no validation images")
+        if logged:  # a layer's task: the class (competitive), or positive against negative by the threshold (FF)
+            ax_err.set_yscale("symlog", linthresh=0.01)
             ax_err.legend()
     ax_err.grid(alpha=0.3)
     for ax in (ax_loss, ax_err):
@@ -341,9 +361,10 @@ def activity_figure(plt, act: dict, image: torch.Tensor):
 
 
 def evidence_figure(plt, evidence: dict, images: torch.Tensor):
-    """The first test image and the first one the prediction gets wrong, each with every class's probability
-    by every layer alone, from one pass (the label is not in the input): how the evidence for the true class
-    grows, or not, with depth. The true class is green, a wrong prediction red."""
+    """The first test image the prediction gets right and the first it gets wrong, each with every class's
+    probability by every layer alone, from one pass (the label is not in the input): how the evidence for
+    the true class grows, or not, with depth. The true class is green, a wrong prediction red. With
+    goodness_scope = region a layer's probability is the geometric mean of its regions'."""
     shown = evidence["images"]
     layers = len(shown[0]["layers"])
     fig, axes = plt.subplots(len(shown), layers + 1, figsize=(3 * (layers + 1), 3 * len(shown)), squeeze=False,
@@ -358,7 +379,7 @@ def evidence_figure(plt, evidence: dict, images: torch.Tensor):
             used = "" if i in evidence["prediction_layers"] else " (not used to predict)"
             ax.set(title=f"layer{i}{used}", xlabel="class", xticks=range(len(scores)), ylim=(0, 1))
             ax.tick_params(labelsize=7)
-        row[1].set_ylabel("probability of the class\n(softmax of its channels' goodness)", fontsize=8)
+        row[1].set_ylabel("probability of the class\n(from its channel group's goodness)", fontsize=8)
     return fig
 
 

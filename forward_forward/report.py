@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+import typing
 from pathlib import Path
 
 from . import runs
@@ -71,9 +72,11 @@ def needs_figures(summary: dict) -> bool:
     return bool(figures_of(summary.get("config", {})))
 
 
-def write_report(run_dirs: list[Path], out: Path) -> Path:
-    """Write the HTML page to `out`. Each run's figures must exist (`ff plot`; `ff report` makes missing ones)."""
+def write_report(run_dirs: list[Path], out: Path, unplotted: typing.Collection[Path] = ()) -> Path:
+    """Write the HTML page to `out`. Each run's figures must exist (`ff plot`; `ff report` makes missing ones),
+    but those of the runs in `unplotted`, which are shown by their summaries alone."""
     run_dirs = [Path(r) for r in run_dirs]
+    unplotted = {Path(r) for r in unplotted}
     summaries = [load_summary(r) for r in run_dirs]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>forward-forward report</title>"
              f"<style>{STYLE}</style></head><body><h1>forward-forward report</h1>"]
@@ -97,7 +100,7 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         parts.append(f"<h2>{html.escape(run_dir.name)}</h2><table>")
         parts += [f"<tr><th>{k}</th><td>{_fmt(k, summary.get(k, ''))}</td></tr>" for k in SUMMARY_KEYS]
         parts.append("</table>")
-        for name in figures_of(summary.get("config", {})) if needs_figures(summary) else ():
+        for name in figures_of(summary.get("config", {})) if run_dir not in unplotted else ():
             png = run_dir / "figures" / f"{name}.png"
             if not png.exists():
                 raise FFError(f"{png} is missing: run `ff plot {run_dir}` first.")

@@ -62,14 +62,22 @@ COMPETITIVE_FIGURES = ("curves", "goodness", "evidence", "weights", "confusion",
     ({"objective": {"negatives": "generated"}}, (*PLAIN_FIGURES, *GENERATOR_FIGURES)),  # unsupervised
     ({"objective": {"negatives": "generated", "generated_base": "random"}}, (*FIGURES, *GENERATOR_FIGURES)),
     ({"model": {"kind": "a kind this version does not know"}}, ()),
+    ({"model": {"kind": "a kind of its own"}}, ("curves", "confusion")),  # one that lists no figures
+    ({"model": {"fast_weights": True}, "data": {"dataset": "aesop", "window": 10, "string_length": 36}}, ()),
 ])
-def test_each_kind_of_run_has_its_figures(config, names):
-    assert figures_of(config) == names
+def test_each_kind_of_run_has_its_figures(config, names, monkeypatch):
+    from forward_forward.models import MODELS
+    from forward_forward.models.base import LayerLosses
+
+    monkeypatch.setitem(MODELS, "a kind of its own", type("Own", (LayerLosses,), {
+        "check": staticmethod(lambda cfg: None), "label_in_input": staticmethod(lambda cfg: False)}))
+    assert figures_of({**config, "preset": "a run's config.json names it"}) == names
     assert needs_figures({"config": config}) is bool(names)
 
 
 def test_plot_and_report_draw_a_competitive_conv_net_and_a_backprop_twin(fake_mnist, tmp_path):
     from forward_forward.config import merge, merge_where_read
+    from forward_forward.training import load_trained
     from tests.test_conv import competitive_config
 
     competitive = merge(competitive_config(optim={"epochs": 2}, model={"readout": True}),
@@ -87,10 +95,12 @@ def test_plot_and_report_draw_a_competitive_conv_net_and_a_backprop_twin(fake_mn
         assert 1 - sum(confusion[i][i] for i in range(10)) / sum(map(sum, confusion)) == pytest.approx(
             summary["test_error"])
     facts = json.loads((tmp_path / "cw" / "figures" / "figures.json").read_text())
-    first = facts["evidence"]["images"][0]  # the first test image; then the first the prediction gets wrong
-    assert first["index"] == 0 and [len(scores) for scores in first["layers"]] == [10, 10]  # each class, each layer
-    for case in facts["evidence"]["images"][1:]:
-        assert case["label"] != case["predicted"]
+    right, wrong = facts["evidence"]["images"]  # the first test image it gets right, the first it gets wrong
+    cfg, model, data, _ = load_trained(tmp_path / "cw", device="cpu")
+    hits = (model.predict(data.test.images, cfg.objective.predict) == data.test.labels).tolist()
+    assert (right["index"], wrong["index"]) == (hits.index(True), hits.index(False))
+    assert right["label"] == right["predicted"] and wrong["label"] != wrong["predicted"]
+    assert [len(scores) for scores in right["layers"]] == [10, 10]  # every class, by each layer
     assert len(facts["goodness"]["layer1"]["pos"]) == 60 and "threshold" not in facts["goodness"]["layer1"]
     assert set(facts["layer_error"]) == {"layer0", "layer1", "goodness (layers used to predict)"}
     assert main(["report", str(tmp_path / "cw"), str(tmp_path / "bp"), "--out", str(tmp_path / "r.html")]) == 0
@@ -109,6 +119,17 @@ def test_report_embeds_everything_and_compares_runs(two_runs, tmp_path):
     assert "<h2>Comparison</h2>" in page and "src=\"http" not in page  # self-contained
     for run in two_runs:
         assert f"<td>{run.name}</td>" in page
+
+
+def test_report_shows_a_run_it_cannot_plot_by_its_summary(fake_mnist, tmp_path, capsys):
+    data = tmp_path / "copy"
+    shutil.copytree(fake_mnist, data)
+    train(small_config(data, optim={"epochs": 1}), tmp_path / "run", "test")
+    shutil.rmtree(data)  # its images are gone: no figures, but the page is still written
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "page.html")]) == 0
+    assert "its figures cannot be drawn" in capsys.readouterr().err
+    page = (tmp_path / "page.html").read_text()
+    assert "<h2>run</h2>" in page and "<img" not in page
 
 
 def test_write_report_without_figures_says_what_to_run(tmp_path, two_runs):

@@ -313,13 +313,17 @@ def test_fast_weights_train_and_score_teacher_forced(tmp_path, capsys, monkeypat
     ({"model": {"fast_weights": False, "fast_rate": 0.1}}, "model.fast_rate"),
     ({"model": {"kind": "competitive"}, "objective": {"negatives": "random"}}, r"model.kind = competitive \(this kind"),
 ])
-def test_fast_weights_refuse_what_they_cannot_honour(tmp_path, change, message):
+def test_fast_weights_refuse_what_they_cannot_honour(tmp_path, change, message, monkeypatch):
+    from forward_forward.negatives import NEGATIVES
+    from forward_forward.negatives.wrong_labels import AnyLabel
+
     path = write_text(tmp_path / "t.txt")
     cfg = text_config(path, model={"fast_weights": True}, optim={"batch_size": 52}, run={"eval_batch_size": 52})
     with pytest.raises(FFError, match=message):
         merge(cfg, change)
-    # a strategy that keeps each negative in its sample's row is accepted, whatever its name
-    assert merge(cfg, {"objective": {"negatives": "any_label"}}).objective.negatives == "any_label"
+    # a strategy that says it keeps each negative in its sample's row is accepted, whatever its name
+    monkeypatch.setitem(NEGATIVES, "in_its_row", type("InItsRow", (AnyLabel,), {"in_place": True}))
+    assert merge(cfg, {"objective": {"negatives": "in_its_row"}}).objective.negatives == "in_its_row"
 
 
 def test_sleep_phases_train_on_generated_negatives(tmp_path, monkeypatch):

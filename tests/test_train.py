@@ -199,6 +199,9 @@ def test_rerunning_a_run_from_its_config_and_extending_it(fake_mnist, tmp_path, 
     (tmp_path / "mine.json").write_text(json.dumps({"optim": {"name": "adam", "momentum": 0.5}}))
     assert main(["train", "--config", str(tmp_path / "mine.json"), "--print-config"]) == 2
     assert "optim.momentum" in capsys.readouterr().err
+    (tmp_path / "mine.toml").write_text('preset = "tiny"\n[optim]\nname = "adam"\n')  # a TOML file names none
+    assert main(["train", "--config", str(tmp_path / "mine.toml"), "--print-config"]) == 2
+    assert "unknown config section 'preset'" in capsys.readouterr().err
     for flags, words in ((["--print-config"], "this run's is"), (["--preset", "tiny"], "drop --preset")):
         assert main(["train", "--resume", str(first), *flags]) == 2
         assert words in capsys.readouterr().err

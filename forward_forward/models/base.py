@@ -68,8 +68,7 @@ class ModelKind(Protocol):
     trains_on_negatives: bool
     # whether it builds model.fast_weights' memory of a string's earlier windows
     has_fast_weights: bool
-    # the figures `ff plot` draws of its runs (figures.py: FIGURES, PLAIN_FIGURES, "evidence", "iterations")
-    figures: tuple[str, ...]
+    # read where set: `figures`, those `ff plot` draws of its runs (figures.py); `recomputes_readout`, `pipelines`
     # config fields ("section.field") it never reads: refused when set, reset where a preset set them
     @property
     def ignores(self) -> tuple[str, ...]: ...

@@ -15,8 +15,6 @@ from .base import Negatives
 class WrongLabels(Negatives):
     """Positive: each image with its true label. Negative: images with labels from `wrong`."""
 
-    in_place = True  # the real image, in its own row, with another label (not so for AllWrong's C - 1 copies)
-
     def wrong(self, images: torch.Tensor, labels: torch.Tensor,
               probs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (images of the negatives, their wrong labels)."""
@@ -29,6 +27,8 @@ class WrongLabels(Negatives):
 
 class RandomWrong(WrongLabels):
     """A wrong label drawn uniformly for each image."""
+
+    in_place = True  # the real image, in its own row, with another label
 
     def wrong(self, images, labels, probs):
         return images, label_ops.random_wrong(labels, self.num_classes)
@@ -49,6 +49,7 @@ class HardWrong(WrongLabels):
     paper's teacher forcing: the real window with a wrong next character the network predicts."""
 
     needs_probs = True
+    in_place = True
     reads = ("sample_from", "sample_temperature")
 
     @staticmethod
@@ -64,8 +65,6 @@ class HardWrong(WrongLabels):
 
 class AllWrong(WrongLabels):
     """Every wrong label of every image: C - 1 negatives per image, image-major."""
-
-    in_place = False
 
     @property
     def per_image(self) -> int:
