@@ -202,6 +202,8 @@ def cmd_report(args) -> None:
     from .report import load_summary, needs_figures, write_report
     from .training import load_trained
 
+    out = args.out or (args.run_dirs[0] / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
+    out.parent.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made is refused before any plotting
     unplotted = []
     for run_dir in args.run_dirs:  # plot what has not been plotted yet
         summary = load_summary(run_dir)
@@ -215,7 +217,6 @@ def cmd_report(args) -> None:
                 print(f"{run_dir}: its figures cannot be drawn ({e}); the report shows its summary alone",
                       file=sys.stderr)
                 unplotted.append(run_dir)
-    out = args.out or (args.run_dirs[0] / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
     print(write_report(args.run_dirs, out, unplotted))
 
 
