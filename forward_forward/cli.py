@@ -180,8 +180,8 @@ def _draw(run_dir: Path, cfg, model, data, out: Path | None = None, samples: int
 
     names = figures_of(cfg.to_dict())
     if not names:
-        raise FFError(f"ff plot knows no figures of model.kind = {cfg.model.kind}: compare {run_dir} with other "
-                      "runs in `ff report`.")
+        why = "fast weights read whole strings" if cfg.model.fast_weights else f"model.kind = {cfg.model.kind}"
+        raise FFError(f"ff plot draws no figures of {run_dir} ({why}): compare it with other runs in `ff report`.")
     own = tuple(name for name in names if name not in GENERATOR_FIGURES)
     model.cpu()
     with scoring_autocast(cfg, torch.device("cpu")):  # its confusion matrix and layer errors as `ff eval` scores them

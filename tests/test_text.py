@@ -304,6 +304,10 @@ def test_fast_weights_train_and_score_teacher_forced(tmp_path, capsys, monkeypat
     twin = train(merge(cfg, {"model": {"kind": "backprop"}, "objective": {"negatives": "random", "predict": "softmax",
                                                                           "label_coding": "auto"}}), tmp_path / "bp")
     assert "test_bpc_softmax" in twin and "test_free_error" not in twin  # the twin keeps the fast weights
+    assert cli.main(["plot", str(run)]) == 2  # its figures would take windows one by one
+    assert "fast weights read whole strings" in capsys.readouterr().err
+    assert cli.main(["report", str(run), str(tmp_path / "bp"), "--out", str(tmp_path / "page.html")]) == 0
+    assert "<img" in (tmp_path / "page.html").read_text()  # the comparison figure, and no run's figures
 
 
 @pytest.mark.parametrize("change, message", [
