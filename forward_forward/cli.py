@@ -175,10 +175,10 @@ def _draw(run_dir: Path, cfg, model, data, out: Path | None = None, samples: int
     """Every figure `ff plot` draws of a run (`figures_of`: its model kind's, and a generator's)."""
     import torch
 
-    from .figures import GENERATOR_FIGURES, figures_of, plot_generator, plot_run
+    from .figures import GENERATOR_FIGURES, figures_for, plot_generator, plot_run
     from .training.device import scoring_autocast
 
-    names = figures_of(cfg.to_dict())
+    names = figures_for(cfg)
     if not names:
         why = "fast weights read whole strings" if cfg.model.fast_weights else f"model.kind = {cfg.model.kind}"
         raise FFError(f"ff plot draws no figures of {run_dir} ({why}): compare it with other runs in `ff report`.")
@@ -199,7 +199,7 @@ def cmd_plot(args) -> None:
 
 def cmd_report(args) -> None:
     from .figures import figures_of
-    from .report import load_summary, needs_figures, write_report
+    from .report import load_summary, write_report
     from .training import load_trained
 
     out = args.out or (args.run_dirs[0] / "report.html" if len(args.run_dirs) == 1 else Path("report.html"))
@@ -208,7 +208,7 @@ def cmd_report(args) -> None:
     for run_dir in args.run_dirs:  # plot what has not been plotted yet
         summary = load_summary(run_dir)
         drawn = all((run_dir / "figures" / f"{name}.png").exists() for name in figures_of(summary.get("config", {})))
-        if needs_figures(summary) and not drawn:
+        if not drawn:
             print(f"plotting {run_dir} first", flush=True)
             try:
                 cfg, model, data, _ = load_trained(run_dir, device="cpu")

@@ -790,7 +790,9 @@ def unread(data: dict, keep: typing.Collection[str] = ()) -> tuple[dict, list[st
 
     if not isinstance(data, dict) or not all(isinstance(data.get(name, {}), dict) for name in SECTIONS):
         return data, []  # merge says what is wrong with it
-    import_plugins_of(data)  # a plugin's optimiser, loss or layer type says what it reads
+    plugins = data.get("run", {}).get("plugins", [])
+    if isinstance(plugins, list) and all(isinstance(name, str) for name in plugins):
+        _import_plugins(plugins)  # a plugin's optimiser, loss or layer type says what it reads
     optim, objective = data.get("optim", {}), data.get("objective", {})
     read = {f"optim.{f}" for f in getattr(OPTIMIZERS.get(optim.get("name", OptimConfig.name)), "reads", ())}
     read |= {f"objective.{f}" for _, f in getattr(LOSSES.get(objective.get("loss", ObjectiveConfig.loss)),
@@ -806,15 +808,6 @@ def unread(data: dict, keep: typing.Collection[str] = ()) -> tuple[dict, list[st
         pass
     sections = {name: dict(values) if name in SECTIONS else values for name, values in data.items()}
     return sections, _reset(sections, paths - set(keep))
-
-
-def import_plugins_of(data: dict) -> None:
-    """Import the modules a config as a dict names in run.plugins (a run's config.json), so that the kinds,
-    strategies and layers they register are known to whatever reads it; a malformed list is left to merge."""
-    run = data.get("run", {})
-    plugins = run.get("plugins", []) if isinstance(run, dict) else []
-    if isinstance(plugins, list) and all(isinstance(name, str) for name in plugins):
-        _import_plugins(plugins)
 
 
 def as_trained(data: dict) -> dict:

@@ -13,9 +13,9 @@ import torch
 
 from . import labels as label_ops
 from . import runs
-from .config import TEXT_DATASETS, as_trained, from_dict
+from .config import TEXT_DATASETS, Config, as_trained, from_dict
 from .errors import FFError
-from .models import BackpropNetwork, FFNetwork, kind_of
+from .models import BackpropNetwork, FFNetwork, model_class
 from .negatives import NEGATIVES
 
 FIGURES = FFNetwork.figures  # supervised FF's: the label in its input
@@ -27,17 +27,22 @@ UNKNOWN_KIND_FIGURES = ("curves", "confusion")
 
 
 def figures_of(config: dict) -> tuple[str, ...]:
-    """The figures `ff plot` draws for a run of this config (as config.json holds it): its model kind's
-    (`figures`), but the plain ones for FF without the label in its input, and a generator's beside them.
-    None for a kind this version does not know, a config it cannot build, or fast weights (which read
-    whole strings, where the figures take images one by one)."""
-    kind = kind_of(config)  # first: it imports the run's plugins
+    """`figures_for` a config as a run's config.json or summary holds it (its plugins imported as it is
+    built); none for one this version cannot build (a kind it does not know)."""
     try:
         cfg = from_dict(as_trained({k: v for k, v in config.items() if k != "preset"}))  # config.json names it
     except FFError:
         return ()
-    if kind is None or cfg.model.fast_weights:
+    return figures_for(cfg)
+
+
+def figures_for(cfg: Config) -> tuple[str, ...]:
+    """The figures `ff plot` draws for a run of `cfg`: its model kind's (`figures`), but the plain ones for FF
+    without the label in its input, and a generator's beside them; none with fast weights (they read whole
+    strings, where the figures take images one by one)."""
+    if cfg.model.fast_weights:
         return ()
+    kind = model_class(cfg)
     own = tuple(getattr(kind, "figures", UNKNOWN_KIND_FIGURES))
     if not kind.trains_on_negatives:
         return own
@@ -131,7 +136,7 @@ def analyse(model, data, predict: str, samples: int, seed: int = 0, names: tuple
         out["goodness"] = _goodness_facts(model, images, labels, wrong)
 
     # Test set: per-label goodness of every layer in batched passes, and the configured prediction.
-    by_label = bool({"layer_error", "iterations"} & set(names))
+    by_label = bool({"layer_error", "iterations", "evidence"} & set(names))
     per_layer, predicted = [], []
     for start in range(0, len(data.test), 500):
         x = data.test.images[start : start + 500]
@@ -175,9 +180,8 @@ def analyse(model, data, predict: str, samples: int, seed: int = 0, names: tuple
             if not len(found):
                 continue
             index = int(found[0])
-            scores = model.label_goodness(data.test.images[index : index + 1])[0].exp()  # (C, layers)
-            out["evidence"]["images"].append({"index": index, "label": int(truth[index]),
-                                              "predicted": int(pred[index]), "layers": scores.T.tolist()})
+            out["evidence"]["images"].append({"index": index, "label": int(truth[index]), "predicted": int(pred[index]),
+                                              "layers": goodness[index].exp().T.tolist()})  # (layers, C)
     return out
 
 

@@ -67,11 +67,6 @@ def config_differences(summaries: list[dict]) -> dict[str, list]:
             if f not in quiet and len({json.dumps(flat.get(f), sort_keys=True) for flat in flats}) > 1}
 
 
-def needs_figures(summary: dict) -> bool:
-    """Whether `ff plot` draws figures of this run: of every model kind it knows (`figures_of`)."""
-    return bool(figures_of(summary.get("config", {})))
-
-
 def write_report(run_dirs: list[Path], out: Path, unplotted: typing.Collection[Path] = ()) -> Path:
     """Write the HTML page to `out`. Each run's figures must exist (`ff plot`; `ff report` makes missing ones),
     but those of the runs in `unplotted`, which are shown by their summaries alone."""

@@ -9,7 +9,6 @@ import pytest
 
 from forward_forward.cli import main
 from forward_forward.figures import FIGURES, GENERATOR_FIGURES, PLAIN_FIGURES, figures_of
-from forward_forward.report import needs_figures
 from forward_forward.train import train
 from tests.conftest import small_config
 
@@ -72,7 +71,6 @@ def test_each_kind_of_run_has_its_figures(config, names, monkeypatch):
     monkeypatch.setitem(MODELS, "a kind of its own", type("Own", (LayerLosses,), {
         "check": staticmethod(lambda cfg: None), "label_in_input": staticmethod(lambda cfg: False)}))
     assert figures_of({**config, "preset": "a run's config.json names it"}) == names
-    assert needs_figures({"config": config}) is bool(names)
 
 
 def test_plot_and_report_draw_a_competitive_conv_net_and_a_backprop_twin(fake_mnist, tmp_path):

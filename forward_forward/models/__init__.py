@@ -4,14 +4,13 @@ A model kind is an `nn.Module` class with the interface the loop and the tools u
 `forward(images, labels, active=None, phase="both") -> (losses, stats)`, `loss_names`,
 `param_groups(optim)`, `predictions(images, ways)`, `predict`, `ways`, `validation_method`,
 `features(images, layers)`, `prediction_layers`, `layers`, `matmul_flops_per_image`, and a static
-`check(cfg)` with its own config checks. `_registered` is the one place a kind is looked up (for a
-Config by `model_class`, for a run's config.json by `kind_of`): with `model.iterations > 0` the kind
-trains the recurrent top-down net (`RECURRENT`).
+`check(cfg)` with its own config checks. `model_class` is the one place a kind is looked up: with
+`model.iterations > 0` the kind trains the recurrent top-down net (`RECURRENT`).
 """
 
 from __future__ import annotations
 
-from ..config import Config, ModelConfig, import_plugins_of
+from ..config import Config
 from ..errors import FFError
 from .backprop import BackpropNetwork
 from .base import ModelKind, Network
@@ -32,27 +31,15 @@ RECURRENT: dict[str, ModelKind] = {
 }
 
 
-def _registered(kind: str, iterations: int) -> ModelKind | None:
-    return (RECURRENT if iterations else MODELS).get(kind)
-
-
 def model_class(cfg: Config) -> ModelKind:
     """The class that builds `cfg`'s network: its kind's, or for model.iterations > 0 its recurrent one."""
-    found = _registered(cfg.model.kind, cfg.model.iterations)
+    found = (RECURRENT if cfg.model.iterations else MODELS).get(cfg.model.kind)
     if found is None and not cfg.model.iterations:
         raise FFError(f"model.kind must be one of {', '.join(MODELS)}; got {cfg.model.kind!r}.")
     if found is None:
         raise FFError(f"model.iterations = {cfg.model.iterations} makes the recurrent top-down net, which "
                       f"model.kind = {' or '.join(RECURRENT)} trains, not {cfg.model.kind}: set model.iterations = 0.")
     return found
-
-
-def kind_of(config: dict) -> ModelKind | None:
-    """The class a config as a dict names (a run's config.json; None for a kind not registered here):
-    what the tools read off a run without building its config. The run's plugins are imported first."""
-    import_plugins_of(config)
-    model = config.get("model", {})
-    return _registered(model.get("kind", ModelConfig.kind), model.get("iterations", ModelConfig.iterations))
 
 
 def build_model(cfg: Config, data_shape: tuple[int, ...], num_classes: int) -> Network:
@@ -62,4 +49,4 @@ def build_model(cfg: Config, data_shape: tuple[int, ...], num_classes: int) -> N
 
 
 __all__ = ["MODELS", "RECURRENT", "BackpropNetwork", "CompetitiveNetwork", "FFNetwork", "ModelKind", "Network",
-           "RecurrentBackpropNetwork", "RecurrentFFNetwork", "build_model", "kind_of", "model_class"]
+           "RecurrentBackpropNetwork", "RecurrentFFNetwork", "build_model", "model_class"]
