@@ -39,6 +39,11 @@ class DataConfig:
     # "random crop with padding N" of CIFAR training
     jitter: int = 0
     flip: bool = False  # mirror a random half of every training batch left to right (CIFAR, Fashion-MNIST)
+    # turn each training image by its own random angle in [-rotate, rotate] degrees and zoom it by its own
+    # factor in [1 - scale, 1 + scale] about its centre (bilinear, filling with zeros), fresh every batch:
+    # the small distortions of handwriting that shifts alone do not make
+    rotate: float = 0.0
+    scale: float = 0.0
     train_limit: int = 0  # use only the first N training images (0: all); for tiny runs
     # text datasets (aesop, text): characters of context a sample holds, the length of a string (its
     # first `window` characters are given, the rest predicted), and the number of training strings
@@ -324,6 +329,8 @@ RANGES = [
     (("run.seed",), lambda v: v < 2**63, "below 2**63"),
     (("run.threads",), lambda v: v <= 4096, "at most 4096"),
     (("data.jitter",), lambda v: v <= 256, "at most 256 pixels"),
+    (("data.rotate",), lambda v: 0 <= v <= 180, "in [0, 180] degrees"),
+    (("data.scale",), lambda v: 0 <= v < 1, "in [0, 1)"),
     (("data.window", "data.string_length", "objective.generated_length"), lambda v: v <= 100_000,
      "at most 100,000 characters"),
     (("data.strings",), lambda v: v <= 10**7, "at most 10,000,000"),

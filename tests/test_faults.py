@@ -102,6 +102,8 @@ def test_unreadable_run_files_are_one_line_and_a_torn_metrics_line_is_skipped(fa
     ("run.seed=99999999999999999999", "run.seed must be below 2\\*\\*63"),
     ("run.threads=1000000000000", "run.threads must be at most 4096"),
     ("data.jitter=5000", "data.jitter must be at most 256"),
+    ("data.rotate=270", "data.rotate must be in \\[0, 180\\] degrees"),
+    ("data.scale=1", "data.scale must be in \\[0, 1\\)"),
     ("objective.hybrid_blur_passes=100000000", "at most 1000"),
     ("model.norm_eps=inf", "model.norm_eps must be a finite number"),
     ("run.device='meta'", "not one this tool trains on"),

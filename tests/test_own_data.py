@@ -87,6 +87,8 @@ def test_the_label_is_never_written_over_features():
     assert coded.shape == (10, 44) and torch.equal(coded[:, :40], data.train.images)
     with pytest.raises(FFError, match="data.jitter shifts images"):
         train(small(data={"jitter": 1}), "unused", data=data)
+    with pytest.raises(FFError, match="data.rotate turns images, .* set it to 0"):
+        train(small(data={"rotate": 5.0}), "unused", data=data)
 
 
 def test_a_run_on_arrays_learns_records_its_choices_and_reloads(tmp_path, capsys):

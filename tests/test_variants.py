@@ -145,6 +145,42 @@ def test_jitter_matches_shifting_each_image_by_hand():
         assert torch.equal(out[b], padded[b, :, 3 - dy : 3 - dy + 9, 3 - dx : 3 - dx + 7])
 
 
+def test_turn_and_zoom_turns_counter_clockwise_zooms_about_the_centre_and_keeps_the_identity():
+    from forward_forward.augment import turn_and_zoom
+
+    three, one = torch.ones(3, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    images = torch.rand(3, 2, 9, 9)
+    assert torch.allclose(turn_and_zoom(images, 0 * three, three), images, atol=1e-6)
+    # a quarter turn of a square image lands every pixel centre on another: exactly torch.rot90
+    assert torch.allclose(turn_and_zoom(images, torch.pi / 2 * three, three), torch.rot90(images, 1, (2, 3)),
+                          atol=1e-6)
+    wide = torch.zeros(1, 1, 6, 8)
+    wide[0, 0, 2, 5] = 1.0  # 1.5 pixels right of the centre (2.5, 3.5) and half a pixel up
+    turned = turn_and_zoom(wide, torch.pi / 2 * one, one)  # a quarter turn in pixels, not in the [-1, 1] grid
+    assert turned[0, 0].nonzero().tolist() == [[1, 3]] and torch.isclose(turned.sum(), torch.tensor(1.0))
+    disc = (torch.arange(-10, 11)[:, None] ** 2 + torch.arange(-10, 11)[None, :] ** 2 <= 16).float()[None, None]
+    area = float(turn_and_zoom(disc, 0 * one, 1.5 * one).sum())
+    assert 1.5**2 * 0.9 < area / float(disc.sum()) < 1.5**2 * 1.1  # twice the area, about the same centre
+    assert turn_and_zoom(disc, 0 * one, 1.5 * one)[0, 0, 10, 10] == 1.0
+
+
+def test_affine_draws_each_image_its_own_turn_and_zoom_within_the_limits():
+    from forward_forward.augment import affine
+
+    bar = torch.zeros(200, 1, 21, 21)
+    bar[:, 0, 10, 2:19] = 1.0  # a level bar through the centre
+    out = affine(bar, 20.0, 0.25, torch.Generator().manual_seed(0))
+    ys, xs = torch.meshgrid(torch.arange(21.0) - 10, torch.arange(21.0) - 10, indexing="ij")
+    w = out[:, 0]
+    # the bar's direction from its second moments: its angle to the level, and its length from its spread
+    sxx, syy, sxy = ((w * xs**2).sum((1, 2)), (w * ys**2).sum((1, 2)), (w * xs * ys).sum((1, 2)))
+    angles = torch.rad2deg(0.5 * torch.atan2(2 * sxy, sxx - syy)).abs()
+    assert angles.max() < 21 and angles.min() < 3 and (angles > 10).sum() > 50  # each its own, none past 20
+    spread = ((sxx + syy) / w.sum((1, 2))).sqrt() / ((xs[10] ** 2 * bar[0, 0, 10]).sum() / 17).sqrt()
+    assert 0.7 < spread.min() < 0.85 and 1.15 < spread.max() < 1.3
+    assert torch.equal(affine(bar, 20.0, 0.25, torch.Generator().manual_seed(0)), out)  # the generator decides
+
+
 def test_sleep_phases_train_on_one_kind_of_data():
     model = model_with(model={"peer_lambda": 0.0})
     images, labels = torch.rand(8, 100), torch.randint(0, 10, (8,))

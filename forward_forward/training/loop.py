@@ -102,12 +102,9 @@ class Loop:
         self.optimizer.zero_grad(set_to_none=True)  # before the forward pass, which may backpropagate already
         with own_random_stream(self.device, seed) if seed is not None else contextlib.nullcontext():
             generator = self.generator if seed is None else torch.Generator().manual_seed(seed)
-            if self.cfg.data.jitter:
-                images = augment.jitter(images, self.cfg.data.jitter, generator)
-            if self.cfg.data.flip:
-                images = augment.flip(images, generator)
+            images = augment.batch(images, self.cfg.data, generator)
             # data-parallel: this rank's slice, taken after the whole batch was augmented, so every
-            # image gets its own shift and flip whatever its rank
+            # image gets its own draws whatever its rank
             images, labels = self.sharded.shard(images), self.sharded.shard(labels)
             if self.stage is not None:
                 with autocast(self.cfg, self.device):

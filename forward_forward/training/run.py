@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .. import checkpoint, runs
+from .. import augment, checkpoint, runs
 from .. import data as data_mod
 from ..coding import resolve
 from ..config import PATH_DATASETS, Config, merge
@@ -37,13 +37,14 @@ def fit_to_data(cfg: Config, data: Datasets, given: bool = False) -> Config:
         changes["data"] = {"val_size": len(data.val), "train_limit": 0}
     elif cfg.data.dataset in PATH_DATASETS and cfg.data.path:
         changes["data"] = {"path": str(Path(cfg.data.path).expanduser().resolve())}
-    if cfg.data.jitter and data.kind != "image":
-        raise FFError(f"data.jitter shifts images, and this data is {data.kind} of shape {data.shape}: set it to 0.")
+    for field, does in augment.IMAGE_ONLY.items():
+        value = getattr(cfg.data, field)
+        if value and data.kind != "image":
+            off = "false" if isinstance(value, bool) else "0"
+            raise FFError(f"data.{field} {does}, and this data is {data.kind} of shape {data.shape}: set it to {off}.")
     if NEGATIVES[cfg.objective.negatives].makes_data and data.kind == "features":
         raise FFError(f"objective.negatives = {cfg.objective.negatives} makes images or writes text, and this data "
                       f"is features of shape {data.shape}: choose another strategy.")
-    if cfg.data.flip and data.kind != "image":
-        raise FFError(f"data.flip mirrors images, and this data is {data.kind} of shape {data.shape}: set it to false.")
     if cfg.model.fast_weights and not cfg.model.fast_positions:  # the memory spans a string's windows
         changes["model"] = {"fast_positions": cfg.data.string_length - cfg.data.window}
     first_layer = cfg.model.layer if isinstance(cfg.model.layer, str) else cfg.model.layer[0]
