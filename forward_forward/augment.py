@@ -11,12 +11,14 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .config import DataConfig
+
 # data.<field>: what it does to an image, for the error when the data has no images
 IMAGE_ONLY = {"rotate": "turns images", "scale": "zooms images", "jitter": "shifts images", "flip": "mirrors images"}
 
 
-def batch(images: torch.Tensor, data, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, C, H, W) training images augmented as `data` (a DataConfig) says, each image by its own draws."""
+def batch(images: torch.Tensor, data: DataConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, C, H, W) training images augmented as `data` says, each image by its own draws."""
     if data.rotate or data.scale:
         images = affine(images, data.rotate, data.scale, generator)
     if data.jitter:
