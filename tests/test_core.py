@@ -106,15 +106,16 @@ def test_greedy_jitters_the_images(fake_mnist, tmp_path, monkeypatch):
     assert calls == [(500, 1, 28, 28)]
 
 
-def test_the_loop_turns_and_zooms_the_images_it_is_told_to(fake_mnist, tmp_path, monkeypatch):
+@pytest.mark.parametrize("rotate, scale", [(12.5, 0.1), (0.0, 0.1), (12.5, 0.0)])
+def test_the_loop_turns_and_zooms_the_images_it_is_told_to(fake_mnist, tmp_path, monkeypatch, rotate, scale):
     from forward_forward import augment
 
-    loop = greedy_loop(fake_mnist, tmp_path, data={"rotate": 12.5, "scale": 0.1})
+    loop = greedy_loop(fake_mnist, tmp_path, data={"rotate": rotate, "scale": scale})
     calls = []
     original = augment.affine
     monkeypatch.setattr(augment, "affine", lambda images, *a: calls.append(a[:2]) or original(images, *a))
     greedy_step(loop, "layer1")
-    assert calls == [(12.5, 0.1)]
+    assert calls == [(rotate, scale)]  # either alone is honoured
 
 
 @pytest.mark.parametrize("draws", ["step", "chunk"])
