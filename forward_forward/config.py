@@ -547,7 +547,7 @@ def _validate(cfg: Config) -> Config:
     from .blackbox import BLACKBOXES
     from .coding import LABEL_CODINGS
     from .data import DATASETS
-    from .layers import ACTIVATIONS, LAYERS, NORMS
+    from .layers import ACTIVATIONS, BOUNDED, LAYERS, NORMS
     from .models import MODELS, model_class
     from .negatives import NEGATIVES
     from .objectives import GOODNESS, LOSSES, SCOPES
@@ -584,7 +584,7 @@ def _validate(cfg: Config) -> Config:
     if kind.trains_on_negatives:  # any such kind, a plugin's too, gets its strategy's own checks
         NEGATIVES[cfg.objective.negatives].check(cfg)
     kind.check(cfg)
-    _warn_if_unreachable(cfg)
+    _warn_if_unreachable(cfg, GOODNESS, LOSSES, BOUNDED)
     if cfg.optim.layer_lr and (len(cfg.optim.layer_lr) != len(cfg.model.hidden)
                                or not all(0 < f < math.inf for f in cfg.optim.layer_lr)):
         raise FFError(f"optim.layer_lr must give one positive factor per hidden layer ({len(cfg.model.hidden)}); "
@@ -634,11 +634,11 @@ def _validate(cfg: Config) -> Config:
     return cfg
 
 
-def _warn_if_unreachable(cfg: Config) -> None:
-    """A bounded activation cannot reach the default threshold of a thresholded loss: it trains to chance."""
+def _warn_if_unreachable(cfg: Config, goodness, loss, bounded) -> None:
+    """A bounded activation cannot reach a threshold of 1 a unit: a thresholded loss trains to chance."""
     o = cfg.objective
-    if (cfg.model.activation in ("tanh", "sigmoid") and o.threshold is None and o.loss in ("logistic", "hinge")
-            and o.goodness in ("sum_squares", "mean_squares", "sum_abs", "mean_abs")):
+    if (cfg.model.activation in bounded and o.threshold is None and loss[o.loss].thresholded
+            and goodness[o.goodness].unit_activity):
         warnings.warn(f"model.activation = {cfg.model.activation} keeps every unit below 1, so goodness "
                       f"{o.goodness} never reaches its default threshold and objective.loss = {o.loss} trains to "
                       "chance: set objective.threshold lower (e.g. a quarter of the units) or use loss symba.",

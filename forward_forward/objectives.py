@@ -20,15 +20,18 @@ from .errors import FFError
 class Goodness:
     fn: Callable[[torch.Tensor], torch.Tensor]  # (..., D) -> (...,)
     default_threshold: Callable[[int], float]  # number of units -> theta
+    # the default threshold asks for an activity of 1 a unit on average: out of reach of an activation
+    # that keeps every unit below 1 (config warns)
+    unit_activity: bool = False
 
 
 GOODNESS: dict[str, Goodness] = {
     # MATLAB recipe: theta = number of units, i.e. a mean square of 1 per unit.
-    "sum_squares": Goodness(lambda y: y.pow(2).sum(dim=-1), lambda units: float(units)),
-    "mean_squares": Goodness(lambda y: y.pow(2).mean(dim=-1), lambda units: 1.0),
+    "sum_squares": Goodness(lambda y: y.pow(2).sum(dim=-1), lambda units: float(units), unit_activity=True),
+    "mean_squares": Goodness(lambda y: y.pow(2).mean(dim=-1), lambda units: 1.0, unit_activity=True),
     # The sum of activities without squaring, which the paper says "also works well".
-    "sum_abs": Goodness(lambda y: y.abs().sum(dim=-1), lambda units: float(units)),
-    "mean_abs": Goodness(lambda y: y.abs().mean(dim=-1), lambda units: 1.0),
+    "sum_abs": Goodness(lambda y: y.abs().sum(dim=-1), lambda units: float(units), unit_activity=True),
+    "mean_abs": Goodness(lambda y: y.abs().mean(dim=-1), lambda units: 1.0, unit_activity=True),
     # Negated forms: positive data must have LOW activity ("min ssq" in the paper's CIFAR table).
     "neg_sum_squares": Goodness(lambda y: -y.pow(2).sum(dim=-1), lambda units: -float(units)),
     "neg_mean_squares": Goodness(lambda y: -y.pow(2).mean(dim=-1), lambda units: -1.0),
@@ -152,6 +155,7 @@ class Loss:
     fn: Callable[..., torch.Tensor]  # (g_pos (B,), g_neg (kB,), theta, temperature, **options) -> scalar
     pairs: bool = False  # scores each positive against its own negatives: every step needs both sides
     options: tuple[tuple[str, str], ...] = ()  # (fn's keyword, the objective field that sets it)
+    thresholded: bool = True  # scores goodness against objective.threshold (symba compares the two sides instead)
 
     def keywords(self, objective) -> dict[str, float]:
         """`fn`'s own options, read from the objective config."""
@@ -160,6 +164,6 @@ class Loss:
 
 LOSSES: dict[str, Loss] = {
     "logistic": Loss(logistic_loss),
-    "symba": Loss(symba_loss, pairs=True, options=(("alpha", "symba_alpha"),)),
+    "symba": Loss(symba_loss, pairs=True, options=(("alpha", "symba_alpha"),), thresholded=False),
     "hinge": Loss(hinge_loss),
 }

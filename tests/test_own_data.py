@@ -189,3 +189,4 @@ def test_a_bounded_activation_with_an_unreachable_threshold_is_warned_about():
         warnings.simplefilter("error")
         small_config(model={"activation": "sigmoid"}, objective={"loss": "symba"})
         small_config(model={"activation": "sigmoid"}, objective={"threshold": 16.0})
+        small_config(model={"activation": "tanh"}, objective={"goodness": "neg_sum_squares"})

@@ -12,7 +12,7 @@ from typing import Callable
 
 from ..config import ModelConfig, per_layer
 from ..errors import FFError
-from .base import ACTIVATIONS, FFLayer, StraightThroughReLU
+from .base import ACTIVATIONS, BOUNDED, FFLayer, StraightThroughReLU
 from .conv import FFConv
 from .dense import FFLinear
 from .local import FFLocal, local_grid
@@ -124,5 +124,6 @@ def build_layers(model: ModelConfig, input_shape: tuple[int, ...], peer_lambda: 
     return layers
 
 
-__all__ = ["ACTIVATIONS", "FFConv", "FFLayer", "FFLinear", "FFLocal", "InputNorm", "LAYERS", "LayerType", "NORMS",
-           "PER_SAMPLE", "StraightThroughReLU", "build_layers", "local_grid", "normalize", "per_sample", "reads_batch"]
+__all__ = ["ACTIVATIONS", "BOUNDED", "FFConv", "FFLayer", "FFLinear", "FFLocal", "InputNorm", "LAYERS", "LayerType",
+           "NORMS", "PER_SAMPLE", "StraightThroughReLU", "build_layers", "local_grid", "normalize", "per_sample",
+           "reads_batch"]

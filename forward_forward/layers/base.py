@@ -32,6 +32,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "relu_st": StraightThroughReLU,
 }
+BOUNDED = frozenset({"tanh", "sigmoid"})  # activations that keep every unit below 1 in size
 
 
 class FFLayer(nn.Module):
