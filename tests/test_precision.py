@@ -17,7 +17,7 @@ from forward_forward.sweep import Sweep, run_sweep
 from forward_forward.train import train
 from forward_forward.training import calibrate, distributed
 from forward_forward.training import device as device_mod
-from tests.conftest import small_config
+from tests.conftest import ctrl_c_at_step, small_config
 from tests.test_distributed import _free_port
 
 
@@ -48,6 +48,20 @@ def test_auto_takes_bf16_only_where_its_step_is_faster_and_records_why(fake_mnis
     assert f"precision {chosen} ({why}" in capsys.readouterr().out
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["run"]["precision"] == chosen  # a resume on another machine does what this run did
+
+
+def test_a_resumed_run_says_its_precision_came_from_its_start(fake_mnist, tmp_path, monkeypatch):
+    """config.json holds what `auto` chose: the resumed run keeps it (a new timing might choose the other halfway
+    through), times nothing, and does not call it configured."""
+    _bf16(monkeypatch, True)
+    monkeypatch.setattr(calibrate, "step_ms", lambda *a: {"fp32": 6.0, "bf16": 10.0})
+    cfg = small_config(fake_mnist, run={"precision": "auto"}, optim={"epochs": 1, "batch_size": 10})
+    with ctrl_c_at_step(5), pytest.raises(FFError, match="interrupted at epoch 1, step 5"):
+        train(cfg, tmp_path / "run", "t")
+    monkeypatch.setattr(calibrate, "step_ms", lambda *a: pytest.fail("a resumed run timed a step again"))
+    summary = train(cfg, tmp_path / "run", "t", resume=True)  # as the API is called: the config says auto
+    assert summary["precision"] == "fp32"
+    assert summary["precision_reason"] == "resumed in the precision its start chose (config.json)"
 
 
 def test_a_configured_precision_is_kept_and_times_nothing(monkeypatch):

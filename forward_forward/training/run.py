@@ -118,7 +118,13 @@ def _train(cfg: Config, run_dir: Path, preset: str, resume: bool, data: Datasets
         torch.manual_seed(cfg.run.seed + 7919 * ranks.rank)  # keeps the stream one process has
     schedule_for(cfg, model.loss_names, len(data.train))
     scored_ways(cfg, model)
+    # a resumed run keeps what `auto` chose at its start (config.json), not a new timing that might differ
+    started = runs.load_config(run_dir)[0].run.precision if resume and runs.holds_run(run_dir) else None
+    if started and cfg.run.precision == "auto":
+        cfg = merge(cfg, {"run": {"precision": started}})
     precision, why = choose_precision(cfg, lambda: _build(cfg, data, device), data.train, device, ranks)
+    if precision == started:
+        why = "resumed in the precision its start chose (config.json)"
     if precision != cfg.run.precision:  # config.json records what the run does, so a resume does the same
         cfg = merge(cfg, {"run": {"precision": precision}})
         if ranks.main:
