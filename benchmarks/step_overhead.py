@@ -7,12 +7,15 @@ For one preset's training step (a synthetic batch through the model's own step, 
   affects both alike; each reports its median time per step and its page faults per step;
 - a matmul-only skeleton of the same step: the same products with the same shapes (the neutral pass,
   the positive and negative pass, the weight gradients, the readout) and nothing between them, which
-  is the ceiling of this step at this batch size.
+  is the ceiling of this step at this batch size;
+- with --profile N, a torch.profiler record of N more steps: the operator calls a step and each
+  operator's share of the time (the matmuls' together, and the five largest of the rest).
 Rates are against the best 4096^3 matmul in the run's precision, measured in the same process. Dense
 (MLP) presets only. The last line printed is one JSON object.
 
     python benchmarks/step_overhead.py --preset quick
     python benchmarks/step_overhead.py --preset hinton-mnist --set run.precision=fp32
+    python benchmarks/step_overhead.py --preset quick --set run.precision=fp32 --profile 20
 """
 
 from __future__ import annotations
@@ -111,12 +114,34 @@ def skeleton_ms(cfg, model, dtype: torch.dtype, repeats: int = 30) -> float:
     return min(times)
 
 
+MATMULS = ("aten::addmm", "aten::mm")
+
+
+def profile_step(step, steps: int) -> dict:
+    """Operator calls a step and each operator's share of the self time over `steps` profiled steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(5):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    ops = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    share = {e.key: e.self_cpu_time_total / total for e in ops}
+    rest = sorted((k for k in share if k not in MATMULS), key=share.get, reverse=True)
+    return {"op_calls_per_step": round(sum(e.count for e in ops) / steps),
+            "matmul_share": round(sum(share.get(k, 0.0) for k in MATMULS), 3),
+            "largest_other_shares": {k: round(share[k], 3) for k in rest[:5]}}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="quick")
     p.add_argument("--set", action="append", default=[], help="section.key=value override")
     p.add_argument("--rounds", type=int, default=3, help="fresh processes of each kind, alternately")
     p.add_argument("--steps", type=int, default=8, help="steps in each of a process's 4 timed blocks")
+    p.add_argument("--profile", type=int, default=0, metavar="N", help="also profile N steps (torch.profiler)")
     p.add_argument("--worker", choices=("keep", "default"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -137,6 +162,11 @@ def main() -> None:
     peak = max(peak, peak_matmul_gflops(torch.device("cpu"), dtype))
     flops = model.matmul_flops_per_image() * step_images(cfg)
     kept = statistics.median(r["ms"] for r in runs["keep"])
+    profiled = {}
+    if args.profile:
+        step = training_step(cfg, model, IMAGE_SHAPES[cfg.data.dataset], NUM_CLASSES[cfg.data.dataset],
+                             torch.device("cpu"))
+        profiled = {"profile": profile_step(step, args.profile)}
     print(json.dumps({
         "preset": args.preset,
         "precision": cfg.run.precision,
@@ -149,6 +179,7 @@ def main() -> None:
         "peak_gflops": round(peak, 1),
         "step_peak_fraction": round(flops / (kept / 1000) / 1e9 / peak, 3),
         "skeleton_peak_fraction": round(flops / (skeleton / 1000) / 1e9 / peak, 3),
+        **profiled,
     }))
 
 
