@@ -32,7 +32,9 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "relu_st": StraightThroughReLU,
 }
-BOUNDED = frozenset({"tanh", "sigmoid"})  # activations that keep every unit below 1 in size
+# activations that keep every unit below 1 in size (config warns of thresholds they cannot reach); a plugin
+# that registers such an activation adds its name
+BOUNDED: set[str] = {"tanh", "sigmoid"}
 
 
 class FFLayer(nn.Module):
